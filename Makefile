@@ -1,0 +1,52 @@
+# evtlm — the two set-up commands are `make setup` and `make test`.
+#
+# TORCH: the torch requirement installed *before* the package. The default pin resolves to the
+# CPU wheel on our machines; a GPU user passes their own, e.g.
+#   make setup TORCH="torch==2.13.0 --index-url <your CUDA wheel index>"
+# or pre-installs torch into .venv (an importable torch in .venv is kept as it is).
+PYTHON ?= python3
+VENV   ?= .venv
+TORCH  ?= torch==2.13.0
+BIN    := $(VENV)/bin
+RECIPE ?= purchase
+ARGS   ?=
+NUM_GPUS ?= 1
+ACCELERATE_CONFIG ?=
+
+.PHONY: setup test test-all finetune bench lint clean help
+
+help:
+	@echo "make setup                      create $(VENV) and install evtlm[dev] (CPU torch unless TORCH=... is given)"
+	@echo "make test                       run the default test suite (offline, CPU)"
+	@echo "make test-all                   also run tests marked slow"
+	@echo "make finetune RECIPE=purchase [ARGS='train.epochs=1'] [NUM_GPUS=N]"
+	@echo "make bench                      run the benchmarks into bench/results/"
+
+setup:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
+		echo "keeping the torch already in $(VENV): $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
+	else \
+		$(BIN)/python -m pip install --quiet $(TORCH); \
+	fi
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@$(BIN)/python -c "import torch, transformers, peft, accelerate; print('torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__, '| accelerate', accelerate.__version__)"
+
+test:
+	$(BIN)/python -m pytest
+
+test-all:
+	$(BIN)/python -m pytest -m ""
+
+# A recipe name resolves to recipes/<name>.yaml; a path is used as it is.
+RECIPE_PATH = $(if $(wildcard $(RECIPE)),$(RECIPE),recipes/$(RECIPE).yaml)
+finetune:
+	$(BIN)/accelerate launch --num_processes $(NUM_GPUS) $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),) \
+		-m evtlm.cli.main finetune $(RECIPE_PATH) $(ARGS) $(if $(RESUME),--resume,)
+
+bench:
+	$(BIN)/python -m bench.run_all
+
+clean:
+	rm -rf .pytest_cache build dist src/*.egg-info

@@ -1,0 +1,5 @@
+import sys
+
+from evtlm.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Entry point of the `evtlm` console script.
+
+Errors a user can cause (:class:`evtlm.errors.EvtlmError`) print one line,
+``error: <what>, <where>, <what to do>``, and exit with code 2; anything else is a bug and keeps
+its traceback. Ctrl-C exits 130 without a traceback (a finetune run saves its checkpoint first).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+from collections.abc import Sequence
+
+from evtlm import __version__
+from evtlm.errors import EvtlmError
+
+EXIT_USER_ERROR = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evtlm",
+        description="E-commerce event logs as text: verbalize, fine-tune, predict, evaluate.",
+    )
+    parser.add_argument("--version", action="version", version=f"evtlm {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    subparsers.required = True
+    import evtlm.cli as cli_pkg
+
+    for info in sorted(pkgutil.iter_modules(cli_pkg.__path__), key=lambda m: m.name):
+        if info.name == "main" or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"evtlm.cli.{info.name}")
+        register = getattr(module, "register", None)
+        if register is not None:
+            register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code = args.func(args)
+    except EvtlmError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":  # `python -m evtlm.cli.main` (used by `accelerate launch -m`)
+    sys.exit(main())

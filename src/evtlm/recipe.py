@@ -1,0 +1,231 @@
+"""The recipe: one typed, frozen schema that every pipeline stage reads its section from.
+
+A recipe YAML names the data, how it is verbalized, the task, the split, the model, LoRA, the
+training loop, decoding, evaluation and where the run goes. Defaults are defined here and only
+here; every model forbids unknown keys, so a typo is an error with its dotted path, never a
+silently ignored setting.
+
+>>> r = Recipe()                      # every default: the synthetic shop, purchase, GPT-2 + LoRA
+>>> r.task.name, r.model.base, r.lora.r
+('purchase', 'gpt2', 8)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+# The canonical action vocabulary. Readers map raw values (`pv`, `addtocart`, `transaction`) to
+# these; the order is the category order of the canonical `action` column.
+ACTIONS: tuple[str, ...] = ("view", "cart", "remove_from_cart", "favorite", "purchase", "return")
+Action = Literal["view", "cart", "remove_from_cart", "favorite", "purchase", "return"]
+
+
+class Section(BaseModel):
+    """Base of every recipe section: frozen, unknown keys rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+# ---------------------------------------------------------------------------------------- data
+class ColumnsConfig(Section):
+    """Which raw column holds each canonical field."""
+
+    user: str = "user_id"
+    item: str | None = "item_id"
+    action: str | None = "action"
+    timestamp: str = "timestamp"
+    session: str | None = None
+    # canonical name -> raw column, for optional numeric/text columns, e.g. {price: UnitPrice}
+    extra: dict[str, str] = Field(default_factory=dict)
+
+
+class TimestampConfig(Section):
+    """How raw timestamps are read. Naive times are taken to be in ``timezone``."""
+
+    unit: Literal["auto", "s", "ms", "us", "ns", "iso"] = "auto"
+    format: str | None = None  # strptime format for string timestamps; None = ISO-8601
+    timezone: str = "UTC"
+
+
+class CatalogConfig(Section):
+    """An item catalog joined on item id: item -> title, category, brand, price, …"""
+
+    path: str
+    item: str = "item_id"
+    fields: dict[str, str] = Field(default_factory=dict)  # canonical field -> raw column
+    format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
+    delimiter: str | None = None
+
+
+class SyntheticConfig(Section):
+    """The embedded synthetic shop, used when ``data.path`` is not set."""
+
+    users: int = Field(2000, ge=1)
+    items: int = Field(500, ge=10)
+    categories: int = Field(12, ge=2)
+    days: int = Field(60, ge=7)
+    start: str = "2024-01-01"
+    seed: int = 7
+
+
+class DataConfig(Section):
+    """Where events come from and how they are mapped to the canonical table."""
+
+    preset: str | None = None  # a known public format (see evtlm.presets); fields below override it
+    path: str | None = None  # None: the embedded synthetic shop (see `synthetic`)
+    options: dict[str, Any] = Field(default_factory=dict)  # preset-specific options
+    format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
+    delimiter: str | None = None
+    has_header: bool = True
+    column_names: list[str] | None = None  # names for a header-less file
+    columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
+    timestamp: TimestampConfig = Field(default_factory=TimestampConfig)
+    actions: dict[str, Action] = Field(default_factory=dict)  # raw value -> canonical action
+    constant_action: Action | None = None  # a log without an action column (clicks only)
+    drop_actions: list[str] = Field(default_factory=list)  # raw values dropped (and counted)
+    start: str | None = None  # keep events at or after (ISO); earlier ones are counted, dropped
+    end: str | None = None  # keep events before (ISO)
+    session_gap_minutes: float = Field(30.0, gt=0)
+    dedupe: bool = True
+    on_bad_rows: Literal["error", "skip"] = "error"
+    catalog: CatalogConfig | None = None
+    synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
+    max_users: int | None = Field(None, ge=1)  # keep a deterministic subset of users
+
+
+# ----------------------------------------------------------------------------------- verbalize
+class VerbalizeConfig(Section):
+    """How events become text. See `evtlm.verbalize` for worked examples of every mode."""
+
+    actor: str = "User {user_id}"
+    verbs: dict[Action, str] = Field(
+        default_factory=lambda: {
+            "view": "viewed {item}",
+            "cart": "added {item} to cart",
+            "remove_from_cart": "removed {item} from cart",
+            "favorite": "saved {item}",
+            "purchase": "bought {item}",
+            "return": "returned {item}",
+        }
+    )
+    item: Literal["id", "title", "template"] = "id"
+    item_prefix: str = "Product"  # `id` mode: "Product 1002"
+    item_template: str = "{title}"  # `template` mode, over catalog fields
+    time: Literal["none", "absolute", "relative"] = "relative"
+    absolute_format: str = "%Y-%m-%d %H:%M"
+    session_breaks: bool = True
+    repeat_shortcut: bool = True  # "added it to cart" when the item repeats
+
+
+# --------------------------------------------------------------------------------- task, split
+class TaskConfig(Section):
+    """What is predicted. Each task owns its prompt, label space and metrics (evtlm.tasks)."""
+
+    name: Literal["next_action", "next_item", "purchase", "pretrain"] = "purchase"
+    level: Literal["user", "session"] = "user"  # purchase only
+    horizon_days: float = Field(7.0, gt=0)  # purchase (user level): buys within H after cutoff
+    min_history: int = Field(1, ge=1)  # events a prompt needs at least
+    examples_per_user: int | None = Field(None, ge=1)  # next_*: cap on examples per user (latest)
+    max_tokens: int = Field(512, ge=16)  # context budget; oldest events are dropped first
+
+
+class SplitConfig(Section):
+    """Leakage-safe splits: global time windows (default) or leave-one-out."""
+
+    method: Literal["time", "leave_one_out"] = "time"
+    valid_days: float = Field(7.0, gt=0)
+    test_days: float = Field(7.0, gt=0)
+
+
+# ------------------------------------------------------------------------------ model and lora
+class ScratchConfig(Section):
+    """Size of the GPT-2 built from scratch when the base cannot be loaded."""
+
+    n_layer: int = Field(4, ge=1)
+    n_head: int = Field(4, ge=1)
+    n_embd: int = Field(128, ge=8)
+    n_positions: int = Field(512, ge=16)
+    vocab_size: int = Field(2048, ge=300)
+    pretrain_epochs: float = Field(1.0, ge=0)
+    pretrain_max_steps: int | None = Field(None, ge=1)
+    pretrain_lr: float = Field(1e-3, gt=0)
+
+
+class ModelConfig(Section):
+    base: str = "gpt2"  # HF hub id or local directory of a causal LM
+    tokenizer: str | None = None  # defaults to `base`
+    when_unavailable: Literal["error", "scratch"] = "error"
+    scratch: ScratchConfig = Field(default_factory=ScratchConfig)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    item_tokens: bool = False  # one token per catalog item: <item_1002>
+
+
+class LoraConfig(Section):
+    enabled: bool = True  # False: full fine-tuning
+    r: int = Field(8, ge=1)
+    alpha: int = Field(16, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: list[str] = Field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
+
+
+# ----------------------------------------------------------------------------------- training
+class TrainConfig(Section):
+    seed: int = 42
+    epochs: float = Field(1.0, gt=0)
+    max_steps: int | None = Field(None, ge=1)  # overrides epochs when set
+    batch_size: int = Field(16, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    lr: float = Field(2e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, le=1)
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    max_grad_norm: float | None = Field(1.0, gt=0)
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
+    batching: Literal["length_grouped", "packed", "plain"] = "length_grouped"
+    eval_every: int = Field(200, ge=1)  # optimizer steps
+    save_every: int = Field(200, ge=1)
+    early_stopping_patience: int | None = Field(3, ge=1)  # evaluations without improvement
+    log_every: int = Field(10, ge=1)
+    max_eval_examples: int | None = Field(2000, ge=1)  # cap on valid examples per evaluation
+
+
+# ------------------------------------------------------------------------- decode, eval, output
+class DecodeConfig(Section):
+    method: Literal["auto", "first_token", "sequence", "beam"] = "auto"
+    top_k: int = Field(10, ge=1)
+    num_beams: int = Field(20, ge=1)
+    batch_size: int = Field(32, ge=1)
+    exclude_history_items: bool = False
+
+
+class EvalConfig(Section):
+    split: Literal["valid", "test"] = "test"
+    k: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
+    baselines: list[str] | None = None  # None: every baseline that fits the task
+    max_examples: int | None = Field(None, ge=1)
+    ece_bins: int = Field(10, ge=2)
+
+
+class OutputConfig(Section):
+    dir: str = "runs"
+    name: str | None = None  # defaults to the recipe file's stem
+    overwrite: bool = False
+
+
+class Recipe(Section):
+    """A whole recipe. Every section has defaults; a YAML file overrides what it names."""
+
+    name: str | None = None
+    description: str | None = None
+    data: DataConfig = Field(default_factory=DataConfig)
+    verbalize: VerbalizeConfig = Field(default_factory=VerbalizeConfig)
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    decode: DecodeConfig = Field(default_factory=DecodeConfig)
+    eval: EvalConfig = Field(default_factory=EvalConfig)
+    output: OutputConfig = Field(default_factory=OutputConfig)
