@@ -82,16 +82,27 @@ def closest(name: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.
     pool = list(candidates)
     lowered = {c.lower(): c for c in pool}
     hits = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=cutoff)
+    if not hits:
+        # `lr_rate` -> `lr`, `user-col` -> `user`: a shared leading word is a strong hint that
+        # difflib's ratio misses when one name is much longer than the other.
+        head = name.lower().replace("-", "_").split("_")[0]
+        hits = [c for c in lowered if head and c.replace("-", "_").split("_")[0] == head][:n]
     return [lowered[h] for h in hits]
 
 
 def did_you_mean(name: str, candidates: Iterable[str]) -> str:
-    """A ready-to-append hint: "did you mean 'x'? valid: a, b, c" (valid list always shown)."""
+    """A ready-to-append hint: "did you mean 'x'?" when one is close, else "valid: 'a', 'b'".
+
+    >>> did_you_mean("taobo", ["taobao", "online_retail"])
+    "did you mean 'taobao'?"
+    >>> did_you_mean("amazon", ["taobao", "online_retail"])
+    "valid: 'online_retail', 'taobao'"
+    """
     pool = sorted(set(candidates))
     near = closest(name, pool)
     valid = ", ".join(repr(c) for c in pool[:30]) + (" …" if len(pool) > 30 else "")
     if near:
-        return f"did you mean {near[0]!r}? valid: {valid}"
+        return f"did you mean {near[0]!r}?"
     return f"valid: {valid}"
 
 
