@@ -24,7 +24,6 @@ help:
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	@if $(BIN)/python -c "import torch" 2>/dev/null; then \
 		echo "keeping the torch already in $(VENV): $$($(BIN)/python -c 'import torch; print(torch.__version__)')"; \
 	else \
