@@ -83,6 +83,7 @@ class DataConfig(Section):
     options: dict[str, Any] = Field(default_factory=dict)  # preset-specific options
     format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
     delimiter: str | None = None
+    encoding: str = "utf-8"  # of CSV/TSV text, e.g. latin-1 for old spreadsheet exports
     has_header: bool = True
     column_names: list[str] | None = None  # names for a header-less file
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
@@ -120,7 +121,9 @@ class VerbalizeConfig(Section):
     item_template: str = "{title}"  # `template` mode, over catalog fields
     time: Literal["none", "absolute", "relative"] = "relative"
     absolute_format: str = "%Y-%m-%d %H:%M"
+    timezone: str = "UTC"  # `absolute` times are shown in this zone (e.g. Asia/Shanghai for Taobao)
     session_breaks: bool = True
+    session_phrase: str = "New visit"  # opens the first event of each later visit
     repeat_shortcut: bool = True  # "added it to cart" when the item repeats
 
 
@@ -132,7 +135,8 @@ class TaskConfig(Section):
     level: Literal["user", "session"] = "user"  # purchase only
     horizon_days: float = Field(7.0, gt=0)  # purchase (user level): buys within H after cutoff
     min_history: int = Field(1, ge=1)  # events a prompt needs at least
-    examples_per_user: int | None = Field(None, ge=1)  # next_*: cap on examples per user (latest)
+    examples_per_user: int | None = Field(None, ge=1)  # cap on examples per user and split (latest)
+    target_actions: list[Action] | None = None  # next_*: only these events are targets; None: all
     max_tokens: int = Field(512, ge=16)  # context budget; oldest events are dropped first
 
 
@@ -156,6 +160,8 @@ class ScratchConfig(Section):
     pretrain_epochs: float = Field(1.0, ge=0)
     pretrain_max_steps: int | None = Field(None, ge=1)
     pretrain_lr: float = Field(1e-3, gt=0)
+    pretrain_block: int = Field(256, ge=8)  # tokens per pretraining row (chunks of whole streams)
+    pretrain_batch_size: int = Field(16, ge=1)
 
 
 class ModelConfig(Section):
@@ -203,6 +209,40 @@ class DecodeConfig(Section):
     num_beams: int = Field(20, ge=1)
     batch_size: int = Field(32, ge=1)
     exclude_history_items: bool = False
+    # auto: score every item exactly up to this catalog size, trie beam search above it
+    exhaustive_max_items: int = Field(256, ge=1)
+    # score answer + eos (what closed-task training appends), so " Product 100" cannot win
+    # over " Product 1002" merely by being a prefix of it: pass end_id=tokenizer.eos_token_id
+    score_eos: bool = True
+
+
+class SasrecConfig(Section):
+    """The SASRec baseline (next_item): see `evtlm.sasrec` for what these defaults were tuned on."""
+
+    dim: int = Field(64, ge=8)
+    max_len: int = Field(50, ge=2)
+    blocks: int = Field(2, ge=1)
+    heads: int = Field(2, ge=1)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    lr: float = Field(1e-3, gt=0)
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(30, ge=1)  # at most; early stopping usually ends sooner
+    patience: int = Field(3, ge=1)  # epochs without a better validation NDCG@10
+    negatives: int = Field(256, ge=1)  # sampled softmax when the catalog exceeds full_softmax_items
+    full_softmax_items: int = Field(4000, ge=1)
+    valid_users: float = Field(0.1, gt=0, lt=1)  # share of users whose last training item validates
+    threads: int | None = Field(None, ge=1)  # torch CPU threads while fitting/scoring; None: torch's
+    seed: int = 42
+
+
+class GbtConfig(Section):
+    """The gradient-boosted trees baseline (purchase), sklearn HistGradientBoostingClassifier."""
+
+    max_iter: int = Field(300, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    max_leaf_nodes: int = Field(31, ge=2)
+    l2_regularization: float = Field(1.0, ge=0)
+    seed: int = 42
 
 
 class EvalConfig(Section):
@@ -211,6 +251,8 @@ class EvalConfig(Section):
     baselines: list[str] | None = None  # None: every baseline that fits the task
     max_examples: int | None = Field(None, ge=1)
     ece_bins: int = Field(10, ge=2)
+    sasrec: SasrecConfig = Field(default_factory=SasrecConfig)
+    gbt: GbtConfig = Field(default_factory=GbtConfig)
 
 
 class OutputConfig(Section):

@@ -1,0 +1,241 @@
+"""Known public log formats, and `load_event_log`: the one entry point the pipeline calls.
+
+A preset is a set of `DataConfig` defaults (column mapping, action vocabulary, time unit, date
+range) plus, for layouts a mapping cannot express, a custom reader (`evtlm.preset_readers`).
+Whatever a recipe sets explicitly overrides the preset (pydantic's ``model_fields_set``,
+recursively; dict fields such as ``actions`` or ``options`` are merged key by key).
+
+=============  ==============================================================================
+preset         file
+=============  ==============================================================================
+taobao         Tianchi UserBehavior.csv (no header: user_id,item_id,category_id,behavior,ts)
+online_retail  UCI Online Retail (invoice lines are purchases, ``C`` invoices returns)
+yoochoose      RecSys 2015 clicks (tab-separated SessionId, ItemId, Time); sessions are users
+diginetica     CIKM Cup 2016 train-item-views (+ train-purchases, product-categories)
+retailrocket   RetailRocket events.csv (timestamp ms, visitorid, event, itemid, transactionid)
+rees46         REES46 multi-category store (event_time, event_type, product_id, …, user_session)
+=============  ==============================================================================
+
+>>> from evtlm.recipe import DataConfig
+>>> cfg = resolve_data_config(DataConfig(preset="taobao", path="UserBehavior.csv", start="2017-11-27"))
+>>> cfg.has_header, cfg.actions["pv"], cfg.start, cfg.end     # the recipe's start wins
+(False, 'view', '2017-11-27', '2017-12-04 00:00:00')
+>>> resolve_data_config(DataConfig(preset="taobo"))
+Traceback (most recent call last):
+...
+evtlm.errors.DataError: unknown data preset 'taobo', data.preset, did you mean 'taobao'? valid: 'diginetica', 'online_retail', 'rees46', 'retailrocket', 'taobao', 'yoochoose'
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel
+
+from evtlm.errors import DataError, closest
+from evtlm.events import EventLog, read_events
+from evtlm.recipe import DataConfig
+
+__all__ = ["Preset", "PRESETS", "get_preset", "resolve_data_config", "load_event_log"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Defaults for one public format; ``options`` maps name -> (default, meaning)."""
+
+    name: str
+    description: str
+    config: dict[str, Any]
+    options: dict[str, tuple[Any, str]] = field(default_factory=dict)
+    reader: Callable[[DataConfig, Path | None], EventLog] | None = None
+
+
+def _lazy(name: str) -> Callable[[DataConfig, Path | None], EventLog]:
+    def read(cfg: DataConfig, base_dir: Path | None) -> EventLog:
+        from evtlm import preset_readers
+
+        return getattr(preset_readers, name)(cfg, base_dir)
+
+    read.__name__ = name
+    return read
+
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in [
+        Preset(
+            "taobao",
+            "Alibaba Tianchi UserBehavior: pv/cart/fav/buy, unix seconds, 2017-11-25 .. 2017-12-03 "
+            "China time (events outside that documented range are dropped and counted)",
+            dict(
+                delimiter=",", has_header=False,
+                column_names=["user_id", "item_id", "category_id", "behavior", "timestamp"],
+                columns=dict(user="user_id", item="item_id", action="behavior", timestamp="timestamp",
+                             extra={"category": "category_id"}),
+                timestamp=dict(unit="s", timezone="Asia/Shanghai"),
+                actions={"pv": "view", "cart": "cart", "fav": "favorite", "buy": "purchase"},
+                # end is exclusive: 2017-12-03 23:59:59 China time is the last second kept
+                start="2017-11-25 00:00:00", end="2017-12-04 00:00:00",
+            ),
+        ),
+        Preset(
+            "online_retail",
+            "UCI Online Retail invoice lines: purchases, cancellations (invoices starting with C) as "
+            "returns; rows without a CustomerID dropped and counted; catalog from the descriptions",
+            dict(
+                columns=dict(user="CustomerID", item="StockCode", action=None, timestamp="InvoiceDate",
+                             session="InvoiceNo", extra={"quantity": "Quantity", "price": "UnitPrice"}),
+                timestamp=dict(unit="iso", timezone="Europe/London"),
+            ),
+            options={"cancellations": ("returned", "'returned': C-invoices become `return` events; 'drop': "
+                                       "dropped and counted"),
+                     "description": ("Description", "the column holding product titles (catalog)")},
+            reader=_lazy("read_online_retail"),
+        ),
+        Preset(
+            "yoochoose",
+            "RecSys Challenge 2015 clicks: tab-separated SessionId, ItemId, Time (unix seconds); every "
+            "click is a view and each session is its own user",
+            dict(
+                delimiter="\t",
+                columns=dict(user="SessionId", item="ItemId", action=None, timestamp="Time", session="SessionId"),
+                constant_action="view", timestamp=dict(unit="s"),
+            ),
+        ),
+        Preset(
+            "diginetica",
+            "CIKM Cup 2016 DIGINETICA views (session_id;user_id;item_id;timeframe;eventdate): time = "
+            "eventdate + timeframe ms; anonymous sessions are their own user ('s<session>')",
+            dict(
+                delimiter=";",
+                columns=dict(user="user_id", item="item_id", action=None, timestamp="eventdate",
+                             session="session_id"),
+                constant_action="view",
+            ),
+            options={"purchases": (None, "train-purchases.csv (beside the views file) to add purchase events"),
+                     "categories": ("auto", "product-categories.csv for the catalog's category; 'auto': used "
+                                    "when it lies beside the views file, 'none': no catalog"),
+                     "timeframe": ("timeframe", "the column of ms since the session start")},
+            reader=_lazy("read_diginetica"),
+        ),
+        Preset(
+            "retailrocket",
+            "RetailRocket events.csv: timestamp (ms), visitorid, event (view/addtocart/transaction), "
+            "itemid, transactionid",
+            dict(
+                columns=dict(user="visitorid", item="itemid", action="event", timestamp="timestamp",
+                             extra={"transaction_id": "transactionid"}),
+                timestamp=dict(unit="ms"),
+                actions={"view": "view", "addtocart": "cart", "transaction": "purchase"},
+            ),
+        ),
+        Preset(
+            "rees46",
+            "REES46 multi-category store: event_time ('2019-10-01 00:00:00 UTC'), event_type "
+            "(view/cart/remove_from_cart/purchase), product_id, category_code, brand, price, user_id, "
+            "user_session; catalog from category_code (else category_id), brand and price",
+            dict(
+                columns=dict(user="user_id", item="product_id", action="event_type", timestamp="event_time",
+                             session="user_session", extra={"price": "price"}),
+                timestamp=dict(format="%Y-%m-%d %H:%M:%S %Z"),
+                actions={"view": "view", "cart": "cart", "remove_from_cart": "remove_from_cart",
+                         "purchase": "purchase"},
+            ),
+            reader=_lazy("read_rees46"),
+        ),
+    ]
+}
+
+
+def get_preset(name: str) -> Preset:
+    """The preset called ``name``; an unknown name lists the valid ones."""
+    if name not in PRESETS:
+        raise DataError(f"unknown data preset {name!r}", where="data.preset", fix=_valid(name, PRESETS))
+    return PRESETS[name]
+
+
+def _valid(name: str, names) -> str:
+    near = closest(name, names)
+    return (f"did you mean {near[0]!r}? " if near else "") + "valid: " + ", ".join(repr(n) for n in sorted(names))
+
+
+def explicit_fields(model: BaseModel) -> dict[str, Any]:
+    """The fields set explicitly on ``model`` (recursively), as plain values."""
+    out: dict[str, Any] = {}
+    for name in model.model_fields_set:
+        value = getattr(model, name)
+        out[name] = explicit_fields(value) if isinstance(value, BaseModel) else copy.deepcopy(value)
+    return out
+
+
+def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(dict(base[key]), value)
+        else:
+            base[key] = value
+    return base
+
+
+def _coerce(value: Any, default: Any, name: str, preset: str) -> Any:
+    # options from the CLI (`--option k=v`) arrive as strings: give them the default's type
+    if not isinstance(value, str) or default is None or isinstance(default, str):
+        return None if isinstance(value, str) and value.lower() in ("none", "null") else value
+    if isinstance(default, bool):
+        if value.lower() in ("1", "true", "yes", "on"):
+            return True
+        if value.lower() in ("0", "false", "no", "off"):
+            return False
+    else:
+        try:
+            return type(default)(value)
+        except ValueError:
+            pass
+    raise DataError(f"data.options.{name} = {value!r} is not a {type(default).__name__}",
+                    where=f"preset {preset!r}", fix=f"give a {type(default).__name__}, like the default {default!r}")
+
+
+def resolve_data_config(cfg: DataConfig) -> DataConfig:
+    """``cfg`` with its preset's defaults filled in under the fields the recipe set explicitly."""
+    if cfg.preset is None:
+        if cfg.options:
+            raise DataError(f"data.options {sorted(cfg.options)} given without a preset", where="data.options",
+                            fix=f"set data.preset ({', '.join(PRESETS)}) or remove data.options")
+        return cfg
+    preset = get_preset(cfg.preset)
+    merged = _merge(copy.deepcopy(preset.config), explicit_fields(cfg))
+    options = {k: d for k, (d, _) in preset.options.items()}
+    for key, value in cfg.options.items():
+        if key not in preset.options:
+            fix = _valid(key, preset.options) if preset.options else "this preset takes no options"
+            raise DataError(f"unknown option {key!r} for preset {preset.name!r}", where=f"data.options.{key}", fix=fix)
+        options[key] = _coerce(value, preset.options[key][0], key, preset.name)
+    merged["options"] = options
+    return DataConfig.model_validate(merged)
+
+
+def load_event_log(cfg: DataConfig, base_dir: str | Path | None = None) -> EventLog:
+    """Canonical events from whatever ``cfg`` names: a preset, a mapped file, or the synthetic shop.
+
+    ``cfg.path`` None without a preset is the embedded synthetic shop (`evtlm.simulate`).
+    """
+    if cfg.path is None and cfg.preset is None:
+        from evtlm.simulate import simulate_shop  # lazy: the simulator is only needed here
+
+        log = simulate_shop(cfg.synthetic)
+        if log.catalog is not None and not log.report.catalog_items:
+            log.report.catalog_items = len(log.catalog)
+        return log
+    resolved = resolve_data_config(cfg)
+    if resolved.path is None:
+        raise DataError(f"preset {resolved.preset!r} needs the log's file", where="data.path",
+                        fix=f"set data.path to the {resolved.preset} file")
+    base = Path(base_dir) if base_dir is not None else None
+    preset = PRESETS.get(resolved.preset) if resolved.preset else None
+    if preset is not None and preset.reader is not None:
+        return preset.reader(resolved, base)
+    return read_events(resolved, base)

@@ -1,0 +1,282 @@
+"""Raw tables in: files, formats, malformed lines, and the bad-row bookkeeping of `evtlm.events`.
+
+This module knows nothing about users or actions. It finds a file, works out its format
+(CSV/TSV/Parquet/JSONL, plain or ``.gz``), reads the wanted columns as strings with pyarrow
+(multi-threaded, bounded memory: only the requested columns are materialised), and reports
+lines whose field count is wrong. Every row it returns carries ``_row``, its **1-based data row
+number** in the source file (header not counted), so that a later check can name the rows it
+rejects even after earlier rows were dropped.
+
+>>> detect_format("logs/events.tsv.gz")
+'tsv'
+>>> sniff_delimiter("session_id;user_id;item_id")
+';'
+>>> data_rows_after_skips(n=4, skipped=[2, 5])   # rows 2 and 5 of 6 were malformed
+array([1, 3, 4, 6])
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from evtlm.errors import DataError, closest, format_rows
+
+ROW = "_row"  # the column holding 1-based source data row numbers
+Format = Literal["csv", "tsv", "parquet", "jsonl"]
+_DELIMITERS = (",", "\t", ";", "|")
+
+
+def resolve_path(path: str | Path, base_dir: str | Path | None, what: str = "data.path") -> Path:
+    """``path`` relative to ``base_dir`` (when relative); a clear error when it does not exist."""
+    p = Path(path).expanduser()
+    if not p.is_absolute() and base_dir is not None:
+        p = Path(base_dir) / p
+    if p.is_file():
+        return p
+    hint = ""
+    if p.parent.is_dir():
+        near = closest(p.name, [c.name for c in p.parent.iterdir()])
+        hint = f"did you mean {near[0]!r}? " if near else ""
+    elif not p.parent.exists():
+        hint = f"the folder {str(p.parent)!r} does not exist either; "
+    raise DataError(
+        f"file not found: {str(p)!r}",
+        where=what,
+        fix=f"{hint}check {what} (relative paths are resolved against the recipe's folder)",
+    )
+
+
+def detect_format(path: str | Path) -> Format:
+    """The table format from the file name (``.gz`` is looked through); CSV when unsure."""
+    name = str(path).lower().removesuffix(".gz")
+    if name.endswith((".parquet", ".pq")):
+        return "parquet"
+    if name.endswith((".jsonl", ".ndjson", ".json")):
+        return "jsonl"
+    if name.endswith((".tsv", ".tab")):
+        return "tsv"
+    return "csv"  # .csv, .txt and anything else: the delimiter is sniffed from the first line
+
+
+def sniff_delimiter(first_line: str) -> str:
+    """The candidate (, tab ; |) occurring most often in the first line; ',' when none does."""
+    counts = {d: first_line.count(d) for d in _DELIMITERS}
+    best = max(counts, key=lambda d: counts[d])
+    return best if counts[best] else ","
+
+
+def data_rows_after_skips(n: int, skipped: Sequence[int]) -> np.ndarray:
+    """Source row numbers (1-based) of the ``n`` rows kept when rows ``skipped`` were left out.
+
+    The j-th skipped row b_j (sorted, 0-based j) has b_j - 1 - j kept rows before it, so kept row
+    i (0-based) lies after every b_j with b_j - 1 - j <= i: its number is i + 1 + that count.
+    """
+    kept = np.arange(n, dtype=np.int64)
+    b = np.sort(np.asarray(skipped, dtype=np.int64))
+    before = b - 1 - np.arange(b.size)
+    return kept + 1 + np.searchsorted(before, kept, side="right")
+
+
+@dataclass
+class RawTable:
+    """Raw columns (as read) plus ``_row``; ``source`` and ``header`` word error messages."""
+
+    df: pd.DataFrame
+    source: str
+    header: bool = True
+    fmt: str = "csv"
+
+    @property
+    def numbering(self) -> str:
+        if self.fmt == "parquet":
+            return "1-based rows of the Parquet table"
+        if self.header and self.fmt != "jsonl":
+            return "1-based data rows, header line not counted"
+        return "1-based data rows = file lines"
+
+
+class BadRows:
+    """Rows failing a check: a `DataError` (``on_bad_rows: error``) or dropped and counted.
+
+    ``drop(..., bad=False)`` is for intentional filters (``data.start``, ``drop_actions``): those
+    rows are always dropped and counted in the report, never an error.
+    """
+
+    def __init__(self, table: RawTable, on_bad_rows: str, report) -> None:
+        self.table = table
+        self.on_bad_rows = on_bad_rows
+        self.report = report
+
+    def drop(self, df: pd.DataFrame, mask, *, reason: str, column: str | None = None,
+             values: pd.Series | None = None, expected: str = "", fix: str = "",
+             bad: bool = True) -> pd.DataFrame:
+        mask = np.asarray(mask, dtype=bool)
+        n = int(mask.sum())
+        if n == 0:
+            return df
+        rows = df[ROW].to_numpy()[mask]
+        if bad and self.on_bad_rows == "error":
+            shown = values if values is not None else (df[column] if column in df else None)
+            sample = ""
+            if shown is not None:
+                uniq = pd.unique(pd.Series(np.asarray(shown, dtype=object)[mask]))[:5]
+                sample = ": " + ", ".join(repr("" if pd.isna(v) else v) for v in uniq)
+            col = f"column {column!r}, " if column else ""
+            raise DataError(
+                f"{n:,} {'row' if n == 1 else 'rows'} with {reason}{sample}"
+                + (f" (expected {expected})" if expected else ""),
+                where=f"{self.table.source}, {col}{format_rows(rows, n)} ({self.table.numbering})",
+                fix=(fix + ", or " if fix else "") + "set data.on_bad_rows: skip to drop and count them",
+            )
+        self.report.add_dropped(reason, rows)
+        return df.loc[~mask]
+
+
+# ------------------------------------------------------------------------------------ reading
+def _open_text(path: Path, encoding: str) -> io.TextIOBase:
+    enc = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+    if path.suffix == ".gz":
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding=enc, errors="replace")
+    return open(path, encoding=enc, errors="replace")
+
+
+def _first_line(path: Path, encoding: str = "utf-8") -> str:
+    with _open_text(path, encoding) as fh:
+        try:
+            return fh.readline().rstrip("\r\n")
+        except (OSError, EOFError) as err:
+            raise DataError(f"cannot read {str(path)!r}: {err}", fix="check the file is not truncated") from err
+
+
+def table_columns(path: Path, fmt: Format, delimiter: str | None, has_header: bool,
+                  column_names: list[str] | None, encoding: str = "utf-8") -> tuple[list[str], str | None]:
+    """The column names a read will see, and the delimiter (CSV/TSV); empty files are errors."""
+    if path.stat().st_size == 0:
+        raise DataError(f"empty file: {str(path)!r} has no bytes", fix="point data.path at the event log")
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return list(pq.read_schema(path).names), None
+    if fmt == "jsonl":
+        return [], None  # known only after reading (the keys of the records)
+    try:
+        line = _first_line(path, encoding)
+    except LookupError as err:
+        raise DataError(f"unknown text encoding {encoding!r}", where="data.encoding",
+                        fix="use a Python codec name such as utf-8 or latin-1") from err
+    if not line.strip():
+        raise DataError(f"empty file: the first line of {str(path)!r} is blank", fix="point data.path at the event log")
+    delim = delimiter or ("\t" if fmt == "tsv" else sniff_delimiter(line))
+    fields = [f.strip() for f in next(csv.reader([line], delimiter=delim))]
+    if column_names:
+        if len(column_names) != len(fields):
+            raise DataError(
+                f"data.column_names has {len(column_names)} names but the first line has "
+                f"{len(fields)} fields ({line[:120]!r})",
+                where=str(path),
+                fix=f"give one name per field, or check data.delimiter (using {delim!r})",
+            )
+        return list(column_names), delim
+    if not has_header:
+        raise DataError(
+            f"data.has_header is false but data.column_names is not set ({len(fields)} fields per line)",
+            where=str(path),
+            fix="name the columns, e.g. data.column_names: [user_id, item_id, action, timestamp]",
+        )
+    return fields, delim
+
+
+def read_table(path: Path, *, fmt: Format, delimiter: str | None, has_header: bool,
+               names: list[str], wanted: list[str], on_bad_rows: str, report,
+               encoding: str = "utf-8") -> RawTable:
+    """Read ``wanted`` columns of ``path`` (names as from `table_columns`) into a `RawTable`.
+
+    CSV/TSV columns come back as strings (ids like ``007`` keep their zeros; values are parsed
+    later, with row numbers for whatever fails). Malformed lines are collected by a pyarrow
+    ``invalid_row_handler`` and reported by file line (an error), or dropped and counted.
+    """
+    source = str(path)
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        df = pq.read_table(path, columns=wanted).to_pandas()
+    elif fmt == "jsonl":
+        df = _read_jsonl(path)
+    else:
+        df = _read_csv(path, delimiter or ",", has_header, names, wanted, on_bad_rows, report, encoding)
+    if fmt in ("parquet", "jsonl"):
+        df = df.reset_index(drop=True)
+        df[ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
+    if len(df) == 0:
+        raise DataError(f"no data rows in {source!r} (only a header?)", fix="point data.path at the event log")
+    return RawTable(df, source, header=has_header, fmt=fmt)
+
+
+def _read_jsonl(path: Path) -> pd.DataFrame:
+    import pyarrow.json as pj
+
+    try:
+        return pj.read_json(path).to_pandas()
+    except pa.ArrowInvalid as err:
+        raise DataError(f"malformed JSON lines in {str(path)!r}: {err}",
+                        fix="one JSON object per line is expected (JSON Lines)") from err
+
+
+def _read_csv(path: Path, delimiter: str, has_header: bool, names: list[str], wanted: list[str],
+              on_bad_rows: str, report, encoding: str = "utf-8") -> pd.DataFrame:
+    from pyarrow import csv as pacsv
+
+    bad: list[tuple[int | None, int, int, str]] = []
+
+    def on_invalid(row) -> str:  # called by pyarrow for malformed lines only (rare): keep going
+        bad.append((row.number, row.expected_columns, row.actual_columns, row.text))
+        return "skip"
+
+    def read(threads: bool) -> pa.Table:
+        return pacsv.read_csv(
+            path,
+            read_options=pacsv.ReadOptions(column_names=names, skip_rows=int(has_header),
+                                           use_threads=threads, encoding=encoding),
+            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
+            convert_options=pacsv.ConvertOptions(
+                column_types={c: pa.string() for c in wanted}, include_columns=wanted,
+                strings_can_be_null=False),
+        )
+
+    try:
+        table = read(threads=True)
+        if bad and any(b[0] is None for b in bad):
+            bad.clear()  # line numbers are only known to a serial read: redo it (bad files only)
+            table = read(threads=False)
+    except pa.ArrowInvalid as err:
+        raise DataError(f"cannot parse {str(path)!r} as delimited text: {err}",
+                        fix=f"check data.format, data.delimiter (using {delimiter!r}) and data.encoding "
+                        f"({encoding!r}; e.g. latin-1 for old spreadsheet exports)") from err
+    lines = np.array([b[0] for b in bad], dtype=np.int64)
+    skipped = lines - int(has_header)  # file line -> data row
+    if bad:
+        reason = "malformed line (wrong number of fields)"
+        if on_bad_rows == "error":
+            _, expected, actual, text = bad[0]
+            raise DataError(
+                f"{len(bad):,} malformed {'line' if len(bad) == 1 else 'lines'}: expected {expected} "
+                f"fields separated by {delimiter!r}, line {lines[0]} has {actual} ({text[:120]!r})",
+                where=f"{path}, file lines {', '.join(map(str, lines[:5]))}{' …' if len(bad) > 5 else ''} "
+                f"({len(bad):,} lines; data rows {', '.join(map(str, skipped[:5]))})",
+                fix="quote fields that contain the delimiter, check data.delimiter, "
+                "or set data.on_bad_rows: skip to drop and count them",
+            )
+        report.add_dropped(reason, skipped)
+    df = table.to_pandas()
+    df[ROW] = data_rows_after_skips(len(df), skipped)
+    return df
