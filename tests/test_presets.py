@@ -186,3 +186,20 @@ def test_diginetica_views_purchases_categories(shared_data: Path) -> None:
 def test_every_preset_is_documented() -> None:
     assert set(PRESETS) == {"taobao", "online_retail", "yoochoose", "diginetica", "retailrocket", "rees46"}
     assert all(p.description for p in PRESETS.values())
+
+
+def test_evtlm_shop_preset_reads_a_simulated_shop_back_with_its_catalog(tmp_path):
+    from evtlm.presets import load_event_log
+    from evtlm.recipe import DataConfig, SyntheticConfig
+    from evtlm.simulate import simulate_shop, write_shop
+
+    shop = simulate_shop(SyntheticConfig(users=40, seed=3))
+    events_path, _ = write_shop(shop, tmp_path / "shop.csv")
+    back = load_event_log(DataConfig(preset="evtlm_shop", path=str(events_path)))
+    assert len(back.events) == len(shop.events)
+    assert back.events["action"].tolist() == shop.events["action"].tolist()
+    assert back.events["item_id"].tolist() == shop.events["item_id"].tolist()
+    assert back.catalog is not None and set(back.catalog["item_id"]) == set(shop.catalog["item_id"])
+    assert {"title", "category", "price"} <= set(back.catalog.columns)
+    no_catalog = load_event_log(DataConfig(preset="evtlm_shop", path=str(events_path), options={"catalog": "none"}))
+    assert no_catalog.catalog is None

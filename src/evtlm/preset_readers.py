@@ -161,3 +161,18 @@ def read_rees46(cfg: DataConfig, base_dir: Path | None) -> EventLog:
         catalog = catalog.merge(p.groupby("item_id")["price"].median(), on="item_id", how="left")
     events = ingest.to_events(table)
     return ingest.finish([events], finalize_catalog(catalog, ingest.report))
+
+
+def read_evtlm_shop(cfg: DataConfig, base_dir: Path | None) -> EventLog:
+    """A file written by `evtlm simulate`: its catalog (``<stem>.catalog.csv``) is read when it
+    lies beside the events and the recipe names no other catalog."""
+    from evtlm.events import read_events
+    from evtlm.readers import resolve_path
+
+    if cfg.catalog is None and cfg.options.get("catalog", "auto") == "auto":
+        events_path = resolve_path(cfg.path, base_dir, "data.path")
+        stem = events_path.name.removesuffix(".gz").removesuffix(".csv")
+        beside = events_path.with_name(f"{stem}.catalog.csv")
+        if beside.is_file():
+            cfg = cfg.model_copy(update={"catalog": CatalogConfig(path=str(beside))})
+    return read_events(cfg, base_dir)

@@ -8,6 +8,7 @@ recursively; dict fields such as ``actions`` or ``options`` are merged key by ke
 =============  ==============================================================================
 preset         file
 =============  ==============================================================================
+evtlm_shop     a shop written by ``evtlm simulate`` (catalog read from beside it)
 taobao         Tianchi UserBehavior.csv (no header: user_id,item_id,category_id,behavior,ts)
 online_retail  UCI Online Retail (invoice lines are purchases, ``C`` invoices returns)
 yoochoose      RecSys 2015 clicks (tab-separated SessionId, ItemId, Time); sessions are users
@@ -23,7 +24,7 @@ rees46         REES46 multi-category store (event_time, event_type, product_id, 
 >>> resolve_data_config(DataConfig(preset="taobo"))
 Traceback (most recent call last):
 ...
-evtlm.errors.DataError: unknown data preset 'taobo', data.preset, did you mean 'taobao'? valid: 'diginetica', 'online_retail', 'rees46', 'retailrocket', 'taobao', 'yoochoose'
+evtlm.errors.DataError: unknown data preset 'taobo', data.preset, did you mean 'taobao'? valid: 'diginetica', 'evtlm_shop', 'online_retail', 'rees46', 'retailrocket', 'taobao', 'yoochoose'
 """
 
 from __future__ import annotations
@@ -67,6 +68,19 @@ def _lazy(name: str) -> Callable[[DataConfig, Path | None], EventLog]:
 PRESETS: dict[str, Preset] = {
     p.name: p
     for p in [
+        Preset(
+            "evtlm_shop",
+            "A shop written by `evtlm simulate` (user_id,timestamp,action,item_id,session_id,price; "
+            "ISO UTC times; canonical actions); its catalog <stem>.catalog.csv is read from beside it",
+            dict(
+                columns=dict(user="user_id", item="item_id", action="action", timestamp="timestamp",
+                             session="session_id", extra={"price": "price"}),
+                timestamp=dict(unit="iso"),
+            ),
+            options={"catalog": ("auto", "'auto': read <stem>.catalog.csv when it lies beside the events; "
+                                 "'none': no catalog")},
+            reader=_lazy("read_evtlm_shop"),
+        ),
         Preset(
             "taobao",
             "Alibaba Tianchi UserBehavior: pv/cart/fav/buy, unix seconds, 2017-11-25 .. 2017-12-03 "
