@@ -184,8 +184,11 @@ def test_diginetica_views_purchases_categories(shared_data: Path) -> None:
 
 
 def test_every_preset_is_documented() -> None:
-    assert set(PRESETS) == {"taobao", "online_retail", "yoochoose", "diginetica", "retailrocket", "rees46"}
+    import evtlm.presets
+
+    assert set(PRESETS) == {"evtlm_shop", "taobao", "online_retail", "yoochoose", "diginetica", "retailrocket", "rees46"}
     assert all(p.description for p in PRESETS.values())
+    assert all(name in evtlm.presets.__doc__ for name in PRESETS), "the module docstring's table lists every preset"
 
 
 def test_evtlm_shop_preset_reads_a_simulated_shop_back_with_its_catalog(tmp_path):
