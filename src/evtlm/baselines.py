@@ -1,0 +1,386 @@
+"""Built-in baselines, scored on exactly the examples the model is scored on.
+
+Every baseline has a ``name``, ``fit(train_examples, events, labels=...)`` and
+``predict(examples, events)``. Examples are the text-example frames of `evtlm.data`
+(``user_id, label_time, label, ...``); ``events`` is the canonical table, an
+:class:`~evtlm.events.EventLog` or a prebuilt :class:`~evtlm.history.HistoryIndex` (build one
+and pass it to every baseline to sort the events once). The leakage rule is the model's: an
+example sees only its user's events **strictly before** its ``label_time``; fitting sees, per
+user, the events up to their last training example's label time (its target included).
+
+``predict`` returns, per task:
+
+- ``purchase``: P(yes), float array [n]. Build with ``get_baselines(..., level=task.level)``: at
+  session level the label time depends on the label, so no duration is measured from it.
+- ``next_action``: probabilities [n, A] over ``labels`` (the task's action order, canonical
+  verbs such as ``"view"``; default :data:`evtlm.recipe.ACTIONS`).
+- ``next_item``: a :class:`Ranking` of the top ``k`` items over the full catalog ``labels``
+  (default: every item of the training events); every answer is a catalog item.
+
+>>> ev = pd.DataFrame({"user_id": ["u"] * 4 + ["v"] * 2, "item_id": ["a", "b", "a", "b", "a", "b"],
+...     "action": ["view", "cart", "view", "cart", "view", "cart"],
+...     "timestamp": pd.to_datetime([1, 2, 3, 4, 1, 2], unit="h", utc=True)})
+>>> train = pd.DataFrame({"user_id": ["u", "u", "u"], "label": ["cart", "view", "cart"],
+...     "label_time": pd.to_datetime([2, 3, 4], unit="h", utc=True)})
+>>> test = pd.DataFrame({"user_id": ["v"], "label_time": pd.to_datetime([2], unit="h", utc=True)})
+>>> [b.name for b in get_baselines("next_action")]
+['prior', 'markov']
+>>> m = get_baselines("next_action", names=["markov"])[0].fit(train, ev, labels=["view", "cart"])
+>>> m.predict(test, ev).round(2).tolist()                # v: last action view; P(cart|view) = (2 + 5 * 0.6) / (2 + 5)
+[[0.29, 0.71]]
+>>> t = get_baselines("next_item", names=["transitions"], k=2)[0].fit(train.assign(label=["b", "a", "b"]), ev)
+>>> t.predict(test, ev).items.tolist()                  # after a comes b
+[['b', 'a']]
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from evtlm.errors import DataError, TaskError, did_you_mean
+from evtlm.events import EventLog
+from evtlm.history import (HistoryIndex, action_order, binary_labels, check_examples, check_labels_in,
+                           default_catalog, item_popularity, positions_in, rfm_features, top_per_row, with_fallback)
+from evtlm.recipe import ACTIONS, EvalConfig
+
+EventsLike = pd.DataFrame | EventLog | HistoryIndex
+
+
+@dataclass
+class Ranking:
+    """Top-k items per example, best first. ``scores`` are non-increasing along each row
+    (popularity fill-ins score below every item the baseline ranked itself)."""
+
+    items: np.ndarray  # [n, k] item ids (object)
+    scores: np.ndarray  # [n, k] float
+    catalog_index: np.ndarray  # [n, k] positions in the catalog the baseline was fitted with
+
+
+class Baseline:
+    """Common plumbing: input checks, the label order / catalog, the history slices."""
+
+    name: ClassVar[str] = ""
+    description: ClassVar[str] = ""
+
+    def __init__(self, task: str, k: int = 20, cfg: EvalConfig | None = None, progress: bool = False,
+                 level: str = "user") -> None:
+        self.task, self.k, self.cfg, self.progress = task, int(k), cfg or EvalConfig(), progress
+        # purchase: durations are measured from the label time (a shared cutoff) at user level,
+        # from the newest history event at session level (see `evtlm.history.rfm_features`)
+        self.clock = "last_event" if level == "session" else "label_time"
+        self.labels: list[str] | None = None
+        self._fitted = False
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(task={self.task!r}, name={self.name!r})"
+
+    def fit(self, train_examples: pd.DataFrame, events: EventsLike, *, labels: Sequence[str] | None = None) -> Baseline:
+        """Learn from the training examples and the events they may see; returns ``self``."""
+        index = as_index(events)
+        train = check_examples(train_examples, "train_examples", with_label=True)
+        if self.task == "next_action":
+            self.labels = action_order(labels)
+            check_labels_in(train, self.labels, "the action order")
+        elif self.task == "next_item":
+            self.labels = list(labels) if labels is not None else default_catalog(index, train)
+            if not self.labels:
+                raise DataError("the item catalog is empty", where="next_item baselines",
+                                fix="the training events need item ids (or pass labels=the catalog)")
+        elif self.task == "purchase":
+            train = train.assign(label=binary_labels(train["label"]))
+        self._fit(train, index)
+        self._fitted = True
+        return self
+
+    def predict(self, examples: pd.DataFrame, events: EventsLike) -> np.ndarray | Ranking:
+        """Predictions for ``examples`` from their users' events strictly before label_time."""
+        if not self._fitted:
+            raise TaskError(f"baseline {self.name!r} is not fitted", fix="call fit(train_examples, events) first")
+        index = as_index(events)
+        frame = check_examples(examples, "examples", with_label=False)
+        start, end = index.bounds(frame["user_id"], frame["label_time"])
+        return self._predict(frame, index, start, end)
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        raise NotImplementedError
+
+    def _predict(self, examples: pd.DataFrame, index: HistoryIndex, start: np.ndarray, end: np.ndarray):
+        raise NotImplementedError
+
+    # ---- next_item helpers
+    def _catalog_codes(self, index: HistoryIndex) -> np.ndarray:
+        """Per sorted event, its position in the fitted catalog (-1 outside it)."""
+        return index.codes_in(self.labels)
+
+    def _ranking(self, codes: np.ndarray, scores: np.ndarray) -> Ranking:
+        return Ranking(np.asarray(self.labels, dtype=object)[codes], scores, codes)
+
+
+# ------------------------------------------------------------------------------------ helpers
+def as_index(events: EventsLike) -> HistoryIndex:
+    return events if isinstance(events, HistoryIndex) else HistoryIndex(events)
+
+
+# ---------------------------------------------------------------------------------- baselines
+class Prior(Baseline):
+    """The training label distribution: P(yes), action frequencies, most frequent target items."""
+
+    name = "prior"
+    description = "class prior / majority (next_item: most frequent training targets)"
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        if self.task == "purchase":
+            self.p = float(train["label"].mean())
+        elif self.task == "next_action":
+            counts = train["label"].astype("string").value_counts().reindex(self.labels, fill_value=0)
+            self.p = (counts.to_numpy(float) + 1.0) / (counts.sum() + len(self.labels))  # Laplace: no zero
+        else:
+            cat = self._catalog_codes(index)
+            pop, _ = item_popularity(index, cat, index.visible_mask(train["user_id"], train["label_time"]), self.labels)
+            target = positions_in(self.labels, train["label"])
+            counts = np.bincount(target[target >= 0], minlength=len(self.labels)).astype(float)
+            tie = np.full(len(self.labels), len(self.labels), np.int64)
+            tie[pop] = np.arange(len(pop))  # ties between equal target counts: by popularity
+            self.order = np.lexsort((tie, -counts))[: len(pop)]  # null entries (tie = n) last, cut
+            self.shares = counts[self.order] / max(counts.sum(), 1.0)
+
+    def _predict(self, examples, index, start, end):
+        n = len(examples)
+        if self.task == "purchase":
+            return np.full(n, self.p)
+        if self.task == "next_action":
+            return np.tile(self.p, (n, 1))
+        k = min(self.k, len(self.order))
+        return self._ranking(np.tile(self.order[:k], (n, 1)), np.tile(self.shares[:k], (n, 1)))
+
+
+class Popularity(Baseline):
+    """next_item: the most interacted-with training items. purchase: a count-based buying score,
+    the training purchase rate of examples with the same (past purchases, open carts) counts."""
+
+    name = "popularity"
+    description = "next_item: global training popularity; purchase: buy rate by past buys x open carts"
+    smoothing = 10.0  # pseudo-examples pulling a sparse cell to the overall rate
+
+    def _cells(self, index, start, end, times) -> np.ndarray:
+        f = rfm_features(index, start, end, times)
+        return (np.minimum(f["n_purchase"], 3) * 3 + np.minimum(f["carts_since_purchase"], 2)).to_numpy(int)  # 12 cells
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        if self.task == "purchase":
+            cells = self._cells(index, *index.bounds(train["user_id"], train["label_time"]), train["label_time"])
+            y = train["label"].to_numpy(float)
+            self.base = y.mean()
+            pos, cnt = np.bincount(cells, y, minlength=12), np.bincount(cells, minlength=12)
+            self.rate = (pos + self.smoothing * self.base) / (cnt + self.smoothing)
+        else:
+            cat = self._catalog_codes(index)
+            mask = index.visible_mask(train["user_id"], train["label_time"])
+            self.order, self.shares = item_popularity(index, cat, mask, self.labels)
+
+    def _predict(self, examples, index, start, end):
+        if self.task == "purchase":
+            return self.rate[self._cells(index, start, end, examples["label_time"])]
+        k = min(self.k, len(self.order))
+        n = len(examples)
+        return self._ranking(np.tile(self.order[:k], (n, 1)), np.tile(self.shares[:k], (n, 1)))
+
+
+class Transitions(Baseline):
+    """next_item: P(next = B | last item = A) from consecutive training events, then popularity."""
+
+    name = "transitions"
+    description = "item-to-item first-order transitions from training sequences, then popularity"
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        cat = self._catalog_codes(index)
+        mask = index.visible_mask(train["user_id"], train["label_time"])
+        self.pop, self.pop_shares = item_popularity(index, cat, mask, self.labels)
+        seq = np.flatnonzero(mask & (cat >= 0))  # catalog events in time order, per user
+        a, b = seq[:-1], seq[1:]
+        same = index.user[a] == index.user[b]
+        n = len(self.labels)
+        counts = sp.coo_matrix((np.ones(same.sum()), (cat[a[same]], cat[b[same]])), shape=(n, n)).tocsr()
+        counts.sum_duplicates()
+        rowsum = np.asarray(counts.sum(axis=1)).ravel()
+        self.probs = sp.diags(1.0 / np.maximum(rowsum, 1.0)) @ counts  # row-normalised: P(B | A)
+        self.rank = np.full(n, n, np.int64)
+        self.rank[self.pop] = np.arange(len(self.pop))  # tie-break equal probabilities by popularity
+
+    def _predict(self, examples, index, start, end):
+        cat = self._catalog_codes(index)
+        last = index.last_position(cat >= 0, start, end)  # most recent catalog item, -1: none
+        has = np.flatnonzero(last >= 0)
+        rows_m = self.probs[cat[last[has]]].tocoo()  # [len(has), n_items]
+        primary, pscores = top_per_row(has[rows_m.row], rows_m.col, rows_m.data, self.rank[rows_m.col], len(examples), self.k)
+        return self._ranking(*with_fallback(primary, pscores, self.pop, self.pop_shares, self.k))
+
+
+class Repeat(Baseline):
+    """next_item: the user's own past items scored by recency-weighted frequency
+    (sum of gamma^steps_ago over their occurrences), then popularity.
+
+    ``gamma`` is chosen on (a sample of) the training examples by MRR@k from
+    :attr:`gammas`: small gamma = most recent first, gamma 1 = most frequent first.
+    """
+
+    name = "repeat"
+    description = "re-recommend the user's own items (recency x frequency), then popularity"
+    gammas: ClassVar[tuple[float, ...]] = (0.05, 0.3, 0.6, 0.8, 0.9, 0.97, 1.0)
+    history = 200  # most recent events considered
+    tune_examples = 5000
+
+    def _scored(self, cat, index, start, end, gamma):
+        hist = index.recent(cat, start, end, self.history)  # [n, L] catalog codes, -1 pad
+        n, length = hist.shape
+        rows, steps = np.divmod(np.flatnonzero(hist.ravel() >= 0), length)
+        frame = pd.DataFrame({"r": rows, "i": hist[rows, steps], "w": gamma ** steps.astype(float), "s": steps})
+        agg = frame.groupby(["r", "i"], sort=False).agg(w=("w", "sum"), s=("s", "min")).reset_index()
+        primary, pscores = top_per_row(agg["r"].to_numpy(), agg["i"].to_numpy(), agg["w"].to_numpy(), agg["s"].to_numpy(), n, self.k)
+        return with_fallback(primary, pscores, self.pop, self.pop_shares, self.k)
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        cat = self._catalog_codes(index)
+        mask = index.visible_mask(train["user_id"], train["label_time"])
+        self.pop, self.pop_shares = item_popularity(index, cat, mask, self.labels)
+        sample = train.sample(min(len(train), self.tune_examples), random_state=0) if len(train) else train
+        start, end = index.bounds(sample["user_id"], sample["label_time"])
+        target = positions_in(self.labels, sample["label"])
+        self.tuning: dict[float, float] = {}
+        for gamma in self.gammas:
+            codes, _ = self._scored(cat, index, start, end, gamma)
+            hit = codes == target[:, None]  # [n, k]
+            self.tuning[gamma] = float((hit / np.arange(1, codes.shape[1] + 1)).sum(axis=1).mean())  # MRR@k
+        self.gamma = max(self.gammas, key=lambda g: self.tuning[g])  # first best on ties
+
+    def _predict(self, examples, index, start, end):
+        return self._ranking(*self._scored(self._catalog_codes(index), index, start, end, self.gamma))
+
+
+class Markov(Baseline):
+    """next_action: P(next action | last action) from consecutive training events,
+    Dirichlet-smoothed towards the overall next-action distribution (``smoothing`` pseudo-counts)."""
+
+    name = "markov"
+    description = "last-action Markov chain from training transitions (smoothed)"
+    smoothing = 5.0
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        cols = np.array([ACTIONS.index(a) for a in self.labels])
+        mask = index.visible_mask(train["user_id"], train["label_time"])
+        seq = np.flatnonzero(mask & (index.action >= 0))
+        a, b = seq[:-1], seq[1:]
+        same = index.user[a] == index.user[b]
+        counts = np.zeros((len(ACTIONS), len(ACTIONS)))
+        np.add.at(counts, (index.action[a[same]], index.action[b[same]]), 1.0)
+        counts = counts[:, cols]  # [6 last actions, A next actions in label order]
+        marginal = (counts.sum(axis=0) + 1.0) / (counts.sum() + len(cols))
+        self.table = (counts + self.smoothing * marginal) / (counts.sum(axis=1, keepdims=True) + self.smoothing)
+        self.marginal = marginal
+
+    def _predict(self, examples, index, start, end):
+        last = np.where(end > start, index.action[np.clip(end - 1, 0, max(index.n - 1, 0))] if index.n else -1, -1)
+        return np.where((last >= 0)[:, None], self.table[np.maximum(last, 0)], self.marginal[None, :])
+
+
+class GradientBoosting(Baseline):
+    """purchase: sklearn HistGradientBoostingClassifier on RFM / session features
+    (:func:`evtlm.history.rfm_features`), each computed only from events before label_time."""
+
+    name = "gbt"
+    description = "gradient-boosted trees on recency/frequency/monetary/session features"
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        from sklearn.ensemble import HistGradientBoostingClassifier
+        from threadpoolctl import threadpool_limits
+
+        bounds = index.bounds(train["user_id"], train["label_time"])
+        x = rfm_features(index, *bounds, train["label_time"], self.clock)
+        y = train["label"].to_numpy()
+        if self.clock == "label_time" and _separates(x["hours_since_last"].to_numpy(), y):
+            warnings.warn("the gap between the last event and label_time alone separates the purchase labels "
+                          "(label times that depend on the label, as at session level): measuring durations "
+                          "from the last event instead; pass level='session' to get_baselines", stacklevel=2)
+            self.clock = "last_event"
+            x = rfm_features(index, *bounds, train["label_time"], self.clock)
+        # a column without two distinct values (e.g. never a favorite: all NaN) carries nothing,
+        # and sklearn's binning fails on an all-NaN column
+        self.columns = [c for c in x.columns if x[c].nunique(dropna=False) > 1]
+        x = x[self.columns]
+        # one class, or no feature that varies: nothing to learn, predict the training rate
+        self.constant = float(y.mean()) if len(np.unique(y)) < 2 or not self.columns else None
+        if self.constant is None:
+            g = self.cfg.gbt
+            # on a busy machine OpenMP workers spinning against other processes cost far more
+            # than they bring on small data (9 s vs 0.1 s measured on 300 rows): threads is a knob
+            model = HistGradientBoostingClassifier(
+                max_iter=g.max_iter, learning_rate=g.learning_rate, max_leaf_nodes=g.max_leaf_nodes,
+                l2_regularization=g.l2_regularization, random_state=g.seed,
+                early_stopping=len(y) >= 2000, validation_fraction=0.1, n_iter_no_change=20,
+            )
+            with threadpool_limits(g.threads):
+                self.model = model.fit(x, y)
+
+    def _predict(self, examples, index, start, end):
+        if self.constant is not None:
+            return np.full(len(examples), self.constant)
+        from threadpoolctl import threadpool_limits
+
+        x = rfm_features(index, start, end, examples["label_time"], self.clock)[self.columns]
+        with threadpool_limits(self.cfg.gbt.threads):
+            return self.model.predict_proba(x)[:, 1]
+
+
+def _separates(gap: np.ndarray, y: np.ndarray) -> bool:
+    """True when one threshold on ``gap`` splits the labels perfectly (a leaked label)."""
+    ok = ~np.isnan(gap)
+    g, y = gap[ok], y[ok]
+    if len(g) < 20 or len(np.unique(y)) < 2:
+        return False
+    lo, hi = g[y == 0], g[y == 1]
+    return bool(lo.max() < hi.min() or hi.max() < lo.min())
+
+
+def _sasrec(task: str, k: int, cfg: EvalConfig, progress: bool, level: str = "user") -> Baseline:
+    from evtlm.sasrec import SASRec  # torch: imported only when asked for
+
+    return SASRec(task, k=k, cfg=cfg, progress=progress)
+
+
+Factory = Callable[..., Baseline]
+BASELINES: dict[str, dict[str, Factory]] = {
+    "purchase": {"prior": Prior, "popularity": Popularity, "gbt": GradientBoosting},
+    "next_action": {"prior": Prior, "markov": Markov},
+    "next_item": {"prior": Prior, "popularity": Popularity, "transitions": Transitions, "repeat": Repeat, "sasrec": _sasrec},
+    "pretrain": {},
+}
+
+
+def get_baselines(task_name: str, cfg: EvalConfig | None = None, *, names: Sequence[str] | None = None,
+                  k: int | None = None, level: str = "user", progress: bool = False) -> list[Baseline]:
+    """Unfitted baselines for a task: ``names``, else ``cfg.baselines``, else all that fit it.
+
+    ``k`` (default ``max(cfg.k)``) is the length of next_item rankings; ``level`` is
+    ``TaskConfig.level`` (purchase: at ``session`` level no feature is measured from the label
+    time, which there depends on the label).
+    """
+    if task_name not in BASELINES:
+        raise TaskError(f"unknown task {task_name!r}", where="get_baselines", fix=did_you_mean(task_name, BASELINES))
+    cfg = cfg or EvalConfig()
+    available = BASELINES[task_name]
+    chosen = list(names if names is not None else (cfg.baselines if cfg.baselines is not None else available))
+    unknown = [n for n in chosen if n not in available]
+    if unknown:
+        raise TaskError(f"no baseline {unknown[0]!r} for task {task_name!r}", where="eval.baselines",
+                        fix=f"{did_you_mean(unknown[0], available)} (valid for {task_name}: {sorted(available)})")
+    k = int(k if k is not None else max(cfg.k))
+    if level not in ("user", "session"):
+        raise TaskError(f"unknown level {level!r}", where="get_baselines", fix="use 'user' or 'session' (task.level)")
+    return [available[n](task_name, k, cfg, progress, level) for n in chosen]

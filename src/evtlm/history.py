@@ -1,0 +1,351 @@
+"""As-of views of users' histories, for many ``(user, cutoff)`` pairs at once.
+
+Baselines must obey the same leakage rule as the model: an example with label time ``t`` may
+only see its user's events strictly before ``t``. :class:`HistoryIndex` sorts the events once by
+``(user, time)``; then every example's history is a contiguous slice ``[start, end)`` of that
+order, found for all examples together with one ``searchsorted``. Counts over a history are
+differences of prefix sums, "the last cart" is a running maximum of positions, so features for
+a million examples cost a few array passes, never a Python loop over rows. Also here: the input
+checks the baselines share, and ranking helpers that turn per-example item scores into top-k
+lists over a catalog, the same way.
+
+>>> ev = pd.DataFrame({"user_id": ["u", "u", "u", "v"], "item_id": ["a", "b", "c", "a"],
+...     "action": ["view", "cart", "purchase", "view"],
+...     "timestamp": pd.to_datetime([1, 2, 3, 1], unit="D", utc=True)})
+>>> idx = HistoryIndex(ev)
+>>> start, end = idx.bounds(["u", "u", "v", "w"], pd.to_datetime([3, 9, 1, 5], unit="D", utc=True))
+>>> (end - start).tolist()          # u before day 3: a, b; u before day 9: all 3; v: none; w: unknown
+[2, 3, 0, 0]
+>>> idx.item_ids[idx.recent(idx.item, start, end, 2)[1]].tolist()   # most recent first
+['c', 'b']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from evtlm.errors import DataError
+from evtlm.events import EventLog
+from evtlm.recipe import ACTIONS
+
+NS_PER_HOUR = 3_600 * 10**9
+NS_PER_DAY = 24 * NS_PER_HOUR
+
+
+def to_ns(values: pd.Series | Sequence | pd.DatetimeIndex, what: str) -> np.ndarray:
+    """Timestamps as int64 nanoseconds since the epoch (UTC); NaT is an error naming ``what``."""
+    ts = pd.Series(pd.to_datetime(pd.Series(values).reset_index(drop=True), utc=True))
+    bad = np.flatnonzero(ts.isna().to_numpy())
+    if bad.size:
+        raise DataError(
+            f"{bad.size} missing timestamps in {what}", where=f"positions {bad[:5].tolist()}",
+            fix="every event and example needs a time (examples: label_time)",
+        )
+    return ts.dt.as_unit("ns").to_numpy(dtype="datetime64[ns]").view("int64")
+
+
+def require_columns(frame: pd.DataFrame, columns: Sequence[str], what: str) -> None:
+    """A :class:`DataError` listing every missing column at once."""
+    missing = [c for c in columns if c not in frame.columns]
+    if missing:
+        raise DataError(
+            f"{what} lack the columns {missing}", where=f"{what} columns: {list(frame.columns)}",
+            fix=f"pass {what} with {list(columns)} (see docs/internals.md)",
+        )
+
+
+def check_examples(frame: pd.DataFrame, what: str, with_label: bool) -> pd.DataFrame:
+    """The examples with a clean index; missing columns or an empty frame are errors."""
+    require_columns(frame, ("user_id", "label_time", "label") if with_label else ("user_id", "label_time"), what)
+    if with_label and len(frame) == 0:
+        raise DataError(f"{what} is empty", fix="a baseline needs training examples to fit on")
+    return frame.reset_index(drop=True)
+
+
+def binary_labels(labels: pd.Series) -> np.ndarray:
+    """purchase labels as 0/1 ints; anything else names its rows."""
+    values = pd.to_numeric(pd.Series(labels).astype("object").replace({True: 1, False: 0}), errors="coerce")
+    bad = np.flatnonzero(~values.isin([0, 1]).to_numpy())
+    if bad.size:
+        shown = pd.Series(labels).iloc[bad[:5]].tolist()
+        raise DataError(f"purchase labels must be 0/1, got {shown}", where=f"train_examples rows {bad[:5].tolist()} ({bad.size} rows)",
+                        fix="label 1 = buys within the horizon, 0 = does not")
+    return values.to_numpy().astype(np.int64)
+
+
+def action_order(labels: Sequence[str] | None) -> list[str]:
+    """The next_action output columns: canonical verbs, each once."""
+    order = list(ACTIONS if labels is None else labels)
+    unknown = [a for a in order if a not in ACTIONS]
+    if unknown or len(set(order)) != len(order) or not order:
+        raise DataError(f"bad action order {order}", where=f"unknown: {unknown}" if unknown else "duplicates or empty",
+                        fix=f"pass canonical verbs, each once, from {list(ACTIONS)}")
+    return order
+
+
+def check_labels_in(train: pd.DataFrame, allowed: Sequence[str], what: str) -> None:
+    bad = np.flatnonzero(~train["label"].astype("string").isin(list(allowed)).fillna(False).to_numpy())
+    if bad.size:
+        raise DataError(f"{bad.size} training labels are not in {what}: {train['label'].iloc[bad[:5]].tolist()}",
+                        where=f"train_examples rows {bad[:5].tolist()}", fix=f"labels must be one of {list(allowed)}")
+
+
+def default_catalog(index: HistoryIndex, train: pd.DataFrame) -> list[str]:
+    """Items of the events training may see, sorted by id (the next_item label space)."""
+    seen = index.visible_mask(train["user_id"], train["label_time"]) & (index.item >= 0)
+    return sorted(index.item_ids[np.unique(index.item[seen])].tolist())
+
+
+class HistoryIndex:
+    """The canonical events sorted by ``(user, time)``, as arrays.
+
+    Attributes (one entry per event, in the sorted order): ``user`` (code into ``user_ids``),
+    ``ts`` (int64 ns), ``item`` (code into ``item_ids``, -1 when null), ``action`` (index into
+    :data:`evtlm.recipe.ACTIONS`, -1 when null), ``session_start`` (first event of a visit),
+    ``price`` (float, NaN when unknown; None when neither the events nor the catalog have one).
+    """
+
+    def __init__(self, events: pd.DataFrame | EventLog, session_gap_minutes: float = 30.0) -> None:
+        catalog = None
+        if isinstance(events, EventLog):
+            events, catalog = events.events, events.catalog
+        require_columns(events, ("user_id", "timestamp", "action", "item_id"), "events")
+        ts = to_ns(events["timestamp"], "events.timestamp")
+        ucode, self.user_ids = pd.factorize(events["user_id"].astype("string"), sort=True)
+        if (ucode < 0).any():
+            rows = np.flatnonzero(ucode < 0)
+            raise DataError(f"{rows.size} events without a user_id", where=f"event rows {rows[:5].tolist()}",
+                            fix="drop them or map the user column (data.columns.user)")
+        order = np.lexsort((ts, ucode))  # stable: equal (user, time) keep the input order
+        self.user = ucode[order].astype(np.int64)
+        self.ts = ts[order]
+        self.n = len(order)
+        icode, self.item_ids = pd.factorize(events["item_id"].astype("string"))
+        self.item_ids = np.asarray(self.item_ids, dtype=object)
+        self.item = icode[order].astype(np.int64)
+        action = pd.Categorical(events["action"].astype("string"), categories=list(ACTIONS))
+        self.action = np.asarray(action.codes, dtype=np.int64)[order]
+        # composite key (user, time rank) so one searchsorted finds every example's slice; the
+        # rank keeps the key far inside int64 (users * distinct times, not users * 1e18 ns)
+        self.times = np.unique(self.ts)
+        self._width = len(self.times) + 1
+        self.keys = self.user * self._width + np.searchsorted(self.times, self.ts)
+        self.user_start = np.searchsorted(self.user, np.arange(len(self.user_ids)))
+        self.session_start = self._sessions(events, order, session_gap_minutes)
+        self.price = self._prices(events, order, catalog)
+
+    def _sessions(self, events: pd.DataFrame, order: np.ndarray, gap_minutes: float) -> np.ndarray:
+        """True on the first event of each visit: the session id changes, or (no ids) a gap."""
+        new_user = np.r_[True, self.user[1:] != self.user[:-1]] if self.n else np.zeros(0, bool)
+        sess = events["session_id"].astype("string") if "session_id" in events else None
+        if sess is not None and sess.notna().all():
+            codes = pd.factorize(sess)[0][order]
+            return new_user | np.r_[True, codes[1:] != codes[:-1]][: self.n]
+        gap = np.r_[np.inf, np.diff(self.ts)][: self.n] > gap_minutes * 60 * 10**9
+        return new_user | gap
+
+    def _prices(self, events: pd.DataFrame, order: np.ndarray, catalog: pd.DataFrame | None):
+        if "price" in events:
+            return pd.to_numeric(events["price"], errors="coerce").to_numpy(float)[order]
+        if catalog is not None and "price" in catalog and "item_id" in catalog:
+            prices = catalog.drop_duplicates("item_id").set_index("item_id")["price"]
+            per_code = pd.to_numeric(prices.reindex(self.item_ids), errors="coerce").to_numpy(float)
+            return np.where(self.item >= 0, per_code[np.maximum(self.item, 0)], np.nan)
+        return None
+
+    # ------------------------------------------------------------------------------ slices
+    def bounds(self, user_ids, times, inclusive: bool = False) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the slice ``[start, end)`` of the user's events before ``times``.
+
+        Strictly before by default (the leakage rule); ``inclusive=True`` also takes events at
+        exactly that time (a training example's own target). Unknown users get an empty slice.
+        """
+        users = pd.Index(self.user_ids).get_indexer(pd.Series(user_ids).astype("string"))
+        q = to_ns(times, "label_time")
+        side = "right" if inclusive else "left"
+        rank = np.searchsorted(self.times, q, side=side)  # events with rank < this are before
+        known = users >= 0
+        u = np.where(known, users, 0)
+        end = np.searchsorted(self.keys, u * self._width + rank, side="left")
+        start = self.user_start[u] if len(self.user_start) else np.zeros_like(u)
+        return np.where(known, start, 0), np.where(known, end, 0)
+
+    def recent(self, values: np.ndarray, start: np.ndarray, end: np.ndarray, length: int) -> np.ndarray:
+        """``values`` of each slice's last ``length`` events, most recent first, -1 padded.
+
+        ``values`` is a per-event int array (e.g. ``self.item``); result shape [n, length].
+        """
+        pos = end[:, None] - 1 - np.arange(length)[None, :]  # [n, length]
+        ok = pos >= start[:, None]
+        return np.where(ok, values[np.clip(pos, 0, max(self.n - 1, 0))] if self.n else -1, -1)
+
+    def last_position(self, flags: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Position of the last flagged event in each slice, -1 when there is none."""
+        running = np.maximum.accumulate(np.where(flags, np.arange(self.n), -1)) if self.n else flags
+        pos = running[np.clip(end - 1, 0, max(self.n - 1, 0))] if self.n else np.full(len(end), -1)
+        return np.where((end > start) & (pos >= start), pos, -1)
+
+    def visible_mask(self, user_ids, times, inclusive: bool = True) -> np.ndarray:
+        """Boolean mask over the sorted events: each user's events up to their latest ``times``.
+
+        This is the training sequence a fitted baseline may learn from: per user, everything up
+        to the label time of their last training example (the target included).
+        """
+        frame = pd.DataFrame({"u": pd.Series(user_ids).astype("string").to_numpy(), "t": to_ns(times, "label_time")})
+        last = frame.groupby("u", sort=False)["t"].max()
+        start, end = self.bounds(last.index, pd.to_datetime(last.to_numpy(), utc=True), inclusive=inclusive)
+        marks = np.zeros(self.n + 1, np.int64)  # +1 at each slice start, -1 at its end
+        np.add.at(marks, start, 1)
+        np.add.at(marks, end, -1)
+        return np.cumsum(marks)[: self.n] > 0
+
+    def codes_in(self, catalog: Sequence[str | None]) -> np.ndarray:
+        """Per event, the position of its item in ``catalog`` (-1: not in it, or no item)."""
+        lookup = np.append(positions_in(catalog, self.item_ids), -1)  # item code -1 (null): last slot
+        return lookup[self.item]
+
+
+def positions_in(catalog: Sequence[str | None], values) -> np.ndarray:
+    """Position of each value in ``catalog``, -1 when absent or null.
+
+    Null catalog entries (a label-space answer with no known item id) match nothing; an id
+    listed twice is an error.
+
+    >>> positions_in(["a", None, "c"], ["c", "b", None, "a"]).tolist()
+    [2, -1, -1, 0]
+    """
+    cat = pd.Series(list(catalog), dtype="string")
+    known = np.flatnonzero(cat.notna().to_numpy())
+    ids = cat.iloc[known]
+    if ids.duplicated().any():
+        raise DataError(f"the item catalog lists ids twice: {ids[ids.duplicated()].unique()[:5].tolist()}",
+                        where="next_item labels", fix="pass each item id once, in label-space order")
+    pos = pd.Index(ids.to_numpy(dtype=object)).get_indexer(pd.Series(list(values), dtype="string").to_numpy(dtype=object))
+    return np.where(pos >= 0, known[np.maximum(pos, 0)] if len(known) else -1, -1)
+
+
+def rfm_features(index: HistoryIndex, start: np.ndarray, end: np.ndarray, times, clock: str = "label_time") -> pd.DataFrame:
+    """Recency / frequency / monetary / session features of each slice, as of ``times``.
+
+    Only events in ``[start, end)`` (strictly before each time) are read. Columns: event counts
+    per action overall and in the last 1/3/7 days, hours since the last event / cart / purchase /
+    favorite and since the first event, carts and removals since the last purchase, sessions,
+    the current session's size and carts, purchases per session, spend when prices exist. NaN
+    means "never" (gradient-boosted trees treat it as its own branch).
+
+    ``clock`` is the "now" that durations are measured from: ``label_time`` (a cutoff shared by
+    all users, the user-level purchase task) or ``last_event`` (the slice's newest event; then
+    ``hours_since_last`` is dropped). Use ``last_event`` whenever the label time itself depends
+    on the label: session-level purchase puts it at the first purchase of a buying session but
+    1 ns after the last event of the others, so "time since the last event" would give the
+    answer away.
+
+    >>> ev = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "a", "b"],
+    ...     "action": ["cart", "purchase", "cart"],
+    ...     "timestamp": pd.to_datetime(["2024-01-01", "2024-01-05", "2024-01-06"], utc=True)})
+    >>> idx = HistoryIndex(ev)
+    >>> t = pd.to_datetime(["2024-01-07"], utc=True)
+    >>> f = rfm_features(idx, *idx.bounds(["u"], t), t)
+    >>> f.loc[0, ["n_events", "n_cart", "n_cart_1d", "carts_since_purchase", "hours_since_purchase"]].tolist()
+    [3.0, 2.0, 1.0, 1.0, 48.0]
+    """
+    q = to_ns(times, "label_time")
+    if clock == "last_event" and index.n:
+        q = np.where(end > start, index.ts[np.clip(end - 1, 0, index.n - 1)], q)
+    elif clock not in ("label_time", "last_event"):
+        raise ValueError(f"clock must be 'label_time' or 'last_event', got {clock!r}")
+    n_act = len(ACTIONS)
+    onehot = (index.action[:, None] == np.arange(n_act)[None, :]).astype(np.int64)  # [events, A]
+    cum = np.vstack([np.zeros((1, n_act), np.int64), np.cumsum(onehot, axis=0)])  # [events+1, A]
+    out: dict[str, np.ndarray] = {"n_events": (end - start).astype(float)}
+    for a, name in enumerate(ACTIONS):
+        out[f"n_{name}"] = (cum[end, a] - cum[start, a]).astype(float)
+    for days in (1, 3, 7):
+        # events strictly before t - days; the window is [that, end)
+        lo = np.clip(np.searchsorted(index.keys, _key(index, start, q - days * NS_PER_DAY), "left"), start, end)
+        for a, name in enumerate(ACTIONS):
+            out[f"n_{name}_{days}d"] = (cum[end, a] - cum[lo, a]).astype(float)
+    last = np.clip(end - 1, 0, max(index.n - 1, 0))
+    has = end > start
+    ts = index.ts if index.n else np.zeros(1, np.int64)
+    if clock == "label_time":
+        out["hours_since_last"] = np.where(has, (q - ts[last]) / NS_PER_HOUR, np.nan)
+    out["hours_since_first"] = np.where(has, (q - ts[np.clip(start, 0, len(ts) - 1)]) / NS_PER_HOUR, np.nan)
+    for name in ("cart", "purchase", "favorite"):
+        pos = index.last_position(index.action == ACTIONS.index(name), start, end)
+        out[f"hours_since_{name}"] = np.where(pos >= 0, (q - ts[np.maximum(pos, 0)]) / NS_PER_HOUR, np.nan)
+    bought = index.last_position(index.action == ACTIONS.index("purchase"), start, end)
+    after = np.where(bought >= 0, bought + 1, start)
+    for name, col in (("cart", "carts_since_purchase"), ("remove_from_cart", "removals_since_purchase")):
+        a = ACTIONS.index(name)
+        out[col] = (cum[end, a] - cum[after, a]).astype(float)  # carts not (yet) followed by a buy
+    sess = np.r_[0, np.cumsum(index.session_start)]
+    out["n_sessions"] = (sess[end] - sess[start]).astype(float)
+    cur = index.last_position(index.session_start, start, end)
+    cur = np.where(cur >= 0, cur, end)
+    out["session_events"] = (end - cur).astype(float)
+    out["session_carts"] = (cum[end, ACTIONS.index("cart")] - cum[cur, ACTIONS.index("cart")]).astype(float)
+    out["purchases_per_session"] = out["n_purchase"] / np.maximum(out["n_sessions"], 1)
+    if index.price is not None:
+        spend = np.r_[0.0, np.cumsum(np.nan_to_num(index.price) * (index.action == ACTIONS.index("purchase")))]
+        out["spend"] = spend[end] - spend[start]
+    return pd.DataFrame(out)
+
+
+def _key(index: HistoryIndex, start: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """Composite search keys ``(user, rank of q)`` for slices that already know their user."""
+    u = index.user[np.clip(start, 0, max(index.n - 1, 0))] if index.n else np.zeros_like(start)
+    return u * index._width + np.searchsorted(index.times, q, side="left")
+
+
+# ----------------------------------------------------------------- rankings over a catalog
+def item_popularity(index: HistoryIndex, cat: np.ndarray, mask: np.ndarray, catalog: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Catalog codes by interaction count over ``mask`` (desc, ties by catalog order) and their
+    shares; null catalog entries are never ranked."""
+    n_items = len(catalog)
+    counts = np.bincount(cat[mask & (cat >= 0)], minlength=n_items).astype(float)
+    order = np.lexsort((np.arange(n_items), -counts))
+    order = order[pd.notna(pd.Series(list(catalog), dtype=object)).to_numpy()[order]]
+    return order, counts[order] / max(counts.sum(), 1.0)
+
+
+def with_fallback(primary: np.ndarray, pscores: np.ndarray, fallback: np.ndarray, fscores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's own items (``primary`` [n, P], -1 padded, best first), then the ``fallback``
+    items ([C] catalog codes, best first) it does not already hold, cut to ``k`` columns.
+
+    Fill-in scores are ``fscores - 1`` (< 0), so they rank below the row's own items (> 0).
+
+    >>> with_fallback(np.array([[2, -1], [-1, -1]]), np.array([[.5, 0], [0, 0]]), np.array([0, 2, 1]),
+    ...               np.array([.5, .3, .2]), 2)[0].tolist()
+    [[2, 0], [0, 2]]
+    """
+    k = min(k, len(fallback))
+    primary, pscores = primary[:, :k], pscores[:, :k]
+    fb, fs = fallback[: k + primary.shape[1]], fscores[: k + primary.shape[1]] - 1.0
+    n = len(primary)
+    out_codes, out_scores = np.empty((n, k), np.int64), np.empty((n, k))
+    for lo in range(0, n, 20_000):  # [rows, F, P] duplicate test; chunks bound the memory
+        p, ps = primary[lo : lo + 20_000], pscores[lo : lo + 20_000]
+        dup = (fb[None, :, None] == p[:, None, :]).any(axis=2)
+        cand = np.concatenate([p, np.broadcast_to(fb, (len(p), len(fb)))], axis=1)
+        score = np.concatenate([ps, np.broadcast_to(fs, (len(p), len(fb)))], axis=1)
+        valid = np.concatenate([p >= 0, ~dup], axis=1)
+        order = np.argsort(~valid, axis=1, kind="stable")[:, :k]  # valid first, order kept
+        out_codes[lo : lo + 20_000] = np.take_along_axis(cand, order, axis=1)
+        out_scores[lo : lo + 20_000] = np.take_along_axis(score, order, axis=1)
+    return out_codes, out_scores
+
+
+def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, tiebreak: np.ndarray, n: int, k: int):
+    """Long ``(row, item, score)`` triples -> the best ``k`` per row as [n, k] (-1 / 0 padded)."""
+    order = np.lexsort((tiebreak, -scores, rows))
+    rows, items, scores = rows[order], items[order], scores[order]
+    rank = np.arange(len(rows)) - np.searchsorted(rows, rows, side="left")  # rank within row
+    keep = rank < k
+    codes, vals = np.full((n, k), -1, np.int64), np.zeros((n, k))
+    codes[rows[keep], rank[keep]] = items[keep]
+    vals[rows[keep], rank[keep]] = scores[keep]
+    return codes, vals

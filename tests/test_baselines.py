@@ -1,0 +1,290 @@
+"""Built-in baselines (evtlm.baselines, evtlm.history): each on a tiny log with a known answer,
+the leakage rule, output shapes and catalog membership, and the errors a user can cause."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from evtlm.baselines import BASELINES, Ranking, get_baselines
+from evtlm.errors import DataError, TaskError
+from evtlm.events import finalize_events
+from evtlm.history import HistoryIndex, rfm_features
+from evtlm.recipe import EvalConfig, GbtConfig
+
+T0 = pd.Timestamp("2024-01-01", tz="UTC")
+FAST = EvalConfig(gbt=GbtConfig(max_iter=40, learning_rate=0.1, threads=1))  # 1 thread: 80x faster on a busy box
+
+
+def events(users, items, actions, hours) -> pd.DataFrame:
+    """A canonical frame from parallel lists (hours after T0)."""
+    return finalize_events(pd.DataFrame({
+        "user_id": [str(u) for u in users], "item_id": items, "action": actions,
+        "timestamp": T0 + pd.to_timedelta(np.asarray(hours, float), unit="h"),
+    }))
+
+
+def next_examples(ev: pd.DataFrame, field: str) -> pd.DataFrame:
+    """One next_* example per event after a user's first: label = that event's item / action."""
+    ex = ev[ev.groupby("user_id").cumcount() > 0]
+    return pd.DataFrame({"user_id": ex["user_id"].to_numpy(), "label": ex[field].astype(str).to_numpy(),
+                         "label_time": ex["timestamp"].to_numpy()})
+
+
+def cycle_log(n_users=30, length=12, items=("a", "b", "c")) -> pd.DataFrame:
+    """Each user walks the items in a strict cycle, starting at a user-dependent offset."""
+    users = np.repeat(np.arange(n_users), length)
+    step = np.tile(np.arange(length), n_users)
+    return events(users, [items[(u + s) % len(items)] for u, s in zip(users, step)], ["view"] * len(users), step)
+
+
+def future_of(ex: pd.DataFrame, rng: np.random.Generator, item="zz", action="purchase") -> pd.DataFrame:
+    """Events at and after each example's label_time, for its user: what must never be read."""
+    lag = np.where(rng.random(len(ex)) < 0.5, 0.0, rng.uniform(0, 48, len(ex)))  # exactly at t, or later
+    t = pd.to_datetime(ex["label_time"], utc=True).reset_index(drop=True) + pd.to_timedelta(lag, unit="h")
+    return pd.DataFrame({"user_id": ex["user_id"].astype(str).to_numpy(), "item_id": item, "action": action, "timestamp": t})
+
+
+def hr_at_1(r: Ranking, labels) -> float:
+    return float(np.mean(r.items[:, 0] == np.asarray(labels, dtype=object)))
+
+
+# ------------------------------------------------------------------------------------ history
+def test_bounds_are_strictly_before_and_inclusive_on_request():
+    ev = events([1, 1, 1, 2], ["a", "b", "c", "a"], ["view"] * 4, [0, 1, 1, 5])
+    idx = HistoryIndex(ev)
+    t = T0 + pd.to_timedelta([1, 1, 0, 9], unit="h")
+    start, end = idx.bounds(["1", "1", "1", "nobody"], t)
+    assert (end - start).tolist() == [1, 1, 0, 0]  # events at exactly t are excluded
+    start, end = idx.bounds(["1"], t[:1], inclusive=True)
+    assert (end - start).tolist() == [3]
+
+
+def test_visible_mask_is_each_users_events_up_to_their_last_training_label():
+    ev = events([1, 1, 1, 2, 2], ["a", "b", "c", "a", "b"], ["view"] * 5, [0, 1, 2, 0, 1])
+    idx = HistoryIndex(ev)
+    mask = idx.visible_mask(["1", "1", "2"], T0 + pd.to_timedelta([0, 1, 0], unit="h"))
+    assert idx.item_ids[idx.item[mask]].tolist() == ["a", "b", "a"]
+
+
+def test_rfm_features_ignore_events_at_or_after_the_cutoff_and_see_earlier_ones():
+    ev = events([1] * 3, ["a", "a", "b"], ["view", "cart", "view"], [0, 10, 20])
+    t = pd.Series([T0 + pd.Timedelta(hours=20)])
+    base = rfm_features(HistoryIndex(ev), *HistoryIndex(ev).bounds(["1"], t), t)
+    later = pd.concat([ev, events([1, 1], ["b", "c"], ["purchase", "cart"], [20, 30])])
+    idx = HistoryIndex(later)
+    pd.testing.assert_frame_equal(rfm_features(idx, *idx.bounds(["1"], t), t), base)
+    earlier = pd.concat([ev, events([1], ["c"], ["purchase"], [19])])
+    idx = HistoryIndex(earlier)
+    changed = rfm_features(idx, *idx.bounds(["1"], t), t)
+    assert changed.loc[0, "n_purchase"] == 1 and changed.loc[0, "hours_since_purchase"] == 1.0
+    assert base.loc[0, "n_cart"] == 1 and base.loc[0, "carts_since_purchase"] == 1
+    assert changed.loc[0, "carts_since_purchase"] == 0
+
+
+# ---------------------------------------------------------------------------------- next_item
+def test_transitions_learn_a_strict_cycle_and_only_rank_catalog_items():
+    ev = cycle_log()
+    ex = next_examples(ev, "item_id")
+    train, test = ex[ex["user_id"].astype(int) < 20], ex[ex["user_id"].astype(int) >= 20]
+    model = get_baselines("next_item", names=["transitions"], k=5)[0].fit(train, ev)
+    r = model.predict(test, ev)
+    assert r.items.shape == (len(test), 3)  # k capped at the catalog size
+    assert hr_at_1(r, test["label"]) == 1.0
+    assert set(r.items.ravel()) <= {"a", "b", "c"}
+    assert (np.diff(r.scores, axis=1) <= 0).all()
+
+
+def test_repeat_recommends_the_users_own_items_and_fills_with_popularity():
+    # every user re-buys one personal item between views of shared popular items
+    rng = np.random.default_rng(0)
+    users, items, hours = [], [], []
+    for u in range(40):
+        seq = [f"own{u}" if s % 2 else f"pop{rng.integers(20)}" for s in range(10)]
+        users += [u] * 10
+        items += seq
+        hours += list(range(10))
+    ev = events(users, items, ["purchase"] * len(users), hours)
+    ex = next_examples(ev, "item_id")
+    ex = ex[ex["label"].str.startswith("own")]
+    cut = T0 + pd.Timedelta(hours=5)  # a time split: own items are bought before and after it
+    train, test = ex[ex["label_time"] <= cut], ex[ex["label_time"] > cut]
+    repeat, pop = get_baselines("next_item", names=["repeat", "popularity"], k=4)
+    repeat.fit(train, ev)
+    assert hr_at_1(repeat.predict(test, ev), test["label"]) >= 0.9
+    assert repeat.gamma in repeat.gammas and set(repeat.tuning) == set(repeat.gammas)
+    assert hr_at_1(pop.fit(train, ev).predict(test, ev), test["label"]) == 0.0  # nobody else's item
+    cold = pd.DataFrame({"user_id": ["stranger"], "label_time": [T0]})
+    r = repeat.predict(cold, ev)  # no history: pure popularity, own items are each bought by one user
+    assert r.items[0, :3].tolist() == pop.predict(cold, ev).items[0, :3].tolist()
+    assert len(set(r.items[0])) == 4
+
+
+def test_prior_and_popularity_rank_the_same_items_for_everyone():
+    ev = events([1, 1, 1, 2, 2], ["a", "b", "b", "b", "c"], ["view"] * 5, [0, 1, 2, 0, 1])
+    ex = next_examples(ev, "item_id")
+    for b in get_baselines("next_item", names=["prior", "popularity"], k=2):
+        r = b.fit(ex, ev).predict(ex, ev)
+        assert r.items.shape == (len(ex), 2) and r.items[0, 0] == "b"
+        assert (r.items == r.items[0]).all()
+
+
+def test_label_space_entries_without_an_item_id_are_never_ranked():
+    ev = cycle_log(6)
+    ex = next_examples(ev, "item_id")
+    labels = [None, "c", "a", None, "b"]  # evaluate's item ids: None where no item is known
+    for b in get_baselines("next_item", FAST, names=["prior", "popularity", "transitions", "repeat"], k=5):
+        r = b.fit(ex, ev, labels=labels).predict(ex, ev)
+        assert r.items.shape == (len(ex), 3) and set(r.items.ravel()) == {"a", "b", "c"}, b.name
+        assert (np.asarray(labels, dtype=object)[r.catalog_index] == r.items).all()
+    with pytest.raises(DataError, match=r"lists ids twice: \['a'\]"):
+        get_baselines("next_item", names=["popularity"])[0].fit(ex, ev, labels=["a", "b", "a", "c"])
+
+
+# -------------------------------------------------------------------------------- next_action
+def test_markov_learns_the_next_action_from_the_last_one():
+    acts = ["view", "cart", "purchase"] * 20
+    ev = events([0] * 30 + [1] * 30, ["x"] * 60, acts, list(range(30)) * 2)
+    ex = next_examples(ev, "action")
+    order = ["view", "cart", "purchase"]
+    markov, prior = get_baselines("next_action", names=["markov", "prior"])
+    p = markov.fit(ex, ev, labels=order).predict(ex, ev)
+    assert p.shape == (len(ex), 3) and np.allclose(p.sum(axis=1), 1)
+    assert (np.array(order)[p.argmax(axis=1)] == ex["label"].to_numpy()).all()
+    q = prior.fit(ex, ev, labels=order).predict(ex, ev)
+    assert np.allclose(q, q[0]) and q.min() > 0  # smoothed: no zero probability
+
+
+# ----------------------------------------------------------------------------------- purchase
+def planted_purchase_log(n_users=400, seed=0):
+    """Users with a cart not followed by a purchase buy in the next week with P 0.85, else 0.1."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        for h in np.sort(rng.uniform(0, 300, rng.integers(3, 12))):
+            rows.append((u, f"i{rng.integers(50)}", "view", h))
+        if rng.random() < 0.5:
+            h = rng.uniform(0, 300)
+            rows.append((u, "c", "cart", h))
+            if rng.random() < 0.4:
+                rows.append((u, "c", "purchase", h + rng.uniform(0, 30)))
+    ev = events(*zip(*rows))
+    cutoff = T0 + pd.Timedelta(hours=340)
+    idx = HistoryIndex(ev)
+    users = np.arange(n_users).astype(str)
+    open_cart = rfm_features(idx, *idx.bounds(users, [cutoff] * n_users), [cutoff] * n_users)["carts_since_purchase"] > 0
+    label = (rng.random(n_users) < np.where(open_cart, 0.85, 0.1)).astype(int)
+    ex = pd.DataFrame({"user_id": users, "label": label, "label_time": cutoff})
+    return ev, ex
+
+
+def test_gbt_and_popularity_find_a_planted_purchase_rule_and_prior_does_not():
+    ev, ex = planted_purchase_log()
+    train, test = ex.iloc[:300], ex.iloc[300:]
+    scores = {b.name: b.fit(train, ev).predict(test, ev) for b in get_baselines("purchase", FAST)}
+    assert set(scores) == {"prior", "popularity", "gbt"}
+    assert roc_auc_score(test["label"], scores["gbt"]) > 0.75
+    assert roc_auc_score(test["label"], scores["popularity"]) > 0.75
+    assert np.allclose(scores["prior"], train["label"].mean())
+    for p in scores.values():
+        assert p.shape == (len(test),) and ((p >= 0) & (p <= 1)).all()
+
+
+def test_session_level_never_measures_time_from_a_label_time_that_depends_on_the_label():
+    # session-level purchase: the label time is the first purchase of a buying session but 1 ns
+    # after the last event of the others, so "hours since the last event" would be the answer
+    rng = np.random.default_rng(0)
+    n_events = rng.integers(1, 6, 200)
+    users = np.repeat(np.arange(200), n_events)
+    ev = events(users, ["x"] * len(users), ["view"] * len(users), np.sort(rng.uniform(0, 500, len(users))))
+    last = ev.groupby("user_id")["timestamp"].max()
+    y = rng.integers(0, 2, len(last))
+    gap = np.where(y == 1, pd.Timedelta(minutes=1), pd.Timedelta(nanoseconds=1))
+    ex = pd.DataFrame({"user_id": last.index.to_numpy(), "label": y, "label_time": last.to_numpy() + gap})
+    gbt = get_baselines("purchase", FAST, names=["gbt"], level="session")[0].fit(ex.iloc[:150], ev)
+    assert gbt.clock == "last_event" and "hours_since_last" not in gbt.columns
+    assert roc_auc_score(y[150:], gbt.predict(ex.iloc[150:], ev)) < 0.75  # no leaked answer to learn
+    with pytest.warns(UserWarning, match="alone separates the purchase labels"):
+        guarded = get_baselines("purchase", FAST, names=["gbt"])[0].fit(ex, ev)  # level forgotten
+    assert guarded.clock == "last_event"
+
+
+# ------------------------------------------------------------------------------------ leakage
+CASES = {
+    "purchase": lambda: planted_purchase_log(120),
+    "next_action": lambda: (cycle_log(12), next_examples(cycle_log(12), "action")),
+    "next_item": lambda: (cycle_log(12), next_examples(cycle_log(12), "item_id")),
+}
+
+
+@pytest.mark.parametrize("task", ["purchase", "next_action", "next_item"])
+def test_events_at_or_after_label_time_change_no_prediction(task):
+    ev, ex = CASES[task]()
+    names = [n for n in BASELINES[task] if n != "sasrec"]  # sasrec: tests/test_sasrec.py
+    rng = np.random.default_rng(1)
+    # predicting: events at/after an example's label time (buys, never-seen items) are unseen;
+    # probe each user's last example (an earlier example's future is a later one's past)
+    probe = ex.sort_values("label_time").groupby("user_id").tail(1)
+    leaky = finalize_events(pd.concat([ev, future_of(probe, rng)], ignore_index=True))
+    # fitting: events after each user's last training label time are unseen
+    after = future_of(probe.assign(label_time=probe["label_time"] + pd.Timedelta(seconds=1)), rng)
+    leaky_fit = finalize_events(pd.concat([ev, after], ignore_index=True))
+    for name in names:
+        fitted = get_baselines(task, FAST, names=[name], k=3)[0].fit(ex, ev)
+        clean = fitted.predict(probe, ev)
+        for dirty in (fitted.predict(probe, leaky),
+                      get_baselines(task, FAST, names=[name], k=3)[0].fit(ex, HistoryIndex(leaky_fit)).predict(probe, ev)):
+            if isinstance(clean, Ranking):
+                assert (clean.items == dirty.items).all(), name
+                assert np.allclose(clean.scores, dirty.scores), name
+            else:
+                assert np.allclose(clean, dirty), name
+    # and the check has teeth: one more event before a label time does change a prediction
+    t = pd.to_datetime(ex["label_time"], utc=True).max()
+    user = ex.loc[pd.to_datetime(ex["label_time"], utc=True).idxmax(), "user_id"]
+    earlier = finalize_events(pd.concat([ev, pd.DataFrame({"user_id": [user], "item_id": ["b"], "action": ["cart"],
+                                                           "timestamp": [t - pd.Timedelta(seconds=1)]})]))
+    model = get_baselines(task, FAST, names=[names[-1]], k=3)[0].fit(ex, ev)
+    before, changed = model.predict(ex, ev), model.predict(ex, earlier)
+    before, changed = (before.scores, changed.scores) if isinstance(before, Ranking) else (before, changed)
+    assert not np.allclose(before, changed)
+
+
+# ----------------------------------------------------------------------------- registry, errors
+def test_get_baselines_follows_the_eval_config():
+    cfg = EvalConfig(baselines=["repeat", "prior"], k=[1, 7])
+    got = get_baselines("next_item", cfg)
+    assert [b.name for b in got] == ["repeat", "prior"] and got[0].k == 7
+    assert {b.name for b in get_baselines("next_item")} == {"prior", "popularity", "transitions", "repeat", "sasrec"}
+    assert get_baselines("pretrain") == []
+
+
+def test_unknown_names_list_the_valid_ones():
+    with pytest.raises(TaskError, match="did you mean 'next_item'"):
+        get_baselines("next_itme")
+    with pytest.raises(TaskError, match="no baseline 'sasrec' for task 'purchase'.*valid for purchase"):
+        get_baselines("purchase", names=["sasrec"])
+    with pytest.raises(TaskError, match="unknown level 'visit'"):
+        get_baselines("purchase", level="visit")
+
+
+def test_bad_inputs_are_clear_errors():
+    ev, ex = planted_purchase_log(20)
+    gbt = get_baselines("purchase", FAST, names=["gbt"])[0]
+    with pytest.raises(TaskError, match="not fitted"):
+        gbt.predict(ex, ev)
+    with pytest.raises(DataError, match=r"lack the columns \['label'\]"):
+        gbt.fit(ex.drop(columns="label"), ev)
+    with pytest.raises(DataError, match="purchase labels must be 0/1, got \\['maybe'\\]"):
+        gbt.fit(ex.assign(label=["maybe"] + [0] * 19), ev)
+    with pytest.raises(DataError, match="missing timestamps"):
+        gbt.fit(ex.assign(label_time=pd.NaT), ev)
+    with pytest.raises(DataError, match="lack the columns"):
+        gbt.fit(ex, ev.drop(columns="action"))
+    ev2 = cycle_log(3)
+    with pytest.raises(DataError, match="bad action order"):
+        get_baselines("next_action", names=["markov"])[0].fit(next_examples(ev2, "action"), ev2, labels=["view", "walk"])
+    with pytest.raises(DataError, match="not in the action order"):
+        get_baselines("next_action", names=["markov"])[0].fit(next_examples(ev2, "action"), ev2, labels=["cart"])
