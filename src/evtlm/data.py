@@ -1,0 +1,337 @@
+"""From a recipe to tokenized train/valid/test datasets: `prepare`.
+
+Steps: read the events (`evtlm.presets.load_event_log`), let the task build its examples under
+the leakage-safe split (`evtlm.tasks`, `evtlm.splits`), verbalize every event once
+(`evtlm.verbalize`), load or train the tokenizer on training text only
+(`evtlm.tokenization`), and assemble each example's ids from its events' token ids
+(`evtlm.encode`): prompt + answer + eos with ``labels = -100`` on the prompt, the oldest events
+dropped when the budget ``task.max_tokens`` is exceeded. The result is cached on disk
+(`evtlm.datacache`) as memory-mapped Arrow files; a second run with the same inputs loads it.
+
+Dataset rows (`Prepared.datasets`, splits ``train``, ``valid``, ``test``): ``input_ids``,
+``labels``, ``prompt_length``, ``label_index`` (-1: answer outside the label space), ``user_id``,
+``example_id`` (row of `Prepared.index`; for pretrain, the chunk number).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from evtlm import datacache
+from evtlm.encode import build_event_tokens, chunk_offsets, example_rows, fit_budget, list_array, masked_labels
+from evtlm.errors import TaskError
+from evtlm.events import EventLog
+from evtlm.recipe import Recipe
+from evtlm.splits import SPLITS, TRAIN, assert_prompts_before_labels
+from evtlm.tasks import Task, TaskContext, get_task
+from evtlm.tokenization import (
+    TokenizerInfo,
+    default_cache_dir,
+    ensure_pad,
+    load_tokenizer,
+    tokenizer_fingerprint,
+    try_load_pretrained,
+)
+
+if TYPE_CHECKING:
+    from datasets import DatasetDict
+    from transformers import PreTrainedTokenizerBase
+
+__all__ = ["Prepared", "prepare"]
+
+
+@dataclass
+class Prepared:
+    """Everything training, evaluation and baselines need from the data stage."""
+
+    datasets: DatasetDict
+    label_space: list[str]
+    report: dict[str, Any]  # -> data_report.json
+    tokenizer: PreTrainedTokenizerBase
+    tokenizer_info: TokenizerInfo
+    events: EventLog
+    task: Task
+    index: dict[str, pd.DataFrame]  # per split: the task's example table + kept_start, example_id, n_tokens
+    train_texts: list[str]  # verbalized training-window stream of each user
+    examples: Mapping[str, pd.DataFrame] = field(default_factory=dict)  # text examples (lazy)
+    from_cache: bool = False
+    cache_path: Path | None = None
+
+    def write_report(self, path: str | Path) -> None:
+        Path(path).write_text(json.dumps(self.report, indent=2, default=str) + "\n")
+
+
+def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, cache_dir: str | Path | None = None,
+            progress: bool = True, *, events: EventLog | None = None, base_dir: str | Path | None = None,
+            use_cache: bool = True) -> Prepared:
+    """Tokenized examples for ``recipe`` (see the module doc). ``events`` skips reading the data."""
+    from tqdm.auto import tqdm
+
+    task = get_task(recipe.task.name)
+    root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "datasets"
+    bar = tqdm(total=6, desc="prepare", disable=not progress, leave=False)
+    # the tokenizer's identity comes first: an unavailable base fails before any work is done
+    info: TokenizerInfo | None = None
+    if tokenizer is not None:
+        ensure_pad(tokenizer, getattr(tokenizer, "name_or_path", "given"))
+        info = TokenizerInfo("given", str(getattr(tokenizer, "name_or_path", "")), len(tokenizer))
+    else:
+        tokenizer, why = try_load_pretrained(recipe.model)
+        if tokenizer is None:
+            if recipe.model.when_unavailable == "error":
+                load_tokenizer(recipe.model, None, root.parent)  # raises the one-line error
+            tok_key = f"scratch:{recipe.model.scratch.vocab_size}"
+        else:
+            info = TokenizerInfo("pretrained", recipe.model.tokenizer or recipe.model.base, len(tokenizer))
+    if tokenizer is not None:
+        tok_key = tokenizer_fingerprint(tokenizer)
+    key = datacache.cache_key(recipe, datacache.data_fingerprint(recipe.data, events, base_dir), tok_key)
+    final = root / key
+    if use_cache and datacache.is_complete(final):
+        bar.close()
+        return _load(final, recipe, task, tokenizer, info)
+
+    bar.set_postfix_str("events")
+    if events is None:
+        from evtlm.presets import load_event_log
+
+        events = load_event_log(recipe.data, base_dir)
+    bar.update()
+    bar.set_postfix_str("examples")
+    ctx = TaskContext.build(events.events, events.catalog, recipe.task, recipe.split, recipe.verbalize)
+    exset = task.build_examples(ctx)
+    table = exset.table
+    if not (table["split"] == TRAIN).any():
+        raise TaskError(f"task {task.name} found no training examples", where="task / split settings",
+                        fix="check task.min_history and that the training window holds events")
+    if not task.stream:
+        assert_prompts_before_labels(ctx.index, table["hist_stop"].to_numpy(), table["label_time"].to_numpy(),
+                                     table["hist_start"].to_numpy())
+    bar.update()
+    bar.set_postfix_str("verbalize")
+    from evtlm.verbalize import actor_text, verbalize_events
+
+    text = verbalize_events(events.events, events.catalog, recipe.verbalize)
+    actors = actor_text(pd.Series(ctx.index.user_ids, dtype="string"), recipe.verbalize)
+    train_texts = _stream_texts(ctx, text.piece, actors, exset.train_mask)
+    bar.update()
+    bar.set_postfix_str("tokenizer")
+    if tokenizer is None:
+        # training streams plus the training examples' questions and answers: the prompts the
+        # model is trained on. Without them " yes" / " no" would be bytes sharing a first token.
+        train = table[table["split"] == TRAIN]
+        corpus = train_texts + (train["question"] + train["target"]).tolist()
+        tokenizer, info = load_tokenizer(recipe.model, corpus, root.parent)
+    task.check_label_space(exset.label_space, tokenizer)
+    bar.update()
+    bar.set_postfix_str("tokenize")
+    tok = build_event_tokens(tokenizer, text.piece, text.standalone, actors, table["question"], table["target"])
+    del text
+    user_first = ctx.index.user_start[table["user_code"].to_numpy()]
+    kept = table["hist_start"].to_numpy() if task.stream else fit_budget(tok, table, user_first, recipe.task.max_tokens)
+    table["kept_start"] = kept
+    table["example_id"] = np.arange(len(table), dtype=np.int64)  # the datasets' example_id
+    bar.update()
+    bar.set_postfix_str("datasets")
+    tmp = datacache.new_entry(root) if use_cache else None
+    dsets, n_tokens = {}, np.zeros(len(table), np.int64)
+    for code, split in enumerate(SPLITS):
+        rows = np.flatnonzero(table["split"].to_numpy() == code)
+        arrow, n_tokens[rows] = _split_table(tok, table.iloc[rows], kept[rows], user_first[rows], rows,
+                                             recipe.task.max_tokens, task.stream)
+        if tmp is not None:  # write now, reopen memory-mapped below: one split in RAM at a time
+            _write_arrow(arrow, tmp / f"{split}.arrow")
+        else:
+            from datasets import Dataset
+            from datasets.table import InMemoryTable
+
+            dsets[split] = Dataset(InMemoryTable(arrow))  # (this copies: fine for the small, uncached case)
+        del arrow
+    del tok
+    table["n_tokens"] = n_tokens
+    index = {s: table[table["split"] == c].reset_index(drop=True) for c, s in enumerate(SPLITS)}
+    report = build_report(recipe, task, events, exset, index, info, ctx)
+    prepared = Prepared(None, exset.label_space, report, tokenizer, info, events, task, index, train_texts)
+    if tmp is not None:
+        _save(tmp, prepared)
+        prepared = _load(datacache.commit_entry(tmp, final), recipe, task, tokenizer, info, from_cache=False)
+    else:
+        from datasets import DatasetDict
+
+        prepared.datasets = DatasetDict(dsets)
+        prepared.examples = TextExamples(prepared, recipe)
+    bar.update()
+    bar.close()
+    return prepared
+
+
+def _stream_texts(ctx: TaskContext, piece: pd.Series, actors: pd.Series, mask: np.ndarray) -> list[str]:
+    """Each user's training-window text: actor + pieces (the window is a prefix of their events)."""
+    codes = ctx.index.user_code[mask]
+    joined = piece[mask].groupby(codes, sort=True).agg("".join)
+    return (pd.Series(actors.to_numpy(dtype=object)[joined.index.to_numpy()]) + joined.to_numpy()).tolist()
+
+
+def _split_table(tok, part: pd.DataFrame, kept: np.ndarray, user_first: np.ndarray, rows: np.ndarray,
+                 max_tokens: int, stream: bool) -> tuple[pa.Table, np.ndarray]:
+    """One split as an Arrow table (sharing the numpy token buffers) and each example's tokens."""
+    flat, offsets, prompt_len = example_rows(tok, part, kept, user_first, rows)
+    n_tokens = np.diff(offsets)
+    if stream:  # pretrain: cut whole streams into max_tokens chunks; every token is a label
+        offsets, src = chunk_offsets(offsets, max_tokens)
+        ids = list_array(flat, offsets)
+        columns = {"input_ids": ids, "labels": ids, "prompt_length": np.zeros(len(src), np.int32),
+                   "label_index": np.full(len(src), -1, np.int64), "user_id": part["user_id"].to_numpy(dtype=object)[src],
+                   "example_id": np.arange(len(src), dtype=np.int64)}
+    else:
+        columns = {"input_ids": list_array(flat, offsets),
+                   "labels": list_array(masked_labels(flat, offsets, prompt_len), offsets),
+                   "prompt_length": prompt_len.astype(np.int32), "label_index": part["label_index"].to_numpy(np.int64),
+                   "user_id": part["user_id"].to_numpy(dtype=object), "example_id": rows.astype(np.int64)}
+    table = pa.table({k: v if isinstance(v, pa.Array) else pa.array(v) for k, v in columns.items()})
+    return table, n_tokens
+
+
+def _write_arrow(table: pa.Table, path: Path) -> None:
+    """An Arrow stream file, the format `datasets.Dataset.from_file` memory-maps.
+
+    Writing record batches straight from the numpy buffers costs no copy; building an in-memory
+    `datasets.Dataset` first would copy every token (1 GB more at 5M events).
+    """
+    with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
+        for batch in table.to_batches(max_chunksize=20_000):
+            writer.write_batch(batch)
+
+
+def _save(path: Path, p: Prepared) -> None:
+    for split, frame in p.index.items():
+        frame.to_parquet(path / f"index_{split}.parquet", index=False)
+    pa.parquet.write_table(pa.table({"text": pa.array(p.train_texts, pa.large_string())}), path / "train_texts.parquet")
+    datacache.save_log(p.events, path)
+    if p.tokenizer_info.source == "scratch":
+        p.tokenizer.save_pretrained(str(path / "tokenizer"))
+    meta = {"label_space": p.label_space, "report": p.report, "tokenizer_info": p.tokenizer_info.to_dict()}
+    (path / "meta.json").write_text(json.dumps(meta, default=str))
+
+
+def _load(path: Path, recipe: Recipe, task: Task, tokenizer, info: TokenizerInfo | None, from_cache: bool = True) -> Prepared:
+    import pyarrow.parquet as pq
+    from datasets import Dataset, DatasetDict
+
+    meta = json.loads((path / "meta.json").read_text())
+    if tokenizer is None:  # a scratch tokenizer travels with the cache entry
+        from transformers import PreTrainedTokenizerFast
+
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path / "tokenizer"))
+    info = info or TokenizerInfo(**meta["tokenizer_info"])
+    prepared = Prepared(
+        datasets=DatasetDict({s: Dataset.from_file(str(path / f"{s}.arrow")) for s in SPLITS}),
+        label_space=meta["label_space"], report=meta["report"], tokenizer=tokenizer, tokenizer_info=info,
+        events=datacache.load_log(path), task=task,
+        index={s: pd.read_parquet(path / f"index_{s}.parquet") for s in SPLITS},
+        train_texts=pq.read_table(path / "train_texts.parquet").column("text").to_pylist(),
+        from_cache=from_cache, cache_path=path,
+    )
+    prepared.examples = TextExamples(prepared, recipe)
+    return prepared
+
+
+class TextExamples(Mapping[str, pd.DataFrame]):
+    """Per split: ``example_id, user_id, prompt, target, label, label_index, label_time,
+    history_items, truncated``, built on first access (prompts are strings: costly at scale).
+
+    ``prompt`` is the text the model sees (after truncation); ``history_items`` are the items of
+    the full, untruncated prompt range, for baselines.
+    """
+
+    def __init__(self, prepared: Prepared, recipe: Recipe) -> None:
+        self._p, self._recipe, self._frames, self._text = prepared, recipe, {}, None
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SPLITS)
+
+    def __len__(self) -> int:
+        return len(SPLITS)
+
+    def __getitem__(self, split: str) -> pd.DataFrame:
+        if split not in SPLITS:
+            raise KeyError(split)
+        if split not in self._frames:
+            self._frames[split] = self._build(self._p.index[split])
+        return self._frames[split]
+
+    def _build(self, ix: pd.DataFrame) -> pd.DataFrame:
+        from evtlm.verbalize import actor_text, verbalize_events
+
+        ev, cfg = self._p.events, self._recipe.verbalize
+        if self._text is None:
+            self._text = verbalize_events(ev.events, ev.catalog, cfg)
+        piece = self._text.piece.to_numpy(dtype=object)
+        stand = self._text.standalone.to_numpy(dtype=object)
+        items = ev.events["item_id"].to_numpy(dtype=object, na_value=None)
+        users = ev.events["user_id"].to_numpy(dtype=object)
+        actors = actor_text(ix["user_id"].astype("string"), cfg).to_numpy(dtype=object)
+        a, b, s = (ix[c].to_numpy() for c in ("hist_start", "hist_stop", "kept_start"))
+        # the user's first row: pieces before it belong to another user
+        first = np.array([s_ == 0 or users[s_ - 1] != users[s_] for s_ in np.minimum(s, len(users) - 1)], dtype=bool)
+        prompts = [
+            act + ((piece[k] if f else stand[k]) if k < e else "") + "".join(piece[k + 1 : e]) + q
+            for act, k, e, f, q in zip(actors, s, b, first, ix["question"].to_numpy(dtype=object))
+        ]
+        return pd.DataFrame({
+            "example_id": ix["example_id"],
+            "user_id": ix["user_id"].astype("string"),
+            "prompt": prompts,
+            "target": ix["target"],
+            "label": ix["label"],
+            "label_index": ix["label_index"],
+            "label_time": pd.to_datetime(ix["label_time"].to_numpy(), utc=True),
+            "history_items": [[i for i in items[lo:hi] if i is not None] for lo, hi in zip(a, b)],
+            "truncated": s > a,
+        })
+
+
+def build_report(recipe: Recipe, task: Task, log: EventLog, exset, index: dict[str, pd.DataFrame],
+                 info: TokenizerInfo, ctx: TaskContext) -> dict[str, Any]:
+    """The ``data_report.json`` content (see `evtlm.cli.prepare` for how it prints)."""
+    per: dict[str, dict[str, Any]] = {}
+    for split, ix in index.items():
+        n = len(ix)
+        tokens = ix["n_tokens"].to_numpy()
+        labels = ix["target"].astype(str).str.strip().value_counts()
+        dist = {str(k): int(v) for k, v in labels.head(20).items()}
+        if len(labels) > 20:
+            dist["(other)"] = int(labels.iloc[20:].sum())
+        per[split] = {
+            "examples": n,
+            "users": int(ix["user_id"].nunique()),
+            "label_distribution": dist if not task.stream else {},
+            "distinct_labels": int(len(labels)) if not task.stream else 0,
+            "tokens": {f"p{q}": float(np.percentile(tokens, q)) if n else 0.0 for q in (50, 90, 99)}
+            | {"max": int(tokens.max()) if n else 0, "total": int(tokens.sum())},
+            "truncated": int((ix["kept_start"] > ix["hist_start"]).sum()),
+            **({"streams": n, "examples": int(np.maximum(1, -(-tokens // recipe.task.max_tokens)).sum())}
+               if task.stream else {}),  # pretrain: rows are max_tokens chunks of the streams
+            "truncation_rate": float((ix["kept_start"] > ix["hist_start"]).mean()) if n else 0.0,
+        }
+    return {
+        "events": log.report.to_dict(),
+        "task": {"name": task.name, "metrics": list(task.metric_names), "primary_metric": task.primary_metric,
+                 "label_space_size": len(exset.label_space), "max_tokens": recipe.task.max_tokens,
+                 **{k: v for k, v in exset.info.items() if k != "cold_items"}},
+        "split": {"method": recipe.split.method, "windows": ctx.windows.to_dict() if ctx.windows else None},
+        "tokenizer": info.to_dict(),
+        "splits": per,
+        "examples": {s: per[s]["examples"] for s in SPLITS},
+        "cold_items": exset.info.get("cold_items"),
+        "notes": exset.notes,
+    }
+

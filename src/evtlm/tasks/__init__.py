@@ -1,0 +1,55 @@
+"""The task registry: ``get_task(name)`` -> a `Task` that owns prompts, label space and metrics.
+
+>>> sorted(TASKS)
+['next_action', 'next_item', 'pretrain', 'purchase']
+>>> get_task("purchase").metric_names
+('roc_auc', 'log_loss', 'brier', 'ece', 'accuracy')
+>>> get_task("purchse")
+Traceback (most recent call last):
+...
+evtlm.errors.TaskError: unknown task 'purchse', task.name, did you mean 'purchase'? tasks: next_action, next_item, pretrain, purchase
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from evtlm.errors import TaskError, did_you_mean
+from evtlm.recipe import TaskConfig
+from evtlm.tasks.base import EXAMPLE_COLUMNS, ExampleSet, Task, TaskContext
+from evtlm.tasks.next_action import NextAction
+from evtlm.tasks.next_item import NextItem
+from evtlm.tasks.pretrain import Pretrain
+from evtlm.tasks.purchase import SESSION_QUESTION, Purchase, user_questions
+
+__all__ = ["TASKS", "get_task", "questions_at", "Task", "TaskContext", "ExampleSet", "EXAMPLE_COLUMNS"]
+
+TASKS: dict[str, type] = {cls.name: cls for cls in (NextAction, NextItem, Purchase, Pretrain)}
+
+
+def get_task(name: str) -> Task:
+    """A fresh task object for ``name`` (a `TaskConfig.name`)."""
+    if name not in TASKS:
+        hint = did_you_mean(name, TASKS)
+        valid = ", ".join(sorted(TASKS))
+        raise TaskError(f"unknown task {name!r}", where="task.name",
+                        fix=hint if hint.startswith("valid") else f"{hint} tasks: {valid}")
+    return TASKS[name]()
+
+
+def questions_at(cfg: TaskConfig, last_ts: np.ndarray, as_of: int) -> np.ndarray:
+    """The question each prompt ends with when asked at ``as_of`` (int ns) after a history whose
+    last event is at ``last_ts``: the training layout, for prediction time (`evtlm.inference`).
+
+    >>> questions_at(TaskConfig(name="next_item"), np.array([0, 5]), 10).tolist()
+    [' Next item:', ' Next item:']
+    """
+    if cfg.name == "purchase" and cfg.level == "user":
+        return user_questions(last_ts, as_of, cfg.horizon_days)
+    if cfg.name == "pretrain":
+        question = ""
+    elif cfg.name == "purchase":
+        question = SESSION_QUESTION
+    else:
+        question = TASKS[cfg.name].question
+    return np.full(len(last_ts), question, dtype=object)
