@@ -179,6 +179,10 @@ class LoraConfig(Section):
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
+    # A scratch base (model.when_unavailable=scratch) is tiny and was pretrained minutes ago:
+    # train all its weights. Measured on the synthetic purchase task, LoRA on it learned nothing
+    # (test AUC 0.47-0.55) where full fine-tuning reached 0.61 in the same 300 steps.
+    full_finetune_scratch: bool = True
 
 
 # ----------------------------------------------------------------------------------- training

@@ -1,0 +1,126 @@
+"""``evtlm finetune RECIPE [key=value ...] [--resume]``: the whole training run, end to end.
+
+prepare data -> tokenizer -> base model (prints which one and why) -> LoRA -> fit -> save ->
+run directory (see `evtlm.run_dir`) -> evaluation. Runs the same way as one process or under
+``accelerate launch`` (``make finetune``); files are written by the main process only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "finetune",
+        help="fine-tune a model on a recipe and write a self-contained run directory",
+        description="Prepare the data, load (or pretrain from scratch) the base model, train LoRA (or all weights) "
+        "with accelerate, and write runs/<name>/. Multi-GPU: `make finetune NUM_GPUS=N` or `accelerate launch -m "
+        "evtlm.cli.main finetune ...`.",
+    )
+    p.add_argument("recipe", help="recipe YAML (e.g. recipes/purchase.yaml)")
+    p.add_argument("overrides", nargs="*", metavar="key.sub=value", help="recipe overrides, e.g. train.epochs=1")
+    p.add_argument("--resume", action="store_true", help="continue from the run directory's last checkpoint")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars (logs still go to train_log.csv)")
+    p.set_defaults(func=_main)
+
+
+def _main(args: argparse.Namespace) -> int:
+    from evtlm.recipe import load_recipe
+
+    recipe = load_recipe(args.recipe, args.overrides)
+    command = " ".join(["evtlm", "finetune", shlex.quote(str(args.recipe)), *map(shlex.quote, args.overrides)])
+    finetune(recipe, resume=args.resume, command=command, progress=not args.no_progress)
+    return 0
+
+
+def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, progress: bool = True,
+             cache_dir: str | Path | None = None) -> Path:
+    """Run a recipe end to end and return its run directory (usable from notebooks too)."""
+    from evtlm.data import prepare
+    from evtlm.errors import TaskError
+    from evtlm.modeling import apply_lora, item_token_ids, load_base
+    from evtlm.run_dir import prepare_run_dir, save_model, write_run_files
+    from evtlm.train import distributed_state, fit
+
+    state = distributed_state()  # rank info under `accelerate launch`; one process otherwise
+    say = state.print
+    run_dir = prepare_run_dir(recipe, resume=resume, is_main=state.is_main_process)
+    state.wait_for_everyone()
+    command = command or f"evtlm finetune <recipe> (name {recipe.name})"
+
+    # 1. data and tokenizer: the main process first, so caches are built once and then read
+    with state.main_process_first():
+        prepared = prepare(recipe, progress=progress)
+    tokenizer = prepared.tokenizer
+    sizes = ", ".join(f"{k} {len(v)}" for k, v in prepared.datasets.items())
+    say(f"data: {sizes} examples; label space {len(prepared.label_space)}")
+
+    # 2. base model (every process: scratch pretraining is itself a distributed fit)
+    model, base_info = load_base(recipe.model, tokenizer, pretrain_texts=getattr(prepared, "train_texts", None),
+                                 cache_dir=cache_dir, progress=progress, seed=recipe.train.seed)
+    say(f"base: {base_info.used} — {base_info.reason}")
+
+    # 3. adapter (item tokens: their embedding rows train with it)
+    token_ids = None
+    if recipe.model.item_tokens:
+        token_ids = item_token_ids(tokenizer)
+        if not token_ids:
+            raise TaskError("model.item_tokens is set but the tokenizer has no <item_…> tokens", where="model.item_tokens",
+                            fix="the data stage adds them (evtlm.modeling.add_item_tokens); check the task renders items as tokens")
+    lora_cfg = recipe.lora
+    if base_info.kind == "scratch" and lora_cfg.enabled and lora_cfg.full_finetune_scratch:
+        lora_cfg = lora_cfg.model_copy(update={"enabled": False})
+        say("adaptation: full fine-tuning of the scratch base (lora.full_finetune_scratch=true)")
+    model = apply_lora(model, lora_cfg, trainable_token_ids=token_ids)
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    say(f"training {trainable:,} of {sum(p.numel() for p in model.parameters()):,} parameters")
+
+    # 4. the loop; the task's own metric drives best-model selection once evtlm.evaluate offers it
+    evaluate_fn, metric, greater = _task_metric(recipe, prepared)
+    result = fit(model, prepared.datasets, recipe.train, run_dir, evaluate_fn=evaluate_fn, pad_id=tokenizer.pad_token_id,
+                 metric_for_best=metric, greater_is_better=greater, resume=resume, progress=progress)
+
+    # 5. the run directory (main process only)
+    if state.is_main_process:
+        from accelerate.utils import extract_model_from_parallel
+
+        meta = save_model(extract_model_from_parallel(model), tokenizer, run_dir, base_info)
+        write_run_files(run_dir, recipe, prepared=prepared, base_info=base_info,
+                        tokenizer_info=getattr(prepared, "tokenizer_info", None), model_meta=meta,
+                        fit_result=result, command=command)
+    state.wait_for_everyone()
+
+    # 6. evaluation on the held-out split with baselines (evtlm.evaluate) — call point
+    _evaluate_run(run_dir, recipe, prepared, model, state)
+    say(f"run directory: {run_dir}")
+    return run_dir
+
+
+def _task_metric(recipe: Any, prepared: Any):
+    """(evaluate_fn, metric_for_best, greater_is_better): the task metric if evtlm.evaluate provides
+    ``make_evaluate_fn(recipe, prepared)``, else validation loss."""
+    try:
+        from evtlm import evaluate as ev
+    except ImportError:
+        return None, "valid_loss", False
+    maker = getattr(ev, "make_evaluate_fn", None)
+    if maker is None:
+        return None, "valid_loss", False
+    return maker(recipe, prepared)
+
+
+def _evaluate_run(run_dir: Path, recipe: Any, prepared: Any, model: Any, state: Any) -> None:
+    """Final evaluation (metrics.json, report.md, plots) via ``evtlm.evaluate.evaluate_run`` when present."""
+    try:
+        from evtlm import evaluate as ev
+    except ImportError:
+        state.print("evaluation: evtlm.evaluate is not available yet; the run card shows validation loss")
+        return
+    run = getattr(ev, "evaluate_run", None)
+    if run is not None and state.is_main_process:
+        run(run_dir, recipe=recipe, prepared=prepared, model=model)
+    state.wait_for_everyone()

@@ -1,0 +1,333 @@
+"""The base model, the adapter, and per-item tokens.
+
+``load_base`` returns a causal LM and a :class:`BaseInfo` saying what was used and why (the run
+card prints it):
+
+1. ``model.base`` as a local directory or a Hugging Face id, read from local files first so an
+   offline machine fails in milliseconds instead of retrying the network; safetensors only,
+   never ``trust_remote_code``.
+2. If that fails: ``when_unavailable: error`` raises a one-line :class:`ModelUnavailableError`
+   naming the fix; ``scratch`` builds a GPT-2 of ``model.scratch`` size over the tokenizer's
+   vocabulary and pretrains it as a causal LM on the training event text (chunks of whole
+   streams, the same ``fit`` loop). The result is an ordinary HF checkpoint cached under
+   ``cache_dir`` by a key over the text, the tokenizer and the settings, so the next run with the
+   same data reuses it.
+
+``apply_lora`` wraps the model with a peft LoRA adapter (GPT-2's ``Conv1D`` stores weights
+transposed: ``fan_in_fan_out`` is set for it) or, with ``lora.enabled: false``, leaves every
+weight trainable. With ``model.item_tokens`` the new ``<item_…>`` rows of the embedding (tied to
+the output layer in GPT-2) are trained through peft's ``trainable_token_indices``: only those
+rows change, and they are saved inside the adapter.
+
+>>> item_token("1002")
+'<item_1002>'
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from evtlm.errors import ModelUnavailableError
+from evtlm.recipe import LoraConfig, ModelConfig, ScratchConfig, TrainConfig
+from evtlm.tokenization import default_cache_dir  # one cache root for tokenizers and bases
+
+__all__ = [
+    "BaseInfo",
+    "load_base",
+    "apply_lora",
+    "build_scratch_model",
+    "chunk_texts",
+    "item_token",
+    "add_item_tokens",
+    "item_token_ids",
+    "default_cache_dir",
+]
+
+ITEM_TOKEN = "<item_{}>"
+
+
+@dataclass
+class BaseInfo:
+    """Which base model a run used, and why (goes to the run card and metadata)."""
+
+    used: str  # hub id, local path, or "scratch GPT-2 (…)"
+    kind: str  # "pretrained" | "scratch"
+    reason: str
+    path: str | None = None  # where the weights were read from (cache dir for scratch)
+    cached: bool = False  # scratch: reused from an earlier run
+    n_params: int = 0
+    config: dict[str, Any] = field(default_factory=dict)
+    pretrain: dict[str, Any] = field(default_factory=dict)  # scratch: steps, final loss, seconds
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# ---------------------------------------------------------------------------------- base model
+def load_base(
+    model_cfg: ModelConfig,
+    tokenizer: Any,
+    pretrain_texts: Sequence[str] | None = None,
+    cache_dir: str | Path | None = None,
+    progress: bool = True,
+    seed: int = 42,
+) -> tuple[torch.nn.Module, BaseInfo]:
+    """The base causal LM for ``model_cfg`` (see the module docstring for the order of attempts)."""
+    dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[model_cfg.dtype]
+    model, problem = _load_pretrained(model_cfg.base, dtype)
+    if model is not None:
+        info = BaseInfo(used=model_cfg.base, kind="pretrained", path=problem,
+                        reason=f"loaded {model_cfg.base!r} ({'local directory' if Path(model_cfg.base).is_dir() else 'Hugging Face id'})")
+    elif model_cfg.when_unavailable == "error":
+        raise ModelUnavailableError(
+            f"cannot load base model {model_cfg.base!r} ({problem})",
+            where="model.base",
+            fix="point model.base at a local directory with the model files, or set model.when_unavailable=scratch to pretrain a small GPT-2 on the event text",
+        )
+    else:
+        if not pretrain_texts:
+            raise ModelUnavailableError(
+                f"base model {model_cfg.base!r} is unavailable ({problem}) and there is no training text to pretrain a scratch model on",
+                where="model.when_unavailable=scratch", fix="check that the training split has events")
+        model, info = _scratch_base(model_cfg, tokenizer, pretrain_texts, Path(cache_dir or default_cache_dir()), progress, seed)
+        info.reason = f"{model_cfg.base!r} unavailable ({problem}); model.when_unavailable=scratch: " + info.reason
+    _match_vocab(model, tokenizer)
+    info.n_params = sum(p.numel() for p in model.parameters())
+    info.config = {k: v for k, v in model.config.to_dict().items() if k in ("model_type", "n_layer", "n_head", "n_embd", "n_positions", "vocab_size", "num_hidden_layers", "hidden_size")}
+    return model, info
+
+
+def _load_pretrained(base: str, dtype: torch.dtype | None) -> tuple[torch.nn.Module | None, str]:
+    """(model, where it came from) or (None, why not). Local files first, then the hub."""
+    from transformers import AutoModelForCausalLM
+
+    kwargs = {"use_safetensors": True, "trust_remote_code": False, "dtype": dtype}
+    if Path(base).is_dir():
+        try:
+            return AutoModelForCausalLM.from_pretrained(base, **kwargs), str(Path(base).resolve())
+        except (OSError, ValueError) as exc:
+            return None, f"local directory without a loadable causal LM: {_short(exc)}"
+    if Path(base).suffix or base.startswith((".", "/", "~")):
+        return None, f"no such directory {base!r}"
+    # The local HF cache, read as a plain directory: from_pretrained(local_files_only=True) still
+    # probes the hub for an adapter config and retries for ~20 s when offline.
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(base, "config.json")
+    if isinstance(cached, str):
+        try:
+            return AutoModelForCausalLM.from_pretrained(Path(cached).parent, **kwargs), f"hf cache: {Path(cached).parent}"
+        except (OSError, ValueError):
+            pass  # incomplete cache entry (e.g. no safetensors): try the network below
+    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
+        return None, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
+    if not _hub_reachable():  # the hub client would retry for a minute before giving up
+        return None, "not in the local Hugging Face cache and the hub is unreachable (offline?)"
+    try:
+        return AutoModelForCausalLM.from_pretrained(base, **kwargs), f"hub: {base}"
+    except Exception as exc:  # network errors come in many classes (httpx, OSError, hub errors)
+        return None, f"not in the local cache and the hub is unreachable: {_short(exc)}"
+
+
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    """One TCP connect to the hub endpoint: fails in milliseconds without network."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    try:
+        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
+        return True
+    except OSError:
+        return False
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+
+
+def _match_vocab(model: torch.nn.Module, tokenizer: Any) -> None:
+    """Grow the embedding when the tokenizer has more tokens (e.g. added item tokens)."""
+    if tokenizer is not None and len(tokenizer) > model.get_input_embeddings().num_embeddings:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)  # new rows start at the mean
+    if tokenizer is not None and tokenizer.pad_token_id is not None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+# ---------------------------------------------------------------------------------- from scratch
+def build_scratch_model(scratch: ScratchConfig, tokenizer: Any, seed: int = 42) -> torch.nn.Module:
+    """A randomly initialised GPT2LMHeadModel of the recipe's size over ``tokenizer``'s vocab.
+
+    >>> from transformers import PreTrainedTokenizerFast
+    >>> from tokenizers import Tokenizer, models
+    >>> tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel({"a": 0, "<eos>": 1}, unk_token="a")), eos_token="<eos>")
+    >>> m = build_scratch_model(ScratchConfig(n_layer=1, n_head=2, n_embd=8, n_positions=16), tok)
+    >>> m.config.vocab_size, m.config.eos_token_id
+    (2, 1)
+    """
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    if scratch.n_embd % scratch.n_head:
+        raise ModelUnavailableError(f"model.scratch.n_embd={scratch.n_embd} is not divisible by n_head={scratch.n_head}",
+                                    where="model.scratch", fix="make n_embd a multiple of n_head")
+    eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else 0
+    config = GPT2Config(
+        n_layer=scratch.n_layer, n_head=scratch.n_head, n_embd=scratch.n_embd, n_positions=scratch.n_positions,
+        vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos,
+        pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+    )
+    torch.manual_seed(seed)  # same size + seed -> same initial weights
+    return GPT2LMHeadModel(config)
+
+
+def chunk_texts(texts: Iterable[str], tokenizer: Any, block: int) -> list[list[int]]:
+    """Token ids of the texts, each followed by eos, concatenated and cut into ``block``-token rows.
+
+    The tail shorter than a block is dropped (at most ``block - 1`` tokens of the whole corpus).
+
+    >>> from transformers import PreTrainedTokenizerFast
+    >>> from tokenizers import Tokenizer, models, pre_tokenizers
+    >>> t = Tokenizer(models.WordLevel({"a": 0, "b": 1, "<eos>": 2}, unk_token="a")); t.pre_tokenizer = pre_tokenizers.Whitespace()
+    >>> tok = PreTrainedTokenizerFast(tokenizer_object=t, eos_token="<eos>")
+    >>> chunk_texts(["a b a", "b b"], tok, block=3)
+    [[0, 1, 0], [2, 1, 1]]
+    """
+    eos = tokenizer.eos_token_id
+    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    tail = [eos] if eos is not None else []
+    # one concatenation of per-text arrays (no loop over tokens), then a reshape into blocks
+    flat = np.concatenate([np.asarray(x + tail, dtype=np.int64) for x in encoded]) if encoded else np.zeros(0, np.int64)
+    n = len(flat) // block
+    return flat[: n * block].reshape(n, block).tolist()
+
+
+def _scratch_key(scratch: ScratchConfig, tokenizer: Any, texts: Sequence[str], seed: int) -> str:
+    """Hash of everything the scratch base depends on: text, vocabulary, size, pretraining settings."""
+    h = hashlib.sha256()
+    h.update(json.dumps(scratch.model_dump(), sort_keys=True).encode())
+    h.update(json.dumps(sorted(tokenizer.get_vocab().items())).encode())
+    h.update(f"seed={seed}".encode())
+    for text in texts:
+        h.update(text.encode())
+        h.update(b"\x00")
+    return h.hexdigest()[:16]
+
+
+def _scratch_base(scratch_cfg: ModelConfig, tokenizer, texts, cache_dir: Path, progress: bool, seed: int):
+    from transformers import AutoModelForCausalLM
+
+    from evtlm.train import distributed_state
+
+    scratch = scratch_cfg.scratch
+    size = f"{scratch.n_layer} layers, {scratch.n_embd} dim, {scratch.n_head} heads, vocab {len(tokenizer)}"
+    key = _scratch_key(scratch, tokenizer, texts, seed)
+    target = cache_dir / "bases" / f"scratch-gpt2-{key}"
+    info = BaseInfo(used=f"scratch GPT-2 ({size})", kind="scratch", path=str(target), reason="")
+    if (target / "model.safetensors").is_file():
+        model = AutoModelForCausalLM.from_pretrained(target, use_safetensors=True, trust_remote_code=False)
+        info.cached, info.reason = True, f"reused the scratch base pretrained on the same data and settings ({target})"
+        meta = target / "evtlm_pretrain.json"
+        info.pretrain = json.loads(meta.read_text()) if meta.is_file() else {}
+        return model, info
+
+    state = distributed_state()
+    model = build_scratch_model(scratch, tokenizer, seed)
+    summary: dict[str, Any] = {"texts": len(texts), "steps": 0}
+    if scratch.pretrain_epochs > 0 or scratch.pretrain_max_steps:
+        import datasets as hfds
+
+        from evtlm.train import fit
+
+        blocks = chunk_texts(texts, tokenizer, min(scratch.pretrain_block, scratch.n_positions))
+        if not blocks:
+            raise ModelUnavailableError("the training text is shorter than one pretraining block", where="model.scratch.pretrain_block",
+                                        fix="lower model.scratch.pretrain_block or use more data")
+        train = hfds.Dataset.from_dict({"input_ids": blocks, "labels": blocks})
+        cfg = TrainConfig(
+            seed=seed, epochs=max(scratch.pretrain_epochs, 1e-9), max_steps=scratch.pretrain_max_steps,
+            batch_size=scratch.pretrain_batch_size, lr=scratch.pretrain_lr, warmup_ratio=0.05, schedule="cosine",
+            batching="plain", eval_every=10**9, save_every=10**9, early_stopping_patience=None, log_every=10,
+        )
+        work = cache_dir / "bases" / f".partial-{key}-{os.getpid()}"
+        result = fit(model, {"train": train}, cfg, work, progress=progress and state.is_main_process, desc="pretrain scratch base")
+        last = [r["loss"] for r in result.history if r.get("loss") is not None]
+        summary = {"texts": len(texts), "blocks": len(blocks), "block_tokens": len(blocks[0]), "steps": result.global_step,
+                   "final_loss": last[-1] if last else None, "seconds": round(result.train_seconds, 1)}
+        if state.is_main_process:
+            shutil.copy(work / "train_log.csv", work.parent / f"pretrain-log-{key}.csv") if (work / "train_log.csv").is_file() else None
+            shutil.rmtree(work, ignore_errors=True)
+    info.pretrain = summary
+    info.reason = f"pretrained a GPT-2 from scratch on the training event text ({summary.get('steps', 0)} steps), cached at {target}"
+    if state.is_main_process:  # write to a temporary name, then rename: a half-written base is never reused
+        tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+        model.save_pretrained(tmp, safe_serialization=True)
+        (tmp / "evtlm_pretrain.json").write_text(json.dumps({**summary, "created": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+        if not target.exists():
+            tmp.replace(target)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+    state.wait_for_everyone()
+    return model, info
+
+
+# ------------------------------------------------------------------------------ item tokens
+def item_token(item_id: str) -> str:
+    return ITEM_TOKEN.format(item_id)
+
+
+def add_item_tokens(tokenizer: Any, item_ids: Iterable[str]) -> list[int]:
+    """Add ``<item_ID>`` for every item (idempotent) and return their token ids in item order.
+
+    The tokens absorb the space before them (``lstrip``), so " <item_7>" is ONE token: the
+    answer " <item_7>" after a prompt is a single decoding step.
+    """
+    from tokenizers import AddedToken
+
+    names = [item_token(str(i)) for i in item_ids]
+    tokenizer.add_tokens([AddedToken(n, lstrip=True, rstrip=False, normalized=False, single_word=False) for n in names])
+    return tokenizer.convert_tokens_to_ids(names)
+
+
+def item_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of every ``<item_…>`` token the tokenizer has, ascending."""
+    return sorted(i for t, i in tokenizer.get_added_vocab().items() if t.startswith("<item_") and t.endswith(">"))
+
+
+# ---------------------------------------------------------------------------------- adapters
+def apply_lora(model: torch.nn.Module, lora_cfg: LoraConfig, trainable_token_ids: Sequence[int] | None = None) -> torch.nn.Module:
+    """A peft LoRA model (only adapter weights trainable) or, if disabled, the model fully trainable.
+
+    ``trainable_token_ids`` (item tokens): those embedding rows — and the tied output rows —
+    are trained too, and nothing else of the embedding.
+    """
+    if not lora_cfg.enabled:
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    from peft import LoraConfig as PeftLoraConfig
+    from peft import get_peft_model
+
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    missing = [t for t in lora_cfg.target_modules if t not in names]
+    if missing:
+        raise ModelUnavailableError(
+            f"lora.target_modules {missing} not found in {type(model).__name__}", where="lora.target_modules",
+            fix="use module names of this model, e.g. " + ", ".join(sorted(n for n in names if n and not n.isdigit())[:12]))
+    conv1d = any(type(m).__name__ == "Conv1D" for m in model.modules())  # GPT-2 stores W transposed
+    config = PeftLoraConfig(
+        r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout, target_modules=list(lora_cfg.target_modules),
+        fan_in_fan_out=conv1d, bias="none", task_type="CAUSAL_LM",
+        trainable_token_indices=list(trainable_token_ids) if trainable_token_ids else None,
+    )
+    return get_peft_model(model, config)

@@ -1,0 +1,194 @@
+"""The self-describing run directory a fine-tuning run leaves behind.
+
+``runs/<name>/`` holds everything ``evtlm predict --run DIR`` needs, nothing outside it except a
+hub base model named by id::
+
+    recipe.resolved.yaml   the recipe with every default written out
+    adapter/ | model/      LoRA adapter (safetensors) or the fully fine-tuned model
+    base/                  the scratch GPT-2 the adapter sits on (scratch bases only: a few MB)
+    tokenizer/             the tokenizer (with item tokens when used)
+    run.json               base used and why, model format, training summary
+    label_space.json       answers the decoder is constrained to
+    data_report.json       what the data stage read, dropped and built
+    train_log.csv, learning_curve.png, tensorboard/, checkpoints/   (written by fit)
+    README.md              model card: data, base actually used and why, task, metrics, command
+
+>>> resolve_run_dir(Recipe(name="purchase")).as_posix()
+'runs/purchase'
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from evtlm.errors import RunDirError
+from evtlm.recipe import Recipe, dump_recipe
+
+__all__ = ["resolve_run_dir", "prepare_run_dir", "save_model", "load_run_model", "write_run_files", "model_card"]
+
+
+def resolve_run_dir(recipe: Recipe) -> Path:
+    """``output.dir / (output.name or recipe.name or "run")``."""
+    return Path(recipe.output.dir) / (recipe.output.name or recipe.name or "run")
+
+
+def prepare_run_dir(recipe: Recipe, resume: bool = False, is_main: bool = True) -> Path:
+    """The run directory, refusing to mix a new run into an old one unless asked to."""
+    run_dir = resolve_run_dir(recipe)
+    has_files = run_dir.is_dir() and any(run_dir.iterdir())
+    if has_files and not resume:
+        if not recipe.output.overwrite:
+            raise RunDirError(
+                f"run directory {run_dir} already holds a run", where="output.dir/output.name",
+                fix="add --resume to continue it, output.overwrite=true to replace it, or output.name=<new name>")
+        if is_main:
+            shutil.rmtree(run_dir)
+    if is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def save_model(model: torch.nn.Module, tokenizer: Any, run_dir: Path, base_info: Any) -> dict[str, Any]:
+    """Write adapter/ (peft) or model/ (full fine-tuning), tokenizer/, and base/ for scratch bases."""
+    from peft import PeftModel
+
+    run_dir = Path(run_dir)
+    tokenizer.save_pretrained(run_dir / "tokenizer")
+    if isinstance(model, PeftModel):
+        # save_embedding_layers=False: item-token rows travel as trainable tokens inside the
+        # adapter, and "auto" would query the hub for the base config (a minute offline)
+        model.save_pretrained(run_dir / "adapter", safe_serialization=True, save_embedding_layers=False)
+        fmt = "adapter"
+    else:
+        model.save_pretrained(run_dir / "model", safe_serialization=True)
+        fmt = "model"
+    base = base_info.used if base_info.kind == "pretrained" else "base"
+    if fmt == "adapter" and base_info.kind == "scratch":
+        if (run_dir / "base").exists():
+            shutil.rmtree(run_dir / "base")
+        shutil.copytree(base_info.path, run_dir / "base")
+    meta = {"format": fmt, "base": base, "base_kind": base_info.kind, "vocab_size": len(tokenizer)}
+    return meta
+
+
+def load_run_model(run_dir: str | Path, device: str | torch.device | None = None) -> tuple[torch.nn.Module, Any]:
+    """(model in eval mode, tokenizer) from a run directory written by ``evtlm finetune``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    run_dir = Path(run_dir)
+    meta_path = run_dir / "run.json"
+    if not meta_path.is_file():
+        raise RunDirError(f"{meta_path} is missing", where=str(run_dir), fix="point --run at a directory written by `evtlm finetune`")
+    meta = json.loads(meta_path.read_text())["model"]
+    tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer", trust_remote_code=False)
+    if meta["format"] == "model":
+        model = AutoModelForCausalLM.from_pretrained(run_dir / "model", use_safetensors=True, trust_remote_code=False)
+    else:
+        from peft import PeftModel
+
+        base_path = run_dir / "base" if meta["base_kind"] == "scratch" else meta["base"]
+        try:
+            base = AutoModelForCausalLM.from_pretrained(base_path, use_safetensors=True, trust_remote_code=False)
+        except OSError as exc:
+            raise RunDirError(f"cannot load the base model {str(base_path)!r} the adapter was trained on", where=str(run_dir / "run.json"),
+                              fix="make the base available locally (a directory or the Hugging Face cache)") from exc
+        if base.get_input_embeddings().num_embeddings < meta["vocab_size"]:
+            base.resize_token_embeddings(meta["vocab_size"], mean_resizing=False)  # rows come from the adapter
+        model = PeftModel.from_pretrained(base, run_dir / "adapter")
+    if device is not None:
+        model.to(device)
+    return model.eval(), tokenizer
+
+
+def write_run_files(run_dir: Path, recipe: Recipe, *, prepared: Any, base_info: Any, tokenizer_info: Any,
+                    model_meta: dict[str, Any], fit_result: Any, command: str, metrics: dict[str, Any] | None = None) -> None:
+    """recipe.resolved.yaml, run.json, label_space.json, data_report.json and README.md."""
+    run_dir = Path(run_dir)
+    (run_dir / "recipe.resolved.yaml").write_text(dump_recipe(recipe))
+    (run_dir / "label_space.json").write_text(json.dumps(list(prepared.label_space), indent=1, ensure_ascii=False))
+    (run_dir / "data_report.json").write_text(json.dumps(prepared.report, indent=1, default=str, ensure_ascii=False))
+    summary = _fit_summary(fit_result)
+    run = {
+        "model": model_meta,
+        "base": base_info.to_dict(),
+        "tokenizer": tokenizer_info.to_dict() if hasattr(tokenizer_info, "to_dict") else tokenizer_info,
+        "training": summary,
+        "command": command,
+    }
+    (run_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
+    (run_dir / "README.md").write_text(model_card(recipe, prepared=prepared, base_info=base_info, model_meta=model_meta,
+                                                   training=summary, command=command, metrics=metrics))
+
+
+def _fit_summary(result: Any) -> dict[str, Any]:
+    if result is None:
+        return {}
+    return {
+        "steps": result.global_step, "total_steps": result.total_steps, "best_step": result.best_step,
+        "metric_for_best": result.metric_for_best, "best_metric": result.best_metric,
+        "stopped_early": result.stopped_early, "restored_best": result.restored_best,
+        "train_seconds": round(result.train_seconds, 1), "padding_efficiency": round(result.padding_efficiency, 4),
+        "final_eval": result.final_metrics,
+    }
+
+
+def model_card(recipe: Recipe, *, prepared: Any, base_info: Any, model_meta: dict[str, Any], training: dict[str, Any],
+               command: str, metrics: dict[str, Any] | None = None) -> str:
+    """The run's README.md: what was trained on what, from which base and why, and how well."""
+    sizes = {split: len(ds) for split, ds in prepared.datasets.items()}
+    labels = list(prepared.label_space)
+    shown = ", ".join(repr(x) for x in labels[:10]) + (f" … ({len(labels)} in all)" if len(labels) > 10 else "")
+    data = recipe.data
+    source = data.path or (f"preset {data.preset}" if data.preset else
+                           f"embedded synthetic shop ({data.synthetic.users} users, seed {data.synthetic.seed})")
+    adapter = (f"LoRA r={recipe.lora.r}, alpha={recipe.lora.alpha}, dropout={recipe.lora.dropout}, "
+               f"targets {', '.join(recipe.lora.target_modules)}" if model_meta["format"] == "adapter" else "full fine-tuning (all weights)")
+    if model_meta["format"] == "model" and recipe.lora.enabled:
+        adapter += " — the base was built from scratch (lora.full_finetune_scratch)"
+    lines = [
+        f"# {recipe.name or 'evtlm run'}",
+        "",
+        recipe.description or "",
+        "",
+        "## Task",
+        f"- `{recipe.task.name}`" + (f" (level {recipe.task.level}, horizon {recipe.task.horizon_days:g} days)" if recipe.task.name == "purchase" else ""),
+        f"- label space: {shown}",
+        f"- split: {recipe.split.method} (valid {recipe.split.valid_days:g} days, test {recipe.split.test_days:g} days)",
+        "",
+        "## Data",
+        f"- source: {source}",
+        f"- examples: " + ", ".join(f"{k} {v}" for k, v in sizes.items()),
+        f"- details: `data_report.json`",
+        "",
+        "## Model",
+        f"- base used: **{base_info.used}** ({base_info.kind})",
+        f"- why: {base_info.reason}",
+        f"- parameters: {base_info.n_params:,}; adaptation: {adapter}" + ("; item tokens on" if recipe.model.item_tokens else ""),
+        f"- saved as `{model_meta['format']}/`" + (" on top of `base/`" if model_meta.get("base") == "base" else ""),
+        "",
+        "## Training",
+    ]
+    if training:
+        lines += [
+            f"- {training['steps']} optimizer steps in {training['train_seconds']} s (batch {recipe.train.batch_size} x accumulation "
+            f"{recipe.train.grad_accum}, lr {recipe.train.lr:g}, {recipe.train.schedule} schedule, {recipe.train.batching} batches, "
+            f"padding efficiency {training['padding_efficiency']:.1%})",
+            f"- best {training['metric_for_best']}: {training['best_metric']} at step {training['best_step']}"
+            + (" (early stopping)" if training["stopped_early"] else ""),
+            "- curves: `learning_curve.png`, `train_log.csv`, `tensorboard/`",
+        ]
+    lines += ["", "## Metrics"]
+    final = (metrics or {}) or (training or {}).get("final_eval") or {}
+    if final:
+        lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in final.items()]
+        if not metrics:
+            lines.append("\n(validation numbers from training; `report.md` holds the test-set evaluation with baselines once run)")
+    else:
+        lines.append("not evaluated yet")
+    lines += ["", "## Reproduce", "```", command, "```", ""]
+    return "\n".join(lines)
