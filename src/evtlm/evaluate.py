@@ -1,0 +1,296 @@
+"""`evaluate_run`: the fine-tuned model and every baseline on exactly the same examples.
+
+One seeded sample of the split (``eval.max_examples``; all of it by default) is scored by the
+model (constrained decoding, `evtlm.inference.Decoder`) and by each baseline that fits the task
+(`evtlm.baselines`: fitted on the training examples, predicting from events strictly before each
+label time). Every method is judged by the same `evtlm.metrics` functions on the same N:
+
+==============  ==========================================  ======================================
+task            model                                       baselines
+==============  ==========================================  ======================================
+purchase        P(" yes") (softmax over " no"/" yes")       prior, popularity, gbt
+next_action     distribution over the action label space    prior, markov
+next_item       top-K over the full catalog (label space)   prior, popularity, transitions, repeat,
+                                                            sasrec
+==============  ==========================================  ======================================
+
+Answers outside the label space (a cold item, an action first seen after training,
+``label_index = -1``) stay in N and count as misses for every method. The run directory gets
+``metrics.json``, ``report.md`` and plots (`evtlm.report`); next_item runs also get
+``label_items.json`` (item id of each label-space answer), which `evtlm predict` reads.
+
+`make_evaluate_fn` gives `evtlm.train.fit` the task's own metric on a capped validation sample
+(model only), so early stopping and the best checkpoint follow ROC-AUC / macro-F1 / NDCG@10.
+
+>>> sample_rows(10, 4, seed=0).tolist() == sample_rows(10, 4, seed=0).tolist(), len(sample_rows(10, None, 0))
+(True, 10)
+>>> primary_metric("next_item", [1, 5, 20])        # NDCG@10 unless 10 is not among eval.k
+('ndcg@20', True)
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from evtlm.errors import TaskError
+from evtlm.inference import LABEL_ITEMS, Decoder, action_names, check_task, history_exclusions, label_item_ids
+from evtlm.recipe import Recipe
+
+__all__ = ["evaluate_run", "make_evaluate_fn", "score_model", "sample_rows", "primary_metric", "MODEL"]
+
+MODEL = "model"  # the fine-tuned LM's row in every table
+
+
+def sample_rows(n: int, cap: int | None, seed: int) -> np.ndarray:
+    """Sorted positions of a seeded sample of ``cap`` of ``n`` examples (all when cap is None)."""
+    if cap is None or cap >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
+def primary_metric(task: str, ks: Sequence[int]) -> tuple[str, bool]:
+    """``(metric, greater_is_better)`` that ranks methods and drives early stopping.
+
+    next_action uses macro-F1, not accuracy: "view" dominates, and a model that always says
+    "view" is accurate and useless.
+    """
+    if task == "purchase":
+        return "roc_auc", True
+    if task == "next_action":
+        return "macro_f1", True
+    k = 10 if 10 in ks else max(ks)
+    return f"ndcg@{k}", True
+
+
+def _prompts(dataset, rows: np.ndarray) -> list[list[int]]:
+    part = dataset.select(rows) if len(rows) != len(dataset) else dataset
+    return [ids[:n] for ids, n in zip(part["input_ids"], part["prompt_length"])]
+
+
+# ------------------------------------------------------------------------------ model scoring
+def score_model(decoder: Decoder, task: str, prompts: list[list[int]], top_k: int = 10,
+                exclude: Sequence[Sequence[int]] | None = None) -> np.ndarray:
+    """The model's predictions: P(yes) [n] (purchase), probs [n, C] (next_action), or ranked
+    label-space indices [n, top_k] (next_item, -1 padded)."""
+    if task == "purchase":
+        return decoder.probs(prompts)[:, decoder.label_space.index(" yes")]
+    if task == "next_action":
+        return decoder.probs(prompts)
+    return decoder.items(prompts, top_k, exclude)[0]
+
+
+def method_metrics(task: str, pred: np.ndarray, y: np.ndarray, ks: Sequence[int], n_bins: int) -> dict[str, float]:
+    """Every metric of the task for one method. ``y``: see `truth`."""
+    from evtlm import metrics as M
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", M.MetricWarning)  # NaN AUC on one class: visible in the table
+        if task == "purchase":
+            return M.binary_metrics(y, pred, n_bins=n_bins)
+        if task == "next_action":
+            probs, truth = closed_with_unseen(pred, y)
+            return M.multiclass_metrics(truth, probs, n_bins=n_bins)
+        return M.ranking_metrics(pad_ranking(pred, max(ks)), y, ks)
+
+
+def truth(task: str, label_index: np.ndarray, label_space: Sequence[str]) -> np.ndarray:
+    """What predictions are judged against: 1/0 = buys (purchase), else the label index (-1:
+    outside the label space).
+
+    >>> truth("purchase", np.array([1, 0]), [" no", " yes"]).tolist()
+    [1, 0]
+    """
+    label_index = np.asarray(label_index, dtype=np.int64)
+    if task == "purchase":
+        return (label_index == list(label_space).index(" yes")).astype(np.int64)
+    return label_index
+
+
+def closed_with_unseen(probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """An answer outside the label space becomes an extra class no method gives probability to
+    (a miss, the worst log loss); without such answers nothing changes.
+
+    >>> p, t = closed_with_unseen(np.array([[0.6, 0.4], [0.5, 0.5]]), np.array([1, -1]))
+    >>> p.tolist(), t.tolist()
+    ([[0.6, 0.4, 0.0], [0.5, 0.5, 0.0]], [1, 2])
+    """
+    if (y >= 0).all():
+        return probs, y
+    extra = np.hstack([probs, np.zeros((len(probs), 1))])
+    return extra, np.where(y >= 0, y, probs.shape[1])
+
+
+def pad_ranking(ranked: np.ndarray, k: int) -> np.ndarray:
+    """Rankings shorter than k (a catalog or a baseline list shorter than k) padded with -1."""
+    ranked = np.asarray(ranked, dtype=np.int64)
+    if ranked.shape[1] >= k:
+        return ranked[:, :k]
+    return np.pad(ranked, ((0, 0), (0, k - ranked.shape[1])), constant_values=-1)
+
+
+# ------------------------------------------------------------------------- training-time metric
+def make_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable | None, str, bool]:
+    """``(evaluate_fn, metric_for_best, greater_is_better)`` for `evtlm.train.fit`.
+
+    ``evaluate_fn(model)`` scores a seeded sample of at most ``eval.fit_max_examples`` validation
+    examples with the model alone and returns every task metric. Without validation examples (or
+    for pretrain) it is None and fit selects on the validation loss.
+    """
+    task = recipe.task.name
+    valid = prepared.datasets.get("valid")
+    if task not in ("purchase", "next_action", "next_item") or valid is None or len(valid) == 0:
+        return None, "valid_loss", False
+    rows = sample_rows(len(valid), min(recipe.eval.fit_max_examples, recipe.train.max_eval_examples or 10**12),
+                       recipe.train.seed)
+    prompts = _prompts(valid, rows)
+    y = truth(task, np.asarray(valid["label_index"])[rows], prepared.label_space)
+    ks = sorted(set(recipe.eval.k))
+    metric, greater = primary_metric(task, ks)
+    if task == "purchase" and len(np.unique(y)) < 2:
+        metric, greater = "log_loss", False  # AUC is undefined on one class; log loss still ranks
+    tokenizer, space = prepared.tokenizer, list(prepared.label_space)
+
+    def evaluate_fn(model) -> dict[str, float]:
+        decoder = Decoder(model, tokenizer, task, space, recipe.decode)
+        pred = score_model(decoder, task, prompts, top_k=max(ks))
+        return {k: float(v) for k, v in method_metrics(task, pred, y, ks, recipe.eval.ece_bins).items()}
+
+    return evaluate_fn, metric, greater
+
+
+# ------------------------------------------------------------------------------- evaluate_run
+def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None = None, prepared: Any = None,
+                 model: Any = None, progress: bool = True, *, max_examples: int | None = None,
+                 baselines: Sequence[str] | None = None, write: bool = True) -> dict[str, Any]:
+    """Score the run's model and the task's baselines on the same examples; write the report.
+
+    ``recipe``/``prepared``/``model`` default to what the run directory holds (the recipe and
+    model it saved; the data prepared again with the run's tokenizer, from the cache when
+    possible). ``max_examples`` overrides ``eval.max_examples``; ``baselines`` overrides
+    ``eval.baselines``. Returns the content of ``metrics.json``.
+    """
+    from evtlm.inference import load_run_recipe
+    from evtlm.splits import SPLITS
+
+    run_dir = Path(run_dir)
+    recipe = recipe or load_run_recipe(run_dir)
+    task = recipe.task.name
+    check_task(task, "evaluate")
+    if split not in SPLITS:
+        raise TaskError(f"unknown split {split!r}", where="--split", fix=f"use one of {', '.join(SPLITS)}")
+    tokenizer = prepared.tokenizer if prepared is not None else None
+    if model is None:
+        from evtlm.inference import load_for_inference
+
+        model, tokenizer = load_for_inference(run_dir)
+    if prepared is None:
+        from evtlm.data import prepare
+
+        if tokenizer is None:
+            from transformers import AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
+        prepared = prepare(recipe, tokenizer=tokenizer, progress=progress)
+    tokenizer = prepared.tokenizer
+    space = list(prepared.label_space)
+    ds, examples = prepared.datasets[split], prepared.examples[split]
+    if len(ds) == 0:
+        raise TaskError(f"the {split} split has no examples", where=f"split {split!r}",
+                        fix="widen the data window (split.valid_days / split.test_days)")
+    if not np.array_equal(np.asarray(ds["example_id"]), examples["example_id"].to_numpy()):
+        raise TaskError("the tokenized and text examples are not in the same order", where=f"split {split!r}",
+                        fix="rebuild the data cache (delete ~/.cache/evtlm/datasets)")
+    cap = max_examples if max_examples is not None else recipe.eval.max_examples
+    rows = sample_rows(len(ds), cap, recipe.train.seed)
+    y = truth(task, np.asarray(ds["label_index"])[rows], space)
+    chosen = examples.iloc[rows].reset_index(drop=True)
+    ks = sorted(set(recipe.eval.k))
+    depth = max(ks)
+    item_ids = None
+    if task == "next_item":
+        item_ids = label_item_ids(space, prepared.events.events, prepared.events.catalog, recipe.verbalize)
+
+    preds: dict[str, np.ndarray] = {}
+    seconds: dict[str, float] = {}
+    # ---- the model
+    t0 = time.perf_counter()
+    decoder = Decoder(model, tokenizer, task, space, recipe.decode)
+    exclude = None
+    if task == "next_item" and recipe.decode.exclude_history_items:
+        exclude = history_exclusions(chosen["history_items"], {i: k for k, i in enumerate(item_ids) if i is not None})
+    preds[MODEL] = score_model(decoder, task, _prompts(ds, rows), top_k=depth, exclude=exclude)
+    seconds[MODEL] = time.perf_counter() - t0
+
+    # ---- the baselines: fitted on the training examples, predicting the same chosen examples
+    from evtlm.baselines import get_baselines
+    from evtlm.history import HistoryIndex
+
+    index = HistoryIndex(prepared.events)
+    labels = action_names(space, recipe.verbalize) if task == "next_action" else item_ids
+    train = prepared.examples["train"]
+    for base in get_baselines(task, recipe.eval, names=baselines, k=depth, level=recipe.task.level, progress=progress):
+        t0 = time.perf_counter()
+        base.fit(train, index, labels=labels)
+        out = base.predict(chosen, index)
+        preds[base.name] = out.catalog_index if task == "next_item" else np.asarray(out, dtype=np.float64)
+        seconds[base.name] = time.perf_counter() - t0
+    n = len(rows)
+    assert all(len(p) == n for p in preds.values()), {k: len(p) for k, p in preds.items()}  # same N for all
+
+    table = {name: method_metrics(task, p, y, ks, recipe.eval.ece_bins) for name, p in preds.items()}
+    metric, greater = primary_metric(task, ks)
+    result = {
+        "task": task, "split": split, "n": n, "n_split": len(ds), "sampled": n < len(ds), "seed": recipe.train.seed,
+        "primary_metric": metric, "greater_is_better": greater, "label_space_size": len(space),
+        "outside_label_space": int((y < 0).sum()) if task != "purchase" else 0, "k": ks,
+        "methods": {name: {**{k: _num(v) for k, v in m.items()}, "seconds": round(seconds[name], 3)}
+                    for name, m in table.items()},
+    }
+    if write:
+        from evtlm.report import write_report
+
+        if task == "next_item":
+            (run_dir / LABEL_ITEMS).write_text(json.dumps(item_ids, ensure_ascii=False))
+        curves = {"y": y, "preds": preds, "label_space": space, "n_bins": recipe.eval.ece_bins,
+                  "class_names": action_names(space, recipe.verbalize) if task == "next_action" else None}
+        result["files"] = write_report(run_dir, result, curves)
+        (run_dir / "metrics.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+        _update_card(run_dir, result)
+    return result
+
+
+CARD_MARK = "## Evaluation against baselines"
+
+
+def _update_card(run_dir: Path, result: dict[str, Any]) -> None:
+    """Put the evaluation table into the run's README.md (replacing an earlier one)."""
+    from evtlm.report import markdown_table, reading
+
+    card = run_dir / "README.md"
+    if not card.is_file():
+        return
+    text = card.read_text()
+    head, _, rest = text.partition(CARD_MARK)
+    tail = rest.partition("\n## ")[2] if rest else ""  # the section after ours, if any
+    section = [CARD_MARK, "", reading(result), "", markdown_table(result), "", "Details: `report.md`, `metrics.json`.", ""]
+    card.write_text(head.rstrip() + "\n\n" + "\n".join(section) + ("\n## " + tail if tail else ""))
+
+
+def _num(v: float) -> float | None:
+    v = float(v)
+    return None if np.isnan(v) else v
+
+
+def results_frame(result: dict[str, Any]) -> pd.DataFrame:
+    """``metrics.json`` methods as a table: one row per method, metric columns (seconds last)."""
+    frame = pd.DataFrame(result["methods"]).T
+    cols = [c for c in frame.columns if c != "seconds"] + ["seconds"]
+    return frame[cols]

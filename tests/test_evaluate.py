@@ -1,0 +1,177 @@
+"""evaluate_run / `evtlm evaluate`: the model and every baseline on the same N examples, with
+metrics.json, report.md and readable plots; the training-time metric function.
+
+Run directories come from the real finetune path (`evtlm finetune` with tiny overrides: an
+80-user shop, a 1-layer 32-dim scratch GPT-2, a few steps), built once per session by
+`tiny_run` and shared with tests/test_predict.py.
+"""
+
+from __future__ import annotations
+
+import atexit
+import functools
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = [
+    "data.synthetic.users=80", "data.synthetic.items=40", "data.synthetic.days=28", "split.valid_days=5",
+    "split.test_days=5", "task.max_tokens=96", "train.max_steps=3", "train.batch_size=8",
+    "model.scratch.n_layer=1", "model.scratch.n_embd=32", "model.scratch.n_head=2", "model.scratch.vocab_size=700",
+    "model.scratch.pretrain_max_steps=2", "model.scratch.pretrain_block=64",
+    "eval.max_examples=60", "eval.fit_max_examples=30", "eval.sasrec.epochs=1", "eval.sasrec.dim=16",
+    "eval.sasrec.max_len=10", "eval.sasrec.threads=1", "eval.gbt.max_iter=20", "decode.batch_size=16",
+]
+
+
+@functools.lru_cache(maxsize=None)
+def session_root() -> Path:
+    """One temporary folder for every run and the data/base caches, removed at exit."""
+    root = Path(tempfile.mkdtemp(prefix="evtlm-eval-test-"))
+    atexit.register(shutil.rmtree, root, True)
+    return root
+
+
+@functools.lru_cache(maxsize=None)
+def tiny_run(task: str) -> Path:
+    """A run directory of ``recipes/<task>.yaml`` trained a few steps (once per session)."""
+    from evtlm.cli.main import main
+
+    root = session_root()
+    old_cache, old_threads = os.environ.get("EVTLM_CACHE"), torch.get_num_threads()
+    os.environ["EVTLM_CACHE"] = str(root / "cache")
+    torch.set_num_threads(1)  # a 32-dim model gains nothing from threads; on shared cores it loses a lot
+    try:
+        code = main(["finetune", str(REPO / f"recipes/{task}.yaml"), *TINY, f"output.dir={root}", "--no-progress"])
+    finally:
+        torch.set_num_threads(old_threads)
+        if old_cache is None:
+            os.environ.pop("EVTLM_CACHE", None)
+        else:
+            os.environ["EVTLM_CACHE"] = old_cache
+    assert code == 0
+    return root / task
+
+
+@pytest.fixture(autouse=True)
+def _isolated(monkeypatch):
+    """Caches in the session folder (never ~/.cache), one torch thread (see tiny_run)."""
+    monkeypatch.setenv("EVTLM_CACHE", str(session_root() / "cache"))
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def purchase_run() -> Path:
+    return tiny_run("purchase")
+
+
+@pytest.fixture(scope="module")
+def next_item_run() -> Path:
+    return tiny_run("next_item")
+
+
+def test_finetune_writes_the_evaluation_with_identical_n(purchase_run):
+    """finetune ends with evaluate_run: metrics.json, report.md and plots, the same N everywhere."""
+    result = json.loads((purchase_run / "metrics.json").read_text())
+    assert result["task"] == "purchase" and result["split"] == "test"
+    assert set(result["methods"]) == {"model", "prior", "popularity", "gbt"}
+    n = result["n"]
+    assert 0 < n <= 60 and n <= result["n_split"]  # eval.max_examples caps N
+    for name, m in result["methods"].items():
+        assert {"roc_auc", "log_loss", "brier", "ece", "accuracy", "macro_f1", "seconds"} <= set(m), name
+        assert 0.0 <= m["brier"] <= 1.0 and m["log_loss"] > 0
+    report = (purchase_run / "report.md").read_text()
+    assert report.count(f"| {n} |") == 4  # one row per method, each with the same N
+    assert "**" in report and "best baseline" in report
+    for png in ("roc.png", "reliability.png"):
+        assert (purchase_run / png).stat().st_size > 5000  # a real figure, not an empty canvas
+    assert "## Evaluation against baselines" in (purchase_run / "README.md").read_text()
+    # training early-stopped on the task metric (make_evaluate_fn), not only the loss
+    log = (purchase_run / "train_log.csv").read_text()
+    assert "roc_auc" in log.splitlines()[0] or "log_loss" in log.splitlines()[0]
+
+
+def test_evaluate_cli_prints_every_method_with_the_same_n(purchase_run, capsys):
+    from evtlm.cli.main import main
+
+    assert main(["evaluate", "--run", str(purchase_run), "--split", "valid", "--max-examples", "25", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "N = 25 examples for every method" in out
+    rows = [line for line in out.splitlines() if line.split()[:1] in (["model"], ["prior"], ["popularity"], ["gbt"])]
+    assert len(rows) == 4 and all(line.split()[1] == "25" for line in rows)
+    saved = json.loads((purchase_run / "metrics.json").read_text())
+    assert saved["split"] == "valid" and saved["n"] == 25
+
+
+def test_sampling_is_deterministic_and_shared(purchase_run):
+    from evtlm.evaluate import evaluate_run
+
+    a = evaluate_run(purchase_run, split="test", max_examples=20, baselines=["prior"], progress=False, write=False)
+    b = evaluate_run(purchase_run, split="test", max_examples=20, baselines=["prior"], progress=False, write=False)
+    assert a["n"] == b["n"] == 20 and a["methods"]["model"]["log_loss"] == b["methods"]["model"]["log_loss"]
+    # every method is judged on the same 20 labels: the same share of buyers
+    assert a["methods"]["prior"]["positive_rate"] == a["methods"]["model"]["positive_rate"]
+    assert a["methods"]["prior"]["roc_auc"] == 0.5  # a constant ranks nobody above anybody
+
+
+def test_next_item_counts_cold_items_and_plots_hr_curve(next_item_run):
+    result = json.loads((next_item_run / "metrics.json").read_text())
+    assert set(result["methods"]) == {"model", "prior", "popularity", "transitions", "repeat", "sasrec"}
+    for m in result["methods"].values():
+        assert {"hr@1", "ndcg@10", "mrr@20"} <= set(m)
+        hits = [m[f"hr@{k}"] for k in (1, 5, 10, 20)]
+        assert hits == sorted(hits)  # HR@K never falls with K
+        assert m["hr@20"] <= 1 - result["outside_label_space"] / result["n"] + 1e-9  # cold answers are misses
+    assert (next_item_run / "hr_at_k.png").stat().st_size > 5000
+    items = json.loads((next_item_run / "label_items.json").read_text())
+    space = json.loads((next_item_run / "label_space.json").read_text())
+    assert [f" Product {i}" for i in items] == space
+
+
+def test_make_evaluate_fn_scores_the_model_on_a_capped_valid_sample(purchase_run):
+    from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
+
+    from evtlm.data import prepare
+    from evtlm.evaluate import make_evaluate_fn
+    from evtlm.inference import load_run_recipe
+
+    recipe = load_run_recipe(purchase_run)
+    tok = AutoTokenizer.from_pretrained(purchase_run / "tokenizer")
+    prepared = prepare(recipe, tokenizer=tok, progress=False)
+    fn, metric, greater = make_evaluate_fn(recipe, prepared)
+    assert metric in ("roc_auc", "log_loss") and greater == (metric == "roc_auc")
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=len(tok), n_positions=128))
+    scores = fn(model)
+    assert {"roc_auc", "log_loss", "brier", "ece", "accuracy"} <= set(scores)
+    assert all(isinstance(v, float) for v in scores.values())
+
+
+def test_evaluate_errors_are_one_line(purchase_run):
+    from evtlm.errors import RunDirError, TaskError
+    from evtlm.evaluate import evaluate_run
+
+    with pytest.raises(RunDirError, match="recipe.resolved.yaml is missing"):
+        evaluate_run(Path(tempfile.mkdtemp()))
+    with pytest.raises(TaskError, match="unknown split"):
+        evaluate_run(purchase_run, split="train2")
+
+
+def test_report_bolds_the_best_value_per_column():
+    from evtlm.report import markdown_table, reading
+
+    r = {"task": "next_action", "split": "test", "n": 10, "primary_metric": "macro_f1", "greater_is_better": True,
+         "methods": {"model": {"macro_f1": 0.3, "log_loss": 1.2, "seconds": 2.0},
+                     "markov": {"macro_f1": 0.4, "log_loss": 0.9, "seconds": 0.1}}}
+    table = markdown_table(r)
+    assert "| markov | 10 | **0.4000** | **0.9000** |" in table
+    assert "trails it by 0.1000" in reading(r)
