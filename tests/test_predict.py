@@ -158,10 +158,14 @@ def test_now_prompts_reports_short_histories():
 
 
 def test_run_recipe_keeps_the_presets_values(tmp_path):
-    """recipe.resolved.yaml writes defaults out; reloading must not let them shadow a preset."""
+    """The run stores its data section with the preset merged in; reloading gives exactly those
+    settings, including a preset value the recipe overrode back to the schema default."""
     from evtlm.inference import load_run_recipe
     from evtlm.presets import resolve_data_config
 
-    (tmp_path / "recipe.resolved.yaml").write_text(dump_recipe(load_recipe(None, ["data.preset=taobao", "data.path=u.csv"])))
+    recipe = load_recipe(None, ["data.preset=taobao", "data.path=u.csv", "data.has_header=true"])
+    written = recipe.model_copy(update={"data": resolve_data_config(recipe.data)})  # as evtlm.run_dir does
+    (tmp_path / "recipe.resolved.yaml").write_text(dump_recipe(written))
     data = resolve_data_config(load_run_recipe(tmp_path).data)
-    assert data.has_header is False and data.actions["pv"] == "view"
+    assert data.actions["pv"] == "view" and data.column_names == written.data.column_names
+    assert data.has_header is True  # the recipe's explicit choice survives the round trip

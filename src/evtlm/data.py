@@ -34,6 +34,7 @@ from evtlm.splits import SPLITS, TRAIN, assert_prompts_before_labels
 from evtlm.tasks import Task, TaskContext, get_task
 from evtlm.tokenization import (
     TokenizerInfo,
+    add_item_tokens,
     default_cache_dir,
     ensure_pad,
     load_tokenizer,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["Prepared", "prepare"]
+__all__ = ["Prepared", "prepare", "text_recipe", "item_vocabulary"]
 
 
 @dataclass
@@ -75,6 +76,7 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     """Tokenized examples for ``recipe`` (see the module doc). ``events`` skips reading the data."""
     from tqdm.auto import tqdm
 
+    recipe = text_recipe(recipe)
     task = get_task(recipe.task.name)
     root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "datasets"
     bar = tqdm(total=6, desc="prepare", disable=not progress, leave=False)
@@ -97,7 +99,10 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     final = root / key
     if use_cache and datacache.is_complete(final):
         bar.close()
-        return _load(final, recipe, task, tokenizer, info)
+        prepared = _load(final, recipe, task, tokenizer, info)
+        if recipe.model.item_tokens:  # a given/pretrained tokenizer does not have them yet
+            add_item_tokens(prepared.tokenizer, item_vocabulary(prepared.events))
+        return prepared
 
     bar.set_postfix_str("events")
     if events is None:
@@ -130,6 +135,8 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
         train = table[table["split"] == TRAIN]
         corpus = train_texts + (train["question"] + train["target"]).tolist()
         tokenizer, info = load_tokenizer(recipe.model, corpus, root.parent)
+    if recipe.model.item_tokens:  # before any text is tokenized: " <item_7>" must be one token
+        add_item_tokens(tokenizer, item_vocabulary(events))
     task.check_label_space(exset.label_space, tokenizer)
     bar.update()
     bar.set_postfix_str("tokenize")
@@ -171,6 +178,25 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     bar.update()
     bar.close()
     return prepared
+
+
+def text_recipe(recipe: Recipe) -> Recipe:
+    """The recipe as the text stages must see it: with ``model.item_tokens`` items are written as
+    their own tokens (``verbalize.item: token``). Training, evaluation and prediction all go
+    through here, so their prompts cannot drift apart.
+
+    >>> text_recipe(Recipe.model_validate({"model": {"item_tokens": True}})).verbalize.item
+    'token'
+    """
+    if recipe.model.item_tokens and recipe.verbalize.item != "token":
+        return recipe.model_copy(update={"verbalize": recipe.verbalize.model_copy(update={"item": "token"})})
+    return recipe
+
+
+def item_vocabulary(log: EventLog) -> list[str]:
+    """Every item id of the log, sorted: the order (and so the ids) of the added item tokens."""
+    items = log.events["item_id"].dropna().unique()
+    return sorted(str(i) for i in items)
 
 
 def _stream_texts(ctx: TaskContext, piece: pd.Series, actors: pd.Series, mask: np.ndarray) -> list[str]:

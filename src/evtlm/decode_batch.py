@@ -59,7 +59,16 @@ def inference(model) -> Iterator[torch.device]:
 
 
 def vocab_size(model) -> int:
-    return int(model.get_input_embeddings().num_embeddings)
+    """Rows of the model's output vocabulary.
+
+    ``config.vocab_size`` first: peft's trainable-token wrapper (item tokens) replaces the input
+    embedding with a module that has no ``num_embeddings``.
+    """
+    config = getattr(model, "config", None)
+    size = getattr(config, "vocab_size", None)
+    if size:
+        return int(size)
+    return int(model.get_input_embeddings().weight.shape[0])
 
 
 def check_ids(seqs: TokenLists, vocab: int, what: str) -> None:

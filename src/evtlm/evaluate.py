@@ -181,7 +181,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     from evtlm.splits import SPLITS
 
     run_dir = Path(run_dir)
-    recipe = recipe or load_run_recipe(run_dir)
+    from evtlm.data import text_recipe
+
+    recipe = text_recipe(recipe or load_run_recipe(run_dir))  # item tokens: labels are <item_…>
     task = recipe.task.name
     check_task(task, "evaluate")
     if split not in SPLITS:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 
 from evtlm.errors import RunDirError, TaskError
-from evtlm.recipe import ACTIONS, DataConfig, DecodeConfig, Recipe, VerbalizeConfig
+from evtlm.recipe import ACTIONS, DecodeConfig, Recipe, VerbalizeConfig
 
 __all__ = [
     "CLOSED_TASKS",
@@ -50,22 +50,20 @@ LABEL_ITEMS = "label_items.json"  # item ids aligned to label_space.json (next_i
 
 # ------------------------------------------------------------------------------- run directory
 def load_run_recipe(run_dir: str | Path) -> Recipe:
-    """The run's recipe from ``recipe.resolved.yaml``.
+    """The run's recipe from ``recipe.resolved.yaml``, as the text stages saw it.
 
-    That file writes every default out, which would make every data field look *explicitly
-    set* and so shadow a preset's values (a Taobao run's ``has_header: false`` would come back as
-    the default ``true``). The data section is therefore rebuilt from its non-default fields only,
-    which is what the preset merge (`evtlm.presets.resolve_data_config`) expects.
+    The file holds the data section with its preset already merged in (`evtlm.run_dir`), so
+    loading it back gives exactly the settings the run was trained with; `text_recipe` applies
+    what the model options imply for the text (item tokens), as `evtlm.data.prepare` does.
     """
+    from evtlm.data import text_recipe
     from evtlm.recipe import load_recipe
 
     path = Path(run_dir) / "recipe.resolved.yaml"
     if not path.is_file():
         raise RunDirError(f"{path} is missing", where=str(run_dir),
                           fix="point --run at a directory written by `evtlm finetune`")
-    recipe = load_recipe(path)
-    data = DataConfig.model_validate(recipe.data.model_dump(exclude_defaults=True))
-    return recipe.model_copy(update={"data": data})
+    return text_recipe(load_recipe(path))
 
 
 def read_label_space(run_dir: str | Path) -> list[str]:

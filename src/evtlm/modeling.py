@@ -40,7 +40,13 @@ import torch
 
 from evtlm.errors import ModelUnavailableError
 from evtlm.recipe import LoraConfig, ModelConfig, ScratchConfig, TrainConfig
-from evtlm.tokenization import default_cache_dir  # one cache root for tokenizers and bases
+from evtlm.tokenization import (  # one cache root for tokenizers and bases; item tokens live with the tokenizer
+    ITEM_TOKEN,
+    add_item_tokens,
+    default_cache_dir,
+    item_token,
+    item_token_ids,
+)
 
 __all__ = [
     "BaseInfo",
@@ -54,7 +60,6 @@ __all__ = [
     "default_cache_dir",
 ]
 
-ITEM_TOKEN = "<item_{}>"
 
 
 @dataclass
@@ -279,29 +284,6 @@ def _scratch_base(scratch_cfg: ModelConfig, tokenizer, texts, cache_dir: Path, p
             shutil.rmtree(tmp, ignore_errors=True)
     state.wait_for_everyone()
     return model, info
-
-
-# ------------------------------------------------------------------------------ item tokens
-def item_token(item_id: str) -> str:
-    return ITEM_TOKEN.format(item_id)
-
-
-def add_item_tokens(tokenizer: Any, item_ids: Iterable[str]) -> list[int]:
-    """Add ``<item_ID>`` for every item (idempotent) and return their token ids in item order.
-
-    The tokens absorb the space before them (``lstrip``), so " <item_7>" is ONE token: the
-    answer " <item_7>" after a prompt is a single decoding step.
-    """
-    from tokenizers import AddedToken
-
-    names = [item_token(str(i)) for i in item_ids]
-    tokenizer.add_tokens([AddedToken(n, lstrip=True, rstrip=False, normalized=False, single_word=False) for n in names])
-    return tokenizer.convert_tokens_to_ids(names)
-
-
-def item_token_ids(tokenizer: Any) -> list[int]:
-    """Ids of every ``<item_…>`` token the tokenizer has, ascending."""
-    return sorted(i for t, i in tokenizer.get_added_vocab().items() if t.startswith("<item_") and t.endswith(">"))
 
 
 # ---------------------------------------------------------------------------------- adapters

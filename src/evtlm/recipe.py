@@ -116,7 +116,7 @@ class VerbalizeConfig(Section):
             "return": "returned {item}",
         }
     )
-    item: Literal["id", "title", "template"] = "id"
+    item: Literal["id", "title", "template", "token"] = "id"  # token: <item_1002> (model.item_tokens)
     item_prefix: str = "Product"  # `id` mode: "Product 1002"
     item_template: str = "{title}"  # `template` mode, over catalog fields
     time: Literal["none", "absolute", "relative"] = "relative"

@@ -3,7 +3,7 @@
 ``runs/<name>/`` holds everything ``evtlm predict --run DIR`` needs, nothing outside it except a
 hub base model named by id::
 
-    recipe.resolved.yaml   the recipe with every default written out
+    recipe.resolved.yaml   the recipe with every default (and the data preset's values) written out
     adapter/ | model/      LoRA adapter (safetensors) or the fully fine-tuned model
     base/                  the scratch GPT-2 the adapter sits on (scratch bases only: a few MB)
     tokenizer/             the tokenizer (with item tokens when used)
@@ -109,7 +109,11 @@ def write_run_files(run_dir: Path, recipe: Recipe, *, prepared: Any, base_info: 
                     model_meta: dict[str, Any], fit_result: Any, command: str, metrics: dict[str, Any] | None = None) -> None:
     """recipe.resolved.yaml, run.json, label_space.json, data_report.json and README.md."""
     run_dir = Path(run_dir)
-    (run_dir / "recipe.resolved.yaml").write_text(dump_recipe(recipe))
+    # the data section with its preset merged in: reloading it gives exactly these settings
+    from evtlm.presets import resolve_data_config
+
+    resolved = recipe.model_copy(update={"data": resolve_data_config(recipe.data)})
+    (run_dir / "recipe.resolved.yaml").write_text(dump_recipe(resolved))
     (run_dir / "label_space.json").write_text(json.dumps(list(prepared.label_space), indent=1, ensure_ascii=False))
     (run_dir / "data_report.json").write_text(json.dumps(prepared.report, indent=1, default=str, ensure_ascii=False))
     summary = _fit_summary(fit_result)

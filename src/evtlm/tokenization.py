@@ -206,3 +206,28 @@ def tokenizer_fingerprint(tok: PreTrainedTokenizerBase) -> str:
     h.update(backend.to_str().encode() if backend is not None else repr(sorted(tok.get_vocab().items())).encode())
     h.update(f"|{tok.eos_token}|{tok.pad_token}|{len(tok)}".encode())
     return h.hexdigest()[:20]
+
+
+ITEM_TOKEN = "<item_{}>"  # model.item_tokens: one token per catalog item
+
+
+def item_token(item_id: str) -> str:
+    return ITEM_TOKEN.format(item_id)
+
+
+def add_item_tokens(tokenizer: Any, item_ids: Iterable[str]) -> list[int]:
+    """Add ``<item_ID>`` for every item (idempotent) and return their token ids in item order.
+
+    The tokens absorb the space before them (``lstrip``), so " <item_7>" is ONE token: the
+    answer " <item_7>" after a prompt is a single decoding step.
+    """
+    from tokenizers import AddedToken
+
+    names = [item_token(str(i)) for i in item_ids]
+    tokenizer.add_tokens([AddedToken(n, lstrip=True, rstrip=False, normalized=False, single_word=False) for n in names])
+    return tokenizer.convert_tokens_to_ids(names)
+
+
+def item_token_ids(tokenizer: Any) -> list[int]:
+    """Ids of every ``<item_…>`` token the tokenizer has, ascending."""
+    return sorted(i for t, i in tokenizer.get_added_vocab().items() if t.startswith("<item_") and t.endswith(">"))

@@ -197,19 +197,24 @@ def render_items(item_ids: pd.Series, catalog: pd.DataFrame | None, cfg: Verbali
 
     ``id``: ``item_prefix + " " + id``; ``title``: the catalog title (the id form when missing);
     ``template``: ``item_template`` over the catalog's fields (and ``item_id``); items missing from
-    the catalog or with an empty field get the id form. A null item id renders as "an item".
+    the catalog or with an empty field get the id form; ``token``: ``<item_ID>``, one added token
+    per item (``model.item_tokens``). A null item id renders as "an item".
 
     >>> cat = pd.DataFrame({"item_id": ["7"], "title": ["RED MUG"], "price": [2.5]})
     >>> render_items(pd.Series(["7", "8"]), cat, VerbalizeConfig(item="title")).tolist()
     ['RED MUG', 'Product 8']
     >>> render_items(pd.Series(["7"]), cat, VerbalizeConfig(item="template", item_template="{title} £{price:.2f}")).tolist()
     ['RED MUG £2.50']
+    >>> render_items(pd.Series(["7"]), None, VerbalizeConfig(item="token")).tolist()
+    ['<item_7>']
     """
     codes, uniques = pd.factorize(item_ids.astype(STRING_DTYPE), use_na_sentinel=True)
     uniq = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
     id_form = (cfg.item_prefix + " " if cfg.item_prefix else "") + uniq
     if cfg.item == "id":
         text = id_form
+    elif cfg.item == "token":  # one added token per item (model.item_tokens): "<item_1002>"
+        text = "<item_" + uniq + ">"
     else:
         by_item = _catalog_by_item(catalog)
         if cfg.item == "title":

@@ -1,0 +1,56 @@
+"""`model.item_tokens`: every item is one added token, end to end.
+
+Verbalization, the label space, training, evaluation and prediction all follow the option, so
+next-item prediction becomes a single decoding step over the catalog.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from test_evaluate import REPO, TINY, session_root
+
+from evtlm.cli.main import main
+
+
+@pytest.fixture(scope="module")
+def item_token_run() -> Path:
+    root = session_root()
+    os.environ.setdefault("EVTLM_CACHE", str(root / "cache"))
+    torch.set_num_threads(1)
+    code = main(["finetune", str(REPO / "recipes/next_item.yaml"), *TINY, "model.item_tokens=true",
+                 f"output.dir={root}", "output.name=next_item_tokens", "--no-progress"])
+    assert code == 0
+    return root / "next_item_tokens"
+
+
+def test_label_space_is_one_added_token_per_item(item_token_run: Path) -> None:
+    from transformers import AutoTokenizer
+
+    labels = json.loads((item_token_run / "label_space.json").read_text())
+    tok = AutoTokenizer.from_pretrained(str(item_token_run / "tokenizer"))
+    assert labels and all(label.startswith(" <item_") and label.endswith(">") for label in labels)
+    ids = [tok(label, add_special_tokens=False)["input_ids"] for label in labels]
+    assert all(len(i) == 1 for i in ids), "each answer must be a single decoding step"
+    assert len({i[0] for i in ids}) == len(labels)
+
+
+def test_prompts_and_predictions_use_item_tokens(item_token_run: Path, tmp_path: Path) -> None:
+    from evtlm.recipe import SyntheticConfig
+    from evtlm.simulate import simulate_shop, write_shop
+
+    history, _ = write_shop(simulate_shop(SyntheticConfig(users=6, items=40, days=28, seed=11)), tmp_path / "h.csv")
+    out = tmp_path / "preds.jsonl"
+    assert main(["predict", "--run", str(item_token_run), "--history", str(history), "--out", str(out),
+                 "--top-k", "3", "--no-progress"]) == 0
+    labels = {label.strip()[len("<item_"):-1] for label in json.loads((item_token_run / "label_space.json").read_text())}
+    records = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(records) == 6
+    for rec in records:
+        if "error" not in rec:
+            assert len(rec["items"]) == 3
+            assert {it["item_id"] for it in rec["items"]} <= labels
