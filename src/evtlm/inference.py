@@ -41,7 +41,6 @@ __all__ = [
     "Decoder",
     "NowPrompts",
     "now_prompts",
-    "questions_at",
 ]
 
 CLOSED_TASKS = ("purchase", "next_action", "next_item")
@@ -193,30 +192,6 @@ def history_exclusions(history_items: Sequence[Sequence[str]], item_index: dict[
 
 
 # ------------------------------------------------------------------------------------- prompts
-def questions_at(recipe: Recipe, last_ts: np.ndarray, as_of: int) -> np.ndarray:
-    """The task's question for each user asked at ``as_of`` (int ns) after their last event."""
-    name = recipe.task.name
-    if name == "purchase" and recipe.task.level == "user":
-        from evtlm.tasks.purchase import NS_PER_HOUR, elapsed_phrase, horizon_text
-
-        # as in evtlm.tasks.purchase: the coarse time since the last event, then the question
-        hours = (as_of - np.asarray(last_ts, dtype=np.int64)) // NS_PER_HOUR
-        uniq, inverse = np.unique(hours, return_inverse=True)
-        words = np.array([elapsed_phrase(int(h) * NS_PER_HOUR) for h in uniq], dtype=object)[inverse]
-        return " " + words + f" later: will they buy within {horizon_text(recipe.task.horizon_days)}?"
-    if name == "purchase":
-        question = " Will this session end in a purchase?"  # evtlm.tasks.purchase, session level
-    elif name == "next_action":
-        from evtlm.tasks.next_action import NextAction
-
-        question = NextAction.question
-    else:
-        from evtlm.tasks.next_item import NextItem
-
-        question = NextItem.question
-    return np.full(len(last_ts), question, dtype=object)
-
-
 @dataclass
 class NowPrompts:
     """Per user (in table order): the prompt ids, or why there is none."""
@@ -239,6 +214,7 @@ def now_prompts(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe: Reci
     """
     from evtlm.encode import build_event_tokens, example_rows, fit_budget
     from evtlm.splits import EventIndex
+    from evtlm.tasks import questions_at
     from evtlm.verbalize import actor_text, verbalize_events
 
     events = events.reset_index(drop=True)
@@ -263,7 +239,7 @@ def now_prompts(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe: Reci
 
     text = verbalize_events(events, catalog, recipe.verbalize)
     actors = actor_text(pd.Series(index.user_ids, dtype="string"), recipe.verbalize)
-    questions = questions_at(recipe, last, as_of)
+    questions = questions_at(recipe.task, last, as_of)  # the training layout (evtlm.tasks)
     answers = np.asarray([reserve] * len(users) if isinstance(reserve, str) else list(reserve), dtype=object)
     for _ in range(2):  # a second pass only when some user's question alone overflows the budget
         table = pd.DataFrame({"user_code": ok, "user_id": pd.array(index.user_ids[ok], dtype="string"),
