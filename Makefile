@@ -13,14 +13,15 @@ ARGS   ?=
 NUM_GPUS ?= 1
 ACCELERATE_CONFIG ?=
 
-.PHONY: setup test test-all finetune bench lint clean help
+.PHONY: setup test test-all finetune bench bench-prepare bench-train bench-predict bench-quality lint clean help
 
 help:
 	@echo "make setup                      create $(VENV) and install evtlm[dev] (CPU torch unless TORCH=... is given)"
 	@echo "make test                       run the default test suite (offline, CPU)"
 	@echo "make test-all                   also run tests marked slow"
 	@echo "make finetune RECIPE=purchase [ARGS='train.epochs=1'] [NUM_GPUS=N]"
-	@echo "make bench                      run the benchmarks into bench/results/"
+	@echo "make bench [BENCH_ARGS=--quick]  run the benchmarks into bench/results/ (latest.md, latest.json)"
+	@echo "make bench-prepare | bench-train | bench-predict | bench-quality   one benchmark (see bench/README.md)"
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -44,8 +45,20 @@ finetune:
 	$(BIN)/accelerate launch --num_processes $(NUM_GPUS) $(if $(ACCELERATE_CONFIG),--config_file $(ACCELERATE_CONFIG),) \
 		-m evtlm.cli.main finetune $(RECIPE_PATH) $(ARGS) $(if $(RESUME),--resume,)
 
+# benchmarks (bench/README.md): BENCH_ARGS=--quick for minutes instead of tens of minutes;
+# quality runs capped (--quick) unless QUALITY_ARGS= is emptied
+BENCH_ARGS ?=
+QUALITY_ARGS ?= --quick
 bench:
-	$(BIN)/python -m bench.run_all
+	$(BIN)/python -m bench.run_all $(BENCH_ARGS)
+bench-prepare:
+	$(BIN)/python -m bench.prepare_speed $(BENCH_ARGS)
+bench-train:
+	$(BIN)/python -m bench.train_speed $(BENCH_ARGS)
+bench-predict:
+	$(BIN)/python -m bench.predict_speed $(BENCH_ARGS)
+bench-quality:
+	$(BIN)/python -m bench.quality $(QUALITY_ARGS) $(BENCH_ARGS)
 
 clean:
 	rm -rf .pytest_cache build dist src/*.egg-info

@@ -1,0 +1,143 @@
+"""What every benchmark shares: paths, child processes with their own peak memory, result files.
+
+Each benchmark measures evtlm and its reference *in the same run* (the machines are noisy and
+shared: ratios hold, absolute times do not) and writes ``bench/results/<name>.json`` through
+:func:`write_result`, which also rebuilds the summary ``bench/results/latest.json`` and
+``latest.md`` from every result file present (`bench.report`), so one target refreshes its own
+rows without erasing the others'.
+
+A result is ``{"name", "title", "machine", "rows": [...], "details": {...}}``; a row is one figure
+next to its reference and target::
+
+    {"figure": "events/s, 5M synthetic", "evtlm": 61000.0, "reference": 1900.0,
+     "ratio": 32.1, "target": ">= 20x", "met": true, "note": "naive on 50k events, per event"}
+
+>>> row("x/s", 30.0, 1.5, ">= 20x", 20.0)["ratio"], row("x/s", 30.0, 1.5, ">= 20x", 20.0)["met"]
+(20.0, True)
+>>> row("peak GB", 3.1, None, "< 4 GB", met=3.1 < 4)["ratio"] is None
+True
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+SHARED_DATA = SHARED / "data"
+GPT2_DIR = SHARED / "tokenizers" / "gpt2"
+RESULTS = REPO / "bench" / "results"
+
+
+def gpt2_available() -> bool:
+    return (GPT2_DIR / "tokenizer.json").is_file()
+
+
+def model_section() -> dict[str, Any]:
+    """The recipe's ``model`` section: the real GPT-2 BPE when ../shared has it, else scratch."""
+    if gpt2_available():
+        return {"base": str(GPT2_DIR)}
+    return {"base": "/nonexistent-gpt2", "when_unavailable": "scratch"}
+
+
+def peak_rss_gb() -> float:
+    """This process's peak resident memory in GiB.
+
+    ``/proc/self/status`` VmHWM where it exists (the high-water mark of this process's own
+    address space, which starts fresh at exec), else ``ru_maxrss`` (KiB on Linux, bytes on macOS).
+    """
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 2**20
+    maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return maxrss / (2**30 if sys.platform == "darwin" else 2**20)
+
+
+def child_main(fn, args: list[str] | None = None) -> None:
+    """Run ``fn(**json_args)`` in this (child) process and print its result as the last line."""
+    spec = json.loads((args or sys.argv[1:])[-1])
+    result = fn(**spec)
+    result["peak_rss_gb"] = round(peak_rss_gb(), 3)
+    result["ru_maxrss_gb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)
+    print("BENCH-RESULT " + json.dumps(result, default=str), flush=True)
+
+
+def run_child(module: str, spec: dict[str, Any], timeout: float | None = None, label: str = "") -> dict[str, Any]:
+    """``python -m <module> --child '<json spec>'`` in a fresh process; its result dict.
+
+    A fresh interpreter per side: the two sides never share a peak-memory high-water mark, an
+    allocator arena or a warm cache. Child stderr (progress bars) passes through.
+    """
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]), TOKENIZERS_PARALLELISM="true")
+    cmd = [sys.executable, "-m", module, "--child", json.dumps(spec)]
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, text=True, timeout=timeout)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("BENCH-RESULT ")]
+    if proc.returncode != 0 or not lines:
+        tail = "\n".join(proc.stdout.splitlines()[-20:])
+        raise RuntimeError(f"benchmark child {label or module} failed (exit {proc.returncode}):\n{tail}")
+    out = json.loads(lines[-1].removeprefix("BENCH-RESULT "))
+    out["process_seconds"] = round(time.perf_counter() - t0, 2)
+    return out
+
+
+def machine() -> dict[str, Any]:
+    """Where the figures were taken (they are only comparable within one run)."""
+    info: dict[str, Any] = {
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "platform": platform.platform(terse=True),
+    }
+    try:
+        info["load_avg_1m"] = round(os.getloadavg()[0], 2)
+    except OSError:
+        pass
+    try:
+        info["git_commit"] = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True,
+                                            text=True).stdout.strip() or None
+    except OSError:
+        info["git_commit"] = None
+    try:
+        import torch
+
+        info["torch"] = torch.__version__
+        info["torch_threads"] = torch.get_num_threads()
+        info["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        pass
+    return info
+
+
+def row(figure: str, evtlm: float | None, reference: float | None, target: str, min_ratio: float | None = None,
+        *, met: bool | None = None, note: str = "", unit: str = "") -> dict[str, Any]:
+    """One figure next to its reference; ``met`` from ``ratio >= min_ratio`` unless given."""
+    ratio = evtlm / reference if evtlm is not None and reference else None
+    if met is None and min_ratio is not None and ratio is not None:
+        met = ratio >= min_ratio
+    return {"figure": figure, "evtlm": evtlm, "reference": reference, "ratio": None if ratio is None else round(ratio, 3),
+            "target": target, "met": met, "note": note, "unit": unit}
+
+
+def write_result(name: str, title: str, rows: list[dict[str, Any]], details: dict[str, Any],
+                 out_dir: Path = RESULTS) -> Path:
+    """``<out_dir>/<name>.json``, then the summary (latest.json / latest.md) rebuilt."""
+    from bench.report import rebuild
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / f"{name}.json"
+    payload = {"name": name, "title": title, "machine": machine(), "rows": rows, "details": details}
+    path.write_text(json.dumps(payload, indent=2, default=str) + "\n")
+    rebuild(out_dir)
+    return path

@@ -1,0 +1,61 @@
+"""bench/: the naive reference does the same work as evtlm's side, and the summary renders.
+
+Fast checks only (a 40-user shop): the benchmarks themselves are run by `make bench`.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from bench.common import row  # noqa: E402
+from bench.report import markdown, rebuild  # noqa: E402
+
+
+@pytest.mark.slow  # seconds alone, but it imports transformers and runs prepare: ~30 s on a busy 2-core box
+def test_naive_reference_builds_the_same_examples_as_prepare(tmp_path, gpt2_tokenizer_dir):
+    from bench.naive_prepare import naive_prepare
+    from evtlm.data import prepare
+    from evtlm.recipe import SyntheticConfig, load_recipe
+    from evtlm.simulate import simulate_shop, write_shop
+
+    path = tmp_path / "shop.csv"
+    write_shop(simulate_shop(SyntheticConfig(users=40, items=60, categories=4, days=30, seed=3)), path)
+    recipe = load_recipe(REPO / "recipes" / "purchase.yaml",
+                         [f"data.path={path}", "data.preset=evtlm_shop", f"model.base={gpt2_tokenizer_dir}"])
+    ours = prepare(recipe, cache_dir=tmp_path / "cache", progress=False, use_cache=False)
+    naive = naive_prepare(str(path), "shop", str(gpt2_tokenizer_dir), horizon_days=recipe.task.horizon_days,
+                          valid_days=recipe.split.valid_days, test_days=recipe.split.test_days,
+                          max_tokens=recipe.task.max_tokens)
+    assert naive["events"] == len(ours.events.events)
+    # same cutoffs and history rule: the same number of examples, and about the same tokens
+    assert naive["examples"] == sum(ours.report["examples"].values())
+    ours_tokens = sum(s["tokens"]["total"] for s in ours.report["splits"].values())
+    assert abs(naive["tokens"] - ours_tokens) / ours_tokens < 0.1
+
+
+def test_summary_lists_every_result_with_its_target(tmp_path):
+    rows = [row("events/s", 60_000.0, 2_000.0, ">= 20x", 20.0), row("peak memory", 2.8, None, "< 4 GB", met=True, unit="GB")]
+    assert rows[0]["ratio"] == 30.0 and rows[0]["met"] is True
+    (tmp_path / "prepare_speed.json").write_text(json.dumps({"name": "prepare_speed", "title": "Preparation", "rows": rows,
+                                                            "machine": {"cpus": 2}, "details": {"notes": ["a note"]}}))
+    (tmp_path / "decode_speed.json").write_text(json.dumps({"purchase": {}}))  # not a summary result: ignored
+    rebuild(tmp_path)
+    md = (tmp_path / "latest.md").read_text()
+    assert "| events/s | 60,000 | 2,000 | 30.00x | >= 20x | yes |" in md
+    assert "| peak memory GB | 2.8 | — | — | < 4 GB | yes |" in md and "- a note" in md
+    assert list(json.loads((tmp_path / "latest.json").read_text())) == ["prepare_speed"]
+    assert markdown([]).startswith("# evtlm benchmarks") and "## Preparation" in md
+
+
+@pytest.mark.parametrize("seconds, phrase", [(30, "seconds later"), (7200, "2 hours later"), (40 * 3600, "the next day")])
+def test_naive_gap_phrases(seconds, phrase):
+    from bench.naive_prepare import gap_phrase
+
+    assert gap_phrase(seconds) == phrase
