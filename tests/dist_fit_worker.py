@@ -1,4 +1,4 @@
-"""Worker for test_train's two-process test, run by `accelerate launch` (not collected by pytest).
+"""Worker for test_train's two-process test, run by `accelerate launch` (imported, not run, by pytest).
 
 Trains a tiny LoRA GPT-2 for one epoch of 32 examples (batch 4 per rank -> 4 steps) and writes,
 per rank, which examples it trained on (each example's first token is its id) and a checksum of
@@ -19,8 +19,6 @@ from evtlm.batching import CausalCollator  # noqa: E402
 from evtlm.recipe import TrainConfig  # noqa: E402
 from evtlm.train import distributed_state, fit  # noqa: E402
 
-out = Path(sys.argv[1])
-rank = distributed_state().process_index
 ids = [[i] + [(i * 7 + k) % 60 + 1 for k in range(3 + i % 5)] for i in range(1, 33)]
 data = {"train": datasets.Dataset.from_dict({"input_ids": ids, "labels": ids}),
         "valid": datasets.Dataset.from_dict({"input_ids": ids[:8], "labels": ids[:8]})}
@@ -33,9 +31,16 @@ def recording_collator(rows):
     return base(rows)
 
 
-cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-2, eval_every=4, save_every=4, log_every=1, early_stopping_patience=None)
-model = tiny_lora_model(lora_dropout=0.0)
-fit(model, data, cfg, out / "run", collator=recording_collator, progress=False)
-(out / f"seen-{rank}.json").write_text(json.dumps(seen))
-checksum = {n: round(float(p.detach().double().sum()), 6) for n, p in model.named_parameters() if p.requires_grad}
-(out / f"weights-{rank}.json").write_text(json.dumps(checksum))
+def main(out: Path) -> None:
+    rank = distributed_state().process_index
+    cfg = TrainConfig(epochs=1, batch_size=4, lr=1e-2, eval_every=4, save_every=4, log_every=1, early_stopping_patience=None)
+    model = tiny_lora_model(lora_dropout=0.0)
+    fit(model, data, cfg, out / "run", collator=recording_collator, progress=False)
+    (out / f"seen-{rank}.json").write_text(json.dumps(seen))
+    checksum = {n: round(float(p.detach().double().sum()), 6) for n, p in model.named_parameters() if p.requires_grad}
+    (out / f"weights-{rank}.json").write_text(json.dumps(checksum))
+
+
+# only as a script: pytest --doctest-modules imports this module and must not train
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
