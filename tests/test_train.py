@@ -203,11 +203,11 @@ def test_finetune_cli_writes_a_complete_run_dir(tmp_path, monkeypatch, capsys):
     assert model(torch.tensor([tok(" yes")["input_ids"]])).logits.shape[-1] == len(tok)
 
 
-@pytest.mark.slow
 def test_tiny_scratch_model_learns_the_planted_purchase_signal(tmp_path):
     """The whole pipeline on the synthetic shop: prepare -> scratch base -> fit -> test ROC-AUC.
 
-    600 users (about 580 test users, 30% buyers); a 2-layer, 64-dim GPT-2 pretrained 80 steps on
+    In the default suite (about 40 s on 2 idle cores).
+    600 users (about 580 test users, 23% buyers); a 2-layer, 64-dim GPT-2 pretrained 80 steps on
     the training streams, then fully fine-tuned (lora.full_finetune_scratch) for 300 steps.
     Thresholds, and why they are fair, all on exactly the same test users:
     - prior: one probability for everyone has AUC 0.5; the model must reach 0.56, more than
