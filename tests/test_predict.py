@@ -13,19 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
-from test_evaluate import session_root, tiny_run
+from test_evaluate import _isolated, tiny_run  # noqa: F401  (_isolated: caches in tmp, one thread; autouse)
 
 from evtlm.recipe import Recipe, dump_recipe, load_recipe
-
-
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch):
-    monkeypatch.setenv("EVTLM_CACHE", str(session_root() / "cache"))
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
