@@ -155,7 +155,10 @@ def _env(root: Path) -> dict[str, str]:
     env = dict(os.environ)
     env.update(PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}", EVTLM_CACHE=str(root / "cache"),
                OMP_NUM_THREADS="1", TQDM_DISABLE="1", MPLBACKEND="Agg", HF_HUB_OFFLINE="1")
-    env.pop("MAKEFLAGS", None)
+    # under `make test` (as CI runs it) these say "you are a sub-make": a nested make would then
+    # print "make[1]: Entering directory ..." around its output and inherit make's flags
+    for var in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "MAKE_TERMOUT", "MAKE_TERMERR"):
+        env.pop(var, None)
     return env
 
 
