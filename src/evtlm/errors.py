@@ -90,20 +90,25 @@ def closest(name: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.
     return [lowered[h] for h in hits]
 
 
-def did_you_mean(name: str, candidates: Iterable[str]) -> str:
+def did_you_mean(name: str, candidates: Iterable[str], *, always_list: bool = False) -> str:
     """A ready-to-append hint: "did you mean 'x'?" when one is close, else "valid: 'a', 'b'".
+
+    ``always_list`` adds the valid names after a close match too (for short registries, where
+    seeing every choice helps more than it clutters).
 
     >>> did_you_mean("taobo", ["taobao", "online_retail"])
     "did you mean 'taobao'?"
+    >>> did_you_mean("taobo", ["taobao", "online_retail"], always_list=True)
+    "did you mean 'taobao'? valid: 'online_retail', 'taobao'"
     >>> did_you_mean("amazon", ["taobao", "online_retail"])
     "valid: 'online_retail', 'taobao'"
     """
     pool = sorted(set(candidates))
     near = closest(name, pool)
-    valid = ", ".join(repr(c) for c in pool[:30]) + (" …" if len(pool) > 30 else "")
+    valid = "valid: " + ", ".join(repr(c) for c in pool[:30]) + (" …" if len(pool) > 30 else "")
     if near:
-        return f"did you mean {near[0]!r}?"
-    return f"valid: {valid}"
+        return f"did you mean {near[0]!r}?" + (f" {valid}" if always_list else "")
+    return valid
 
 
 def format_rows(rows: Sequence[int], total: int | None = None, show: int = 5) -> str:

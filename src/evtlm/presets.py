@@ -37,7 +37,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from evtlm.errors import DataError, closest
+from evtlm.errors import DataError, did_you_mean
 from evtlm.events import EventLog, read_events
 from evtlm.recipe import DataConfig
 
@@ -168,13 +168,8 @@ PRESETS: dict[str, Preset] = {
 def get_preset(name: str) -> Preset:
     """The preset called ``name``; an unknown name lists the valid ones."""
     if name not in PRESETS:
-        raise DataError(f"unknown data preset {name!r}", where="data.preset", fix=_valid(name, PRESETS))
+        raise DataError(f"unknown data preset {name!r}", where="data.preset", fix=did_you_mean(name, PRESETS, always_list=True))
     return PRESETS[name]
-
-
-def _valid(name: str, names) -> str:
-    near = closest(name, names)
-    return (f"did you mean {near[0]!r}? " if near else "") + "valid: " + ", ".join(repr(n) for n in sorted(names))
 
 
 def explicit_fields(model: BaseModel) -> dict[str, Any]:
@@ -225,7 +220,7 @@ def resolve_data_config(cfg: DataConfig) -> DataConfig:
     options = {k: d for k, (d, _) in preset.options.items()}
     for key, value in cfg.options.items():
         if key not in preset.options:
-            fix = _valid(key, preset.options) if preset.options else "this preset takes no options"
+            fix = did_you_mean(key, preset.options, always_list=True) if preset.options else "this preset takes no options"
             raise DataError(f"unknown option {key!r} for preset {preset.name!r}", where=f"data.options.{key}", fix=fix)
         options[key] = _coerce(value, preset.options[key][0], key, preset.name)
     merged["options"] = options

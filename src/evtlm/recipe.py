@@ -116,7 +116,9 @@ class VerbalizeConfig(Section):
             "return": "returned {item}",
         }
     )
-    item: Literal["id", "title", "template", "token"] = "id"  # token: <item_1002> (model.item_tokens)
+    # how an item is written: id ("Product 1002": item_prefix + id), title (the catalog title),
+    # template (item_template over catalog fields), token (<item_1002>: set by model.item_tokens)
+    item: Literal["id", "title", "template", "token"] = "id"
     item_prefix: str = "Product"  # `id` mode: "Product 1002"
     item_template: str = "{title}"  # `template` mode, over catalog fields
     time: Literal["none", "absolute", "relative"] = "relative"
