@@ -51,7 +51,7 @@ import pyarrow.compute as pc
 from evtlm.errors import DataError, closest
 from evtlm.readers import ROW, BadRows, RawTable, detect_format, read_table, resolve_path, table_columns
 from evtlm.recipe import ACTIONS, CatalogConfig, DataConfig
-from evtlm.values import clean_ids, map_actions, parse_timestamps, to_number
+from evtlm.values import clean_ids, map_actions, read_timestamps, to_number
 
 CANONICAL_COLUMNS: tuple[str, ...] = ("user_id", "timestamp", "action", "item_id", "session_id")
 ACTION_DTYPE = pd.CategoricalDtype(categories=list(ACTIONS), ordered=False)
@@ -225,6 +225,20 @@ def _bound(value: str, timezone: str, name: str) -> tuple[pd.Timestamp, str]:
     return ts.tz_convert("UTC"), value
 
 
+def _aligned(values: pd.Series, index: pd.Index, name: str) -> pd.Series:
+    """``values`` checked to carry ``index`` before it is assigned into a frame by label.
+
+    Rows dropped by earlier checks leave gaps in the frame's index; a parsed column on a fresh
+    0..n-1 index would be aligned by label, silently giving every row after the first gap
+    another row's value (and NaT/NA to the last ones). That is a bug in the parser, so it fails
+    loudly here instead of corrupting events.
+    """
+    if not values.index.equals(index):
+        raise AssertionError(f"parsed column {name!r} lost its row index ({len(values)} values, "
+                             f"{len(index)} rows): a parser in evtlm.values must keep its input's index")
+    return values
+
+
 class Ingest:
     """One read: the resolved file, its `DataReport`, and the steps from raw table to `EventLog`.
 
@@ -282,33 +296,35 @@ class Ingest:
         c, df = cfg.columns, table.df
         bad = BadRows(table, cfg.on_bad_rows, self.report)
         out = pd.DataFrame({ROW: df[ROW]})
-        out["user_id"] = clean_ids(df[c.user])
+        out["user_id"] = _aligned(clean_ids(df[c.user]), out.index, "user_id")
         out = bad.drop(out, out["user_id"].isna(), reason="empty user id", column=c.user,
                        values=df[c.user], expected="a non-empty id", fix="fill in the ids or check data.columns.user")
         if c.item:
-            out["item_id"] = clean_ids(df[c.item].loc[out.index])
+            out["item_id"] = _aligned(clean_ids(df[c.item].loc[out.index]), out.index, "item_id")
             out = bad.drop(out, out["item_id"].isna(), reason="empty item id", column=c.item,
                            values=df[c.item], expected="a non-empty id",
                            fix="fill in the ids or check data.columns.item")
         else:
             out["item_id"] = pd.Series(pd.NA, index=out.index, dtype=STRING_DTYPE)
         raw_ts = df[c.timestamp].loc[out.index]
-        out["timestamp"], expected = parse_timestamps(raw_ts, cfg.timestamp)
-        out = bad.drop(out, out["timestamp"].isna(), reason="unparseable timestamp", column=c.timestamp,
-                       values=raw_ts, expected=expected,
-                       fix="fix the values or set data.timestamp.unit / data.timestamp.format")
+        parsed = read_timestamps(raw_ts, cfg.timestamp)
+        out["timestamp"] = _aligned(parsed.ts, out.index, "timestamp")
+        for check in parsed.checks:  # unparseable, another unit, before 1990, in the future
+            keep = pd.Series(check.mask, index=raw_ts.index).loc[out.index]
+            out = bad.drop(out, keep, reason=check.reason, column=c.timestamp, values=raw_ts,
+                           expected=check.expected, fix=check.fix)
         out = self._actions(out, df, bad, cfg)
         if c.session:
-            out["session_id"] = clean_ids(df[c.session].loc[out.index])
+            out["session_id"] = _aligned(clean_ids(df[c.session].loc[out.index]), out.index, "session_id")
         for name, col in c.extra.items():
             raw = df[col].loc[out.index]
             if name in NUMERIC_EXTRAS:
-                out[name] = to_number(raw)
+                out[name] = _aligned(to_number(raw), out.index, name)
                 blank = raw.isna() | (raw.astype("string").str.strip() == "").fillna(True)
                 out = bad.drop(out, out[name].isna() & ~blank, reason=f"non-numeric {name}", column=col,
                                values=raw, expected="a number", fix=f"fix the values or check data.columns.extra.{name}")
             else:
-                out[name] = clean_ids(raw)
+                out[name] = _aligned(clean_ids(raw), out.index, name)
         return out
 
     def _actions(self, out: pd.DataFrame, df: pd.DataFrame, bad: BadRows, cfg: DataConfig) -> pd.DataFrame:

@@ -127,6 +127,11 @@ class BadRows:
         rows = df[ROW].to_numpy()[mask]
         if bad and self.on_bad_rows == "error":
             shown = values if values is not None else (df[column] if column in df else None)
+            if isinstance(shown, pd.Series):
+                # ``mask`` is positional over ``df``; ``values`` may be a raw column holding rows
+                # that earlier checks dropped: align it by label first, or the sample shows
+                # another row's value
+                shown = shown.reindex(df.index)
             sample = ""
             if shown is not None:
                 uniq = pd.unique(pd.Series(np.asarray(shown, dtype=object)[mask]))[:5]

@@ -1,7 +1,13 @@
 """Vectorised parsing of raw column values: ids, numbers, timestamps, action vocabularies.
 
-Every function takes a whole column and returns a whole column; a value that cannot be parsed
+Every function takes a whole column and returns a whole column **on the same index** (callers
+assign results into frames whose index has gaps where earlier checks dropped rows: a fresh
+0..n-1 index would shift every value after the first gap); a value that cannot be parsed
 becomes missing (NA / NaT / None) so that the caller can name its rows (`evtlm.readers.BadRows`).
+
+Timestamps are also checked for plausibility (`read_timestamps`): a time before 1990-01-01 or
+more than a day in the future is corrupt, not data, and so is a unix number whose magnitude
+fits another unit than the column's (seconds among milliseconds read as January 1970).
 Numbers and timestamps go through pyarrow's casts first (about 50x faster than
 ``pd.to_numeric`` on strings) and fall back to pandas only when some value is bad.
 
@@ -11,11 +17,16 @@ Numbers and timestamps go through pyarrow's casts first (about 50x faster than
 'ms'
 >>> parse_timestamps(pd.Series(["2010-12-01 08:26"]), TimestampConfig(timezone="Asia/Tokyo"))[0][0]
 Timestamp('2010-11-30 23:26:00+0000', tz='UTC')
+>>> t = read_timestamps(pd.Series(["1511544070000", "1511544070", "x"], index=[3, 7, 9]), TimestampConfig())
+>>> t.unit, t.ts.index.tolist(), [(c.reason, c.mask.tolist()) for c in t.checks]
+('ms', [3, 7, 9], [('unparseable timestamp', [False, False, True]), ('timestamp that looks like seconds (column read as milliseconds)', [False, True, False])])
 >>> clean_ids(pd.Series([" 17850 ", "", None])).tolist()
 ['17850', <NA>, <NA>]
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
@@ -26,6 +37,10 @@ from evtlm.recipe import ACTIONS, TimestampConfig
 
 _NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
 _MAX_NS = np.iinfo(np.int64).max
+# plausible event times: e-commerce logs start well after 1990, and nothing is logged more than a
+# day ahead of now (the day of slack covers clock skew and time zones)
+PLAUSIBLE_FROM = pd.Timestamp("1990-01-01", tz="UTC")
+FUTURE_SLACK = pd.Timedelta(days=1)
 
 
 def clean_ids(values: pd.Series) -> pd.Series:
@@ -50,7 +65,11 @@ def to_number(values: pd.Series) -> pd.Series:
         out = pc.cast(arr, pa.float64())  # fast path: every value parses
         return pd.Series(out.to_numpy(zero_copy_only=False), index=values.index)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        return pd.to_numeric(pd.Series(arr.to_pandas(), index=values.index), errors="coerce").astype("float64")
+        # `arr.to_pandas()` is a Series on 0..n-1: wrapping it with `index=` would *reindex* it by
+        # label (row 7 getting row 7's value of the 0..n-1 numbering, NaN past n), so hand over
+        # the bare values
+        strings = pd.Series(arr.to_numpy(zero_copy_only=False), index=values.index)
+        return pd.to_numeric(strings, errors="coerce").astype("float64")
 
 
 def guess_unit(numbers: np.ndarray) -> str:
@@ -62,8 +81,12 @@ def guess_unit(numbers: np.ndarray) -> str:
     return "s" if mid < 1e11 else "ms" if mid < 1e14 else "us" if mid < 1e17 else "ns"
 
 
-def numbers_to_utc(numbers: np.ndarray, unit: str) -> pd.Series:
-    """Unix times (NaN allowed) in ``unit`` -> UTC timestamps; out-of-range values -> NaT."""
+def numbers_to_utc(numbers: np.ndarray, unit: str, index: pd.Index | None = None) -> pd.Series:
+    """Unix times (NaN allowed) in ``unit`` -> UTC timestamps; out-of-range values -> NaT.
+
+    ``index`` labels the result (the index of the column the numbers came from): the caller
+    assigns it into a frame by label.
+    """
     scaled = numbers.astype("float64") * _NS[unit]
     ok = np.isfinite(scaled) & (np.abs(scaled) < _MAX_NS)
     # fractional unix times (yoochoose's 1396860669.277 s): round at the microsecond, where
@@ -74,7 +97,7 @@ def numbers_to_utc(numbers: np.ndarray, unit: str) -> pd.Series:
     if np.issubdtype(numbers.dtype, np.integer):  # exact integer arithmetic where it can be
         ns = numbers.astype(np.int64) * _NS[unit]
     out = pd.to_datetime(ns, unit="ns", utc=True)
-    return pd.Series(out).where(ok)
+    return pd.Series(out, index=index).where(ok)
 
 
 def _localize(ts: pd.Series, timezone: str) -> pd.Series:
@@ -86,15 +109,53 @@ def _localize(ts: pd.Series, timezone: str) -> pd.Series:
     return local.dt.tz_convert("UTC")
 
 
-def parse_timestamps(values: pd.Series, cfg: TimestampConfig) -> tuple[pd.Series, str]:
-    """Parse a timestamp column -> (UTC timestamps with NaT where unparseable, what was expected).
+@dataclass
+class TimeCheck:
+    """Rows of a timestamp column failing one check, in the words `evtlm.readers.BadRows` needs."""
 
-    ``cfg.unit`` ``auto`` reads a mostly-numeric column as unix time (unit from the magnitude)
-    and anything else as ISO-8601 (or ``cfg.format``) strings; naive times are in
-    ``cfg.timezone``.
+    reason: str  # the report's key, e.g. "timestamp before 1990-01-01"
+    mask: np.ndarray  # bool, positional over the column
+    expected: str
+    fix: str
+
+
+@dataclass
+class ParsedTimes:
+    """A parsed timestamp column: UTC times (NaT on every row of a failed check), how it was read."""
+
+    ts: pd.Series
+    unit: str  # s / ms / us / ns (unix numbers), iso (strings) or datetimes (already typed)
+    expected: str
+    checks: list[TimeCheck] = field(default_factory=list)
+
+
+def plausible_range(now: pd.Timestamp | None = None) -> tuple[pd.Timestamp, pd.Timestamp]:
+    """[1990-01-01, now + 1 day]: times outside are corrupt values, not events."""
+    now = pd.Timestamp.now(tz="UTC") if now is None else now
+    return PLAUSIBLE_FROM, now + FUTURE_SLACK
+
+
+def parse_timestamps(values: pd.Series, cfg: TimestampConfig) -> tuple[pd.Series, str]:
+    """Parse a timestamp column -> (UTC timestamps on ``values.index``, what was expected).
+
+    NaT marks every row that failed a check of `read_timestamps` (unparseable or implausible).
     """
+    parsed = read_timestamps(values, cfg)
+    return parsed.ts, parsed.expected
+
+
+def read_timestamps(values: pd.Series, cfg: TimestampConfig, now: pd.Timestamp | None = None) -> ParsedTimes:
+    """Parse a timestamp column and check every value is a plausible time (see `plausible_range`).
+
+    ``cfg.unit`` ``auto`` reads a mostly-numeric column as unix time (unit from the median
+    magnitude) and anything else as ISO-8601 (or ``cfg.format``) strings; naive times are in
+    ``cfg.timezone``. The checks come in the order a reader should drop them: unparseable, a
+    unix number in another unit than the column's, before 1990, in the future.
+    """
+    lo, hi = plausible_range(now)
+    span = f"from {lo:%Y-%m-%d} to {hi:%Y-%m-%d}"
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
-        return _localize(values, cfg.timezone), "datetimes"
+        return _check_times(_localize(values, cfg.timezone), "datetimes", "datetimes", lo, hi, "fix the values")
     unit = cfg.unit
     if unit == "auto" and cfg.format is None:
         numbers = to_number(values)
@@ -104,23 +165,90 @@ def parse_timestamps(values: pd.Series, cfg: TimestampConfig) -> tuple[pd.Series
         if numbers.notna().sum() * 2 >= max(1, present.sum()):
             unit = guess_unit(numbers.to_numpy())
             expected = f"unix time numbers (read as {_UNIT_WORDS[unit]} by magnitude; set data.timestamp.unit)"
-            return numbers_to_utc(numbers.to_numpy(), unit), expected
+            return _check_numbers(values, numbers.to_numpy(), unit, expected, lo, hi, explicit=False)
         unit = "iso"
     if unit in _NS:
-        return numbers_to_utc(to_number(values).to_numpy(), unit), f"unix time in {_UNIT_WORDS[unit]}"
+        return _check_numbers(values, to_number(values).to_numpy(), unit, f"unix time in {_UNIT_WORDS[unit]}",
+                              lo, hi, explicit=True)
     fmt = cfg.format or "ISO8601"
     expected = (f"times in the format {cfg.format!r} (data.timestamp.format)" if cfg.format
                 else "ISO-8601 times such as '2017-11-25 08:30:00' (or set data.timestamp.format)")
     strings = values.astype("string").str.strip()
     try:
-        ts = pd.to_datetime(strings, format=fmt, errors="coerce")
+        ts = _localize(pd.to_datetime(strings, format=fmt, errors="coerce"), cfg.timezone)
     except ValueError:  # several offsets, or offsets mixed with naive times: parse each kind apart
         aware = strings.str.contains(_ZONE_SUFFIX, regex=True).fillna(False)
         ts = pd.Series(pd.NaT, index=strings.index, dtype="datetime64[ns, UTC]")
         ts[aware] = pd.to_datetime(strings[aware], format=fmt, errors="coerce", utc=True)
         ts[~aware] = _localize(pd.to_datetime(strings[~aware], format=fmt, errors="coerce"), cfg.timezone)
-        return ts, expected
-    return _localize(ts, cfg.timezone), expected
+    return _check_times(ts, "iso", expected, lo, hi, "fix the values or set data.timestamp.unit / data.timestamp.format")
+
+
+def _range_checks(before: np.ndarray, future: np.ndarray, lo: pd.Timestamp, hi: pd.Timestamp,
+                  fix: str) -> list[TimeCheck]:
+    expected = f"a time from {lo:%Y-%m-%d} to {hi:%Y-%m-%d}; earlier or later times are taken as corrupt"
+    return [TimeCheck(f"timestamp before {lo:%Y-%m-%d}", before, expected, fix),
+            TimeCheck("timestamp in the future", future, expected, fix)]
+
+
+def _finish(ts: pd.Series, unit: str, expected: str, checks: list[TimeCheck]) -> ParsedTimes:
+    checks = [c for c in checks if c.mask.any()]
+    bad = np.logical_or.reduce([c.mask for c in checks]) if checks else np.zeros(len(ts), dtype=bool)
+    return ParsedTimes(ts.where(~bad), unit, expected, checks)
+
+
+def _check_times(ts: pd.Series, unit: str, expected: str, lo: pd.Timestamp, hi: pd.Timestamp,
+                 fix: str) -> ParsedTimes:
+    """Typed or parsed-string times: unparseable (NaT), before ``lo``, after ``hi``."""
+    nat = ts.isna().to_numpy()
+    before = (ts < lo).fillna(False).to_numpy(dtype=bool)
+    future = (ts > hi).fillna(False).to_numpy(dtype=bool)
+    checks = [TimeCheck("unparseable timestamp", nat, expected, fix)]
+    return _finish(ts, unit, expected, checks + _range_checks(before, future, lo, hi, fix))
+
+
+def _check_numbers(values: pd.Series, numbers: np.ndarray, unit: str, expected: str, lo: pd.Timestamp,
+                   hi: pd.Timestamp, *, explicit: bool) -> ParsedTimes:
+    """Unix numbers in ``unit``: unparseable, in another unit, before ``lo``, after ``hi``.
+
+    The plausible range spans a factor < 3 (6.3e8 .. 1.8e9 seconds), far less than the factor
+    1000 between units, so a number is plausible in at most one unit: that unit names the
+    reason ("looks like seconds") and, when most of the column fits it, the fix.
+    """
+    ts = numbers_to_utc(numbers, unit, index=values.index)
+    present = ~np.isnan(numbers)
+    ns_lo, ns_hi = float(lo.value), float(hi.value)
+    with np.errstate(invalid="ignore", over="ignore"):
+        fits = {u: present & (numbers * k >= ns_lo) & (numbers * k <= ns_hi) for u, k in _NS.items()}
+    implausible = present & ~fits[unit]
+    words = _UNIT_WORDS
+    best = max(_NS, key=lambda u: int(fits[u].sum()))
+    fix = "fix the values or set data.timestamp.unit / data.timestamp.format"
+    if explicit and (~present).any():
+        strings = values.astype("string").str.strip()[~present]
+        as_dates = pd.to_datetime(strings, format="ISO8601", errors="coerce")
+        if as_dates.notna().sum() * 2 > len(strings):
+            fix = "the values look like date strings: set data.timestamp.unit: iso (--time-unit iso)"
+    checks = [TimeCheck("unparseable timestamp", ~present, expected, fix)]
+    range_text = f"unix time in {words[unit]} from {lo:%Y-%m-%d} to {hi:%Y-%m-%d}"
+    for other in _NS:
+        mask = implausible & fits[other]
+        if other == unit or not mask.any():
+            continue
+        if best == other:
+            fix = (f"the column looks like {words[other]}: set data.timestamp.unit: {other} "
+                   f"(--time-unit {other} on the command line)")
+        else:
+            fix = f"the column mixes units: convert these values to {words[unit]}"
+        checks.append(TimeCheck(f"timestamp that looks like {words[other]} (column read as {words[unit]})",
+                                mask, range_text, fix))
+    anywhere = np.logical_or.reduce(list(fits.values()))
+    with np.errstate(invalid="ignore", over="ignore"):
+        scaled = numbers * _NS[unit]
+    stray = implausible & ~anywhere
+    checks += _range_checks(stray & (scaled < ns_lo), stray & (scaled > ns_hi), lo, hi,
+                            f"fix the values or check data.timestamp.unit (read as {words[unit]})")
+    return _finish(ts, unit, expected, checks)
 
 
 _ZONE_SUFFIX = r"(?:Z|[+-]\d{2}:?\d{2}|UTC|GMT|[A-Z]{3,4})$"
