@@ -206,3 +206,21 @@ def test_evtlm_shop_preset_reads_a_simulated_shop_back_with_its_catalog(tmp_path
     assert {"title", "category", "price"} <= set(back.catalog.columns)
     no_catalog = load_event_log(DataConfig(preset="evtlm_shop", path=str(events_path), options={"catalog": "none"}))
     assert no_catalog.catalog is None
+
+
+def test_every_presets_layout_is_recognised_and_only_its_own() -> None:
+    """Issue 12 (6): `suggest_preset` names the preset a file's first line matches, so a known log
+    read without its preset is told `--preset NAME` instead of mapping flags."""
+    from evtlm.presets import _mapped, matching_presets, suggest_preset
+
+    for name, preset in PRESETS.items():
+        cfg = preset.config
+        if cfg.get("has_header", True) is False:
+            continue
+        assert matching_presets(list(dict.fromkeys(_mapped(cfg)))) == [name]
+    row = "1,2268318,2520377,pv,1511544070".split(",")
+    assert matching_presets(row) == ["taobao"]
+    assert matching_presets(row, header=False) == []  # names the user gave are not a data line
+    assert matching_presets(row[:4]) == [] and matching_presets(row[:3] + ["click", row[4]]) == []
+    assert matching_presets(row[:4] + ["2017-11-24"]) == []  # taobao times are unix seconds
+    assert "--preset taobao" in suggest_preset(row) and suggest_preset(["a", "b"]) is None

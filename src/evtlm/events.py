@@ -416,9 +416,23 @@ def check_columns(roles: dict[str, str], names: list[str], source: str, header: 
     looks_like_data = sum(n.replace(".", "", 1).lstrip("-").isdigit() for n in names) * 2 >= len(names)
     if header and looks_like_data:
         fix = ("the first line looks like data, not a header: set data.has_header: false and "
-               "data.column_names (one name per field)")
+               "data.column_names (one name per field; --no-header --column-names on the command line)")
     elif header:
-        fix += "; a file without a header line needs data.has_header: false and data.column_names"
+        fix += ("; a file without a header line needs data.has_header: false and data.column_names "
+                "(--no-header --column-names)")
+    # a column the log may simply not have: say how to declare it absent (only the recipe key
+    # was ever shown, so `--item-col ''` / `data.columns.item: null` stayed undiscoverable)
+    absent = {"data.columns.item": "a log without items: data.columns.item: null (--item-col '')",
+              "data.columns.action": "a log without actions: data.columns.action: null and data.constant_action "
+                                     "(--action-col '' --constant-action view)",
+              "data.columns.session": "no session column: data.columns.session: null (--session-col '')"}
+    if not (header and looks_like_data):  # (no header at all: absent columns are not the point)
+        fix += "".join(f"; {absent[k]}" for k in missing if k in absent)
+    from evtlm.presets import suggest_preset  # lazy: evtlm.presets imports this module
+
+    preset = suggest_preset(names, header=header)
+    if preset:
+        fix = f"{preset}; or {fix}"
     raise DataError(f"{'column' if len(missing) == 1 else 'columns'} not found: {', '.join(parts)}",
                     where=f"{source} (columns: {', '.join(names[:40])})", fix=fix)
 

@@ -25,11 +25,21 @@ rees46         REES46 multi-category store (event_time, event_type, product_id, 
 Traceback (most recent call last):
 ...
 evtlm.errors.DataError: unknown data preset 'taobo', data.preset, did you mean 'taobao'? valid: 'diginetica', 'evtlm_shop', 'online_retail', 'rees46', 'retailrocket', 'taobao', 'yoochoose'
+
+A file whose columns do not fit the mapping may still be a known format read without its preset:
+`suggest_preset` recognises it from the fields of its first line (the message of
+`evtlm.events.check_columns` leads with the suggestion).
+
+>>> matching_presets("1,2268318,2520377,pv,1511544070".split(","), header=True)
+['taobao']
+>>> matching_presets(["timestamp", "visitorid", "event", "itemid", "transactionid"])
+['retailrocket']
 """
 
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,7 +51,8 @@ from evtlm.errors import DataError, did_you_mean
 from evtlm.events import EventLog, read_events
 from evtlm.recipe import DataConfig
 
-__all__ = ["Preset", "PRESETS", "get_preset", "resolve_data_config", "load_event_log"]
+__all__ = ["Preset", "PRESETS", "get_preset", "resolve_data_config", "load_event_log", "matching_presets",
+           "suggest_preset"]
 
 
 @dataclass(frozen=True)
@@ -163,6 +174,67 @@ PRESETS: dict[str, Preset] = {
         ),
     ]
 }
+
+
+def _mapped(cfg: dict[str, Any]) -> list[str]:
+    """The raw columns a preset's mapping reads (its roles and extras)."""
+    c = cfg.get("columns", {})
+    cols = [c.get(k) for k in ("user", "item", "action", "timestamp", "session")] + list(c.get("extra", {}).values())
+    return [col for col in cols if col]
+
+
+def _fits_row(preset: Preset, fields: list[str]) -> bool:
+    """``fields`` (one data line) has the shape of a header-less preset's rows."""
+    cfg = preset.config
+    names = cfg["column_names"]
+    if len(fields) != len(names):
+        return False
+    row = dict(zip(names, (f.strip() for f in fields)))
+    c = cfg["columns"]
+    if not all(row.get(c[k]) for k in ("user", "item", "timestamp") if c.get(k)):
+        return False
+    if c.get("action") and cfg.get("actions") and row[c["action"]] not in cfg["actions"]:
+        return False
+    unit = cfg.get("timestamp", {}).get("unit")
+    return unit not in ("s", "ms", "us", "ns") or row[c["timestamp"]].lstrip("-").replace(".", "", 1).isdigit()
+
+
+def matching_presets(fields: list[str], header: bool = True) -> list[str]:
+    """The presets whose layout ``fields`` (the first line of a file, split) matches.
+
+    A header-less preset (taobao) matches a first line of the same field count whose values have
+    its shape (ids present, a known action value, a numeric time); a preset read by header names
+    matches when every column its mapping reads is among ``fields``. ``header`` False means the
+    fields are names the user gave (``data.column_names``): only header presets are compared.
+    """
+    names = [f.strip() for f in fields]
+    out = []
+    for preset in PRESETS.values():
+        cfg = preset.config
+        if cfg.get("has_header", True) is False:
+            if header and cfg.get("column_names") and _fits_row(preset, names):
+                out.append(preset.name)
+        elif _mapped(cfg) and set(_mapped(cfg)) <= set(names):
+            out.append(preset.name)
+    return out
+
+
+def suggest_preset(fields: list[str], header: bool = True) -> str | None:
+    """A ready-to-use hint naming the preset(s) ``fields`` match (see `matching_presets`), or None.
+
+    >>> suggest_preset("1,2268318,2520377,pv,1511544070".split(","))
+    "the columns match the preset 'taobao' (Alibaba Tianchi UserBehavior): set data.preset: taobao (--preset taobao)"
+    >>> suggest_preset(["uid", "sku", "ts"]) is None
+    True
+    """
+    found = matching_presets(fields, header)
+    if not found:
+        return None
+    if len(found) > 1:
+        return f"the columns match the presets {', '.join(map(repr, found))}: set data.preset (--preset NAME)"
+    name = found[0]
+    what = re.split(r"[:(]", PRESETS[name].description)[0].strip()  # its name, not the whole description
+    return f"the columns match the preset {name!r} ({what}): set data.preset: {name} (--preset {name})"
 
 
 def get_preset(name: str) -> Preset:

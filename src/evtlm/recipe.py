@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from evtlm.errors import RecipeError, did_you_mean
 
@@ -99,6 +99,35 @@ class DataConfig(Section):
     catalog: CatalogConfig | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     max_users: int | None = Field(None, ge=1)  # keep a deterministic subset of users
+
+    @field_validator("timestamp")
+    @classmethod
+    def _known_timezone(cls, value: TimestampConfig) -> TimestampConfig:
+        """A typo'd ``data.timestamp.timezone`` fails here, with a suggestion, at recipe load
+        (`evtlm validate`, `--timezone`), not as a ZoneInfoNotFoundError traceback mid-read."""
+        tz = value.timezone
+        try:
+            from zoneinfo import ZoneInfo
+
+            ZoneInfo(tz)
+            return value
+        except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError; '' or '../x' ValueError
+            pass
+        import pandas as pd  # lazy: only for names zoneinfo lacks but pandas reads ('utc', dateutil)
+
+        try:
+            pd.Timestamp("2000-01-01").tz_localize(tz)
+            return value
+        except Exception:  # noqa: BLE001 - pandas raises several types for an unknown zone
+            pass
+        from zoneinfo import available_timezones
+
+        from pydantic_core import PydanticCustomError
+
+        hint = did_you_mean(tz, available_timezones())
+        raise PydanticCustomError("unknown_timezone", "unknown time zone {tz} in data.timestamp.timezone, {hint} "
+                                  "(IANA names such as 'Asia/Shanghai', 'Europe/London', 'UTC')",
+                                  {"tz": repr(tz), "hint": hint})
 
 
 # ----------------------------------------------------------------------------------- verbalize

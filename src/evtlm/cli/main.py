@@ -3,12 +3,15 @@
 Errors a user can cause (:class:`evtlm.errors.EvtlmError`) print one line,
 ``error: <what>, <where>, <what to do>``, and exit with code 2; anything else is a bug and keeps
 its traceback. Ctrl-C exits 130 without a traceback (a finetune run saves its checkpoint first).
+A closed output pipe (``evtlm validate-data log.csv | head -1``) ends the command quietly with
+141, the status a shell gives a process killed by SIGPIPE.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import pkgutil
 import sys
 from collections.abc import Sequence
@@ -17,6 +20,7 @@ from evtlm import __version__
 from evtlm.errors import EvtlmError
 
 EXIT_USER_ERROR = 2
+EXIT_BROKEN_PIPE = 128 + 13  # 128 + SIGPIPE, as a shell reports `cat big | head -1`
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,6 +48,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         code = args.func(args)
+        sys.stdout.flush()  # a closed pipe surfaces here, inside the handler, not at exit
+    except BrokenPipeError:
+        # the reader (`head`) is gone: the standard recipe (Python docs, "Note on SIGPIPE") points
+        # stdout at devnull so the interpreter's own flush at exit cannot raise a second time
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):  # a stdout without a file descriptor (captured in tests)
+            pass
+        return EXIT_BROKEN_PIPE
     except EvtlmError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR

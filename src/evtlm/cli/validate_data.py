@@ -3,6 +3,7 @@
     evtlm validate-data ../shared/data/taobao/UserBehavior_head84k.csv --preset taobao
     evtlm validate-data events.csv --user-col uid --item-col sku --action-col type \\
         --time-col ts --map pv=view --map buy=purchase --on-bad-rows skip --json report.json
+    evtlm validate-data searches.csv --item-col '' --constant-action view   # a log without items
 
 Only the flags given on the command line are set in the `DataConfig`, so a preset's own values
 stay in force under them (exactly like a recipe's explicit fields).
@@ -23,6 +24,7 @@ from typing import Any
 from evtlm.errors import DataError
 from evtlm.events import DataReport
 
+_REQUIRED_COLUMNS = {"user": "user ids", "timestamp": "event times"}
 _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
 
 
@@ -46,7 +48,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("column mapping")
     for flag, key in [("--user-col", "user"), ("--item-col", "item"), ("--action-col", "action"),
                       ("--time-col", "timestamp"), ("--session-col", "session")]:
-        g.add_argument(flag, dest=f"col_{key}", metavar="COLUMN")
+        none = "" if key in _REQUIRED_COLUMNS else f"; '' for a log without one (data.columns.{key}: null)"
+        g.add_argument(flag, dest=f"col_{key}", metavar="COLUMN", help=f"the raw column of the {key}{none}")
     g.add_argument("--extra", action="append", default=[], metavar="NAME=COLUMN", help="e.g. price=UnitPrice")
     g = p.add_argument_group("values")
     g.add_argument("--time-unit", choices=["auto", "s", "ms", "us", "ns", "iso"])
@@ -93,8 +96,20 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         d["has_header"] = False
     if args.column_names:
         d["column_names"] = [c.strip() for c in args.column_names.split(",")]
-    columns = {k: getattr(args, f"col_{k}") for k in ("user", "item", "action", "timestamp", "session")
-               if getattr(args, f"col_{k}")}
+    columns: dict[str, Any] = {}
+    for key in ("user", "item", "action", "timestamp", "session"):
+        value = getattr(args, f"col_{key}")
+        if value is None:
+            continue
+        if not value.strip():
+            # `--item-col ''` is `data.columns.item: null`: a log without items (or actions, or
+            # session ids); user and time are what an event is, so they cannot be absent
+            if key in _REQUIRED_COLUMNS:
+                raise DataError(f"--{key if key != 'timestamp' else 'time'}-col cannot be empty",
+                                where="evtlm validate-data",
+                                fix=f"name the column holding the {_REQUIRED_COLUMNS[key]}")
+            value = None
+        columns[key] = value
     if args.extra:
         columns["extra"] = _pairs(args.extra, "--extra")
     if columns:
