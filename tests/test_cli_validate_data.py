@@ -79,7 +79,7 @@ def test_wrong_time_unit_says_what_the_values_look_like(tmp_path: Path, capsys) 
     assert main(["validate-data", str(path), "--time-unit", "s"]) == 2
     err = capsys.readouterr().err
     assert "20 rows with timestamp that looks like milliseconds (column read as seconds)" in err
-    assert "set data.timestamp.unit: ms (--time-unit ms" in err and err.count("\n") == 1
+    assert "set data.timestamp.unit: ms (validate-data: --time-unit ms" in err and err.count("\n") == 1
     rows[4] = "1,i4,view,1511544074"
     path.write_text("user_id,item_id,action,timestamp\n" + "\n".join(rows) + "\n")
     assert main(["validate-data", str(path)]) == 2
@@ -131,7 +131,7 @@ def test_item_col_empty_means_a_log_without_items(tmp_path: Path, capsys) -> Non
     base = ["validate-data", str(path), "--user-col", "uid", "--time-col", "ts", "--action-col", "what",
             "--map", "pv=view"]
     assert main(base) == 2
-    assert "a log without items: data.columns.item: null (--item-col '')" in capsys.readouterr().err
+    assert "a log without items: data.columns.item: null (validate-data: --item-col '')" in capsys.readouterr().err
     assert main(base + ["--item-col", ""]) == 0
     assert "rows kept            2" in capsys.readouterr().out
     assert main(base + ["--user-col", ""]) == 2
@@ -147,5 +147,5 @@ def test_a_known_layout_without_its_preset_suggests_it(tmp_path: Path, capsys) -
     err = capsys.readouterr().err
     assert "the columns match the preset 'taobao' (Alibaba Tianchi UserBehavior): set data.preset: taobao " \
            "(--preset taobao)" in err
-    assert "--no-header --column-names" in err
+    assert "validate-data: --no-header --column-names" in err
     assert main(["validate-data", str(path), "--preset", "taobao"]) == 0

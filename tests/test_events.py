@@ -96,7 +96,8 @@ def test_a_wrong_explicit_unit_names_the_unit_the_values_fit(tmp_path: Path, sca
     wrong = "ms" if unit != "ms" else "s"
     words = {"s": "seconds", "ms": "milliseconds", "us": "microseconds"}
     with pytest.raises(DataError, match=rf"3 rows with timestamp that looks like {words[unit]} \(column read as "
-                       rf"{words[wrong]}\).*rows 1, 2, 3.*set data.timestamp.unit: {unit} \(--time-unit {unit}"):
+                       rf"{words[wrong]}\).*rows 1, 2, 3.*set data.timestamp.unit: {unit} "
+                       rf"\(validate-data: --time-unit {unit}"):
         read_events(cfg(write(tmp_path, text), timestamp={"unit": wrong}))
 
 
@@ -132,7 +133,8 @@ def test_canonical_values_constant_action_and_drop_actions(tmp_path: Path) -> No
 
 
 def test_extras_catalog_and_max_users(tmp_path: Path) -> None:
-    text = "user,item,what,ts,cost,cat\n" + "".join(f"{u},i{u % 3},pv,{1511544000 + u},{u}.5,c{u % 2}\n" for u in range(20))
+    text = "user,item,what,ts,cost,cat\n" + "".join(f"{u},i{u % 3},pv,{1511544000 + u},{u}.5,c{u % 2}\n"
+                                                   for u in range(20))
     path = write(tmp_path, text)
     write(tmp_path, "sku,name,cost\ni0,Lamp,2.5\ni1,Mug,3\ni1,Mug again,4\n", "cat.csv")
     c = cfg(path, columns=COLS | {"extra": {"price": "cost", "category": "cat"}},
@@ -370,7 +372,7 @@ def test_times_before_1990_or_in_the_future_are_bad_rows(tmp_path: Path, value: 
 def test_date_strings_under_a_numeric_unit_suggest_iso(tmp_path: Path) -> None:
     path = write(tmp_path, HEADER + "1,a,pv,2017-11-24 10:00\n1,b,pv,2017-11-24 11:00\n")
     with pytest.raises(DataError, match="unparseable timestamp.*look like date strings: set data.timestamp.unit: "
-                       "iso \\(--time-unit iso"):
+                       "iso \\(validate-data: --time-unit iso"):
         read_events(cfg(path, timestamp={"unit": "s"}))
 
 

@@ -18,9 +18,11 @@ table ``item_id -> title, category, brand, price, …``.
 
 `read_events` reads one file through the mapping in a `DataConfig` (no preset logic; presets
 live in `evtlm.presets`, whose `load_event_log` is what the pipeline calls). The steps, each
-vectorised: read the wanted columns as strings (`evtlm.readers`) -> check ids, timestamps and
+vectorised: read the wanted columns as strings (`evtlm.readers`) -> check ids, timestamps (parsed,
+and plausible: 1990 to tomorrow, one unit per column; see `evtlm.values.read_timestamps`) and
 actions, naming bad rows by their 1-based data row number (`on_bad_rows: error` raises,
-``skip`` drops and counts) -> drop exact duplicates -> ``data.start``/``data.end`` ->
+``skip`` drops and counts; the kept rows keep their own values, as every parsed column is
+assigned on the index of the rows still kept) -> drop exact duplicates -> ``data.start``/``data.end`` ->
 ``max_users`` -> sort -> derive sessions by inactivity gap.
 
 >>> import tempfile, pathlib
@@ -416,16 +418,16 @@ def check_columns(roles: dict[str, str], names: list[str], source: str, header: 
     looks_like_data = sum(n.replace(".", "", 1).lstrip("-").isdigit() for n in names) * 2 >= len(names)
     if header and looks_like_data:
         fix = ("the first line looks like data, not a header: set data.has_header: false and "
-               "data.column_names (one name per field; --no-header --column-names on the command line)")
+               "data.column_names (one name per field; validate-data: --no-header --column-names)")
     elif header:
         fix += ("; a file without a header line needs data.has_header: false and data.column_names "
-                "(--no-header --column-names)")
+                "(validate-data: --no-header --column-names)")
     # a column the log may simply not have: say how to declare it absent (only the recipe key
     # was ever shown, so `--item-col ''` / `data.columns.item: null` stayed undiscoverable)
-    absent = {"data.columns.item": "a log without items: data.columns.item: null (--item-col '')",
+    absent = {"data.columns.item": "a log without items: data.columns.item: null (validate-data: --item-col '')",
               "data.columns.action": "a log without actions: data.columns.action: null and data.constant_action "
-                                     "(--action-col '' --constant-action view)",
-              "data.columns.session": "no session column: data.columns.session: null (--session-col '')"}
+                                     "(validate-data: --action-col '' --constant-action view)",
+              "data.columns.session": "no session column: data.columns.session: null (validate-data: --session-col '')"}
     if not (header and looks_like_data):  # (no header at all: absent columns are not the point)
         fix += "".join(f"; {absent[k]}" for k in missing if k in absent)
     from evtlm.presets import suggest_preset  # lazy: evtlm.presets imports this module

@@ -196,7 +196,8 @@ def table_columns(path: Path, fmt: Format, delimiter: str | None, has_header: bo
         raise DataError(
             f"data.has_header is false but data.column_names is not set ({len(fields)} fields per line)",
             where=str(path),
-            fix="name the columns, e.g. data.column_names: [user_id, item_id, action, timestamp]",
+            fix="name the columns, e.g. data.column_names: [user_id, item_id, action, timestamp] "
+            "(validate-data: --column-names user_id,item_id,action,timestamp)",
         )
     return fields, delim
 

@@ -181,7 +181,8 @@ def read_timestamps(values: pd.Series, cfg: TimestampConfig, now: pd.Timestamp |
         ts = pd.Series(pd.NaT, index=strings.index, dtype="datetime64[ns, UTC]")
         ts[aware] = pd.to_datetime(strings[aware], format=fmt, errors="coerce", utc=True)
         ts[~aware] = _localize(pd.to_datetime(strings[~aware], format=fmt, errors="coerce"), cfg.timezone)
-    return _check_times(ts, "iso", expected, lo, hi, "fix the values or set data.timestamp.unit / data.timestamp.format")
+    return _check_times(ts, "iso", expected, lo, hi,
+                        "fix the values or set data.timestamp.unit / data.timestamp.format")
 
 
 def _range_checks(before: np.ndarray, future: np.ndarray, lo: pd.Timestamp, hi: pd.Timestamp,
@@ -228,7 +229,7 @@ def _check_numbers(values: pd.Series, numbers: np.ndarray, unit: str, expected: 
         strings = values.astype("string").str.strip()[~present]
         as_dates = pd.to_datetime(strings, format="ISO8601", errors="coerce")
         if as_dates.notna().sum() * 2 > len(strings):
-            fix = "the values look like date strings: set data.timestamp.unit: iso (--time-unit iso)"
+            fix = "the values look like date strings: set data.timestamp.unit: iso (validate-data: --time-unit iso)"
     checks = [TimeCheck("unparseable timestamp", ~present, expected, fix)]
     range_text = f"unix time in {words[unit]} from {lo:%Y-%m-%d} to {hi:%Y-%m-%d}"
     for other in _NS:
@@ -237,7 +238,7 @@ def _check_numbers(values: pd.Series, numbers: np.ndarray, unit: str, expected: 
             continue
         if best == other:
             fix = (f"the column looks like {words[other]}: set data.timestamp.unit: {other} "
-                   f"(--time-unit {other} on the command line)")
+                   f"(validate-data: --time-unit {other})")
         else:
             fix = f"the column mixes units: convert these values to {words[unit]}"
         checks.append(TimeCheck(f"timestamp that looks like {words[other]} (column read as {words[unit]})",
