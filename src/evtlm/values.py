@@ -65,11 +65,11 @@ def to_number(values: pd.Series) -> pd.Series:
         out = pc.cast(arr, pa.float64())  # fast path: every value parses
         return pd.Series(out.to_numpy(zero_copy_only=False), index=values.index)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        # `arr.to_pandas()` is a Series on 0..n-1: wrapping it with `index=` would *reindex* it by
-        # label (row 7 getting row 7's value of the 0..n-1 numbering, NaN past n), so hand over
-        # the bare values
-        strings = pd.Series(arr.to_numpy(zero_copy_only=False), index=values.index)
-        return pd.to_numeric(strings, errors="coerce").astype("float64")
+        # `arr.to_pandas()` is a Series on 0..n-1: wrapping it in `pd.Series(..., index=)` would
+        # *reindex* it by label (a kept row 7 getting source row 7's value, NaN past n), so the
+        # result is relabelled by position instead
+        parsed = pd.to_numeric(arr.to_pandas(), errors="coerce").astype("float64")
+        return parsed.set_axis(values.index)
 
 
 def guess_unit(numbers: np.ndarray) -> str:
@@ -226,7 +226,7 @@ def _check_numbers(values: pd.Series, numbers: np.ndarray, unit: str, expected: 
     best = max(_NS, key=lambda u: int(fits[u].sum()))
     fix = "fix the values or set data.timestamp.unit / data.timestamp.format"
     if explicit and (~present).any():
-        strings = values.astype("string").str.strip()[~present]
+        strings = values[~present].iloc[:1000].astype("string").str.strip()  # a sample: only the hint needs it
         as_dates = pd.to_datetime(strings, format="ISO8601", errors="coerce")
         if as_dates.notna().sum() * 2 > len(strings):
             fix = "the values look like date strings: set data.timestamp.unit: iso (validate-data: --time-unit iso)"
