@@ -420,8 +420,8 @@ def check_columns(roles: dict[str, str], names: list[str], source: str, header: 
         fix = ("the first line looks like data, not a header: set data.has_header: false and "
                "data.column_names (one name per field; validate-data: --no-header --column-names)")
     elif header:
-        fix += ("; a file without a header line needs data.has_header: false and data.column_names "
-                "(validate-data: --no-header --column-names)")
+        # (worded exactly as README's troubleshooting example, which tests/test_readme.py compares)
+        fix += "; a file without a header line needs data.has_header: false and data.column_names"
     # a column the log may simply not have: say how to declare it absent (only the recipe key
     # was ever shown, so `--item-col ''` / `data.columns.item: null` stayed undiscoverable)
     absent = {"data.columns.item": "a log without items: data.columns.item: null (validate-data: --item-col '')",
