@@ -54,7 +54,7 @@ def test_purchase_rows_cache_and_report(gpt2_tokenizer_dir, tmp_path):
 
 
 def test_budget_drops_oldest_events_never_the_target(gpt2_tokenizer_dir, tmp_path):
-    r = recipe(gpt2_tokenizer_dir, task={"name": "next_item", "max_tokens": 40})
+    r = recipe(gpt2_tokenizer_dir, task={"name": "next_item", "max_tokens": 40, "formulation": "example"})
     p = prepare(r, cache_dir=tmp_path, progress=False, use_cache=False)
     lengths = np.array([len(x) for x in p.datasets["train"]["input_ids"]])
     assert lengths.max() <= 40 and p.report["splits"]["train"]["truncation_rate"] > 0.3
@@ -70,7 +70,8 @@ def test_budget_drops_oldest_events_never_the_target(gpt2_tokenizer_dir, tmp_pat
 
 def test_target_that_cannot_fit_is_an_error(gpt2_tokenizer_dir, tmp_path):
     long_prefix = "Extraordinarily long product designation number, catalogue edition two thousand"
-    r = recipe(gpt2_tokenizer_dir, task={"name": "next_item", "max_tokens": 16}, verbalize={"item_prefix": long_prefix})
+    r = recipe(gpt2_tokenizer_dir, task={"name": "next_item", "max_tokens": 16, "formulation": "example"},
+               verbalize={"item_prefix": long_prefix})
     with pytest.raises(TaskError, match="cannot fit their question and answer in task.max_tokens=16"):
         prepare(r, cache_dir=tmp_path, progress=False, use_cache=False)
 
@@ -91,7 +92,8 @@ def test_pretrain_chunks_and_training_text(gpt2_tokenizer_dir, tmp_path):
 
 
 def test_scratch_tokenizer_from_training_text(tmp_path):
-    r = Recipe.model_validate({"data": SMALL, "split": SPLIT, "task": {"name": "next_action", "max_tokens": 128},
+    r = Recipe.model_validate({"data": SMALL, "split": SPLIT, "task": {"name": "next_action", "max_tokens": 128,
+                                                                      "formulation": "example"},
                                "model": {"base": str(tmp_path / "no-model"), "when_unavailable": "scratch",
                                          "scratch": {"vocab_size": 400}}})
     p = prepare(r, cache_dir=tmp_path, progress=False)

@@ -134,7 +134,8 @@ def test_next_item_counts_cold_items_and_plots_hr_curve(next_item_run):
     assert (next_item_run / "hr_at_k.png").stat().st_size > 5000
     items = json.loads((next_item_run / "label_items.json").read_text())
     space = json.loads((next_item_run / "label_space.json").read_text())
-    assert [f" Product {i}" for i in items] == space
+    assert [f" <item_{i}>" for i in items] == space  # next_item defaults to item tokens (one token per item)
+    assert result["formulation"] == "stream"
 
 
 def test_make_evaluate_fn_scores_the_model_on_a_capped_valid_sample(purchase_run):

@@ -99,10 +99,12 @@ def test_next_item_predictions_are_label_space_items_and_csv(history, tmp_path):
 
 
 @pytest.mark.parametrize("task", [
-    {"name": "purchase"}, {"name": "purchase", "level": "session"}, {"name": "next_action"}, {"name": "next_item"},
+    {"name": "purchase"}, {"name": "purchase", "level": "session"}, {"name": "next_action", "formulation": "example"},
+    {"name": "next_item", "formulation": "example"},
 ])
 def test_prediction_prompts_equal_training_prompts(task, gpt2_tokenizer_dir, tmp_path):
-    """now_prompts at an example's label time == the training prompt's ids, truncation included."""
+    """now_prompts at an example's label time == the training prompt's ids, truncation included.
+    (Stream runs read windows instead: tests/test_stream.py checks prediction reads the same position.)"""
     from transformers import AutoTokenizer
 
     from evtlm.data import prepare

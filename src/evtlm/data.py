@@ -143,17 +143,24 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     tok = build_event_tokens(tokenizer, text.piece, text.standalone, actors, table["question"], table["target"])
     del text
     user_first = ctx.index.user_start[table["user_code"].to_numpy()]
-    kept = table["hist_start"].to_numpy() if task.stream else fit_budget(tok, table, user_first, recipe.task.max_tokens)
-    table["kept_start"] = kept
     table["example_id"] = np.arange(len(table), dtype=np.int64)  # the datasets' example_id
+    streams = None
+    if recipe.task.formulation == "stream":  # windows of whole streams, every target read in one pass
+        streams, kept, stream_tokens = _stream_splits(tok, table, ctx, events, exset.label_space, recipe)
+    else:
+        kept = table["hist_start"].to_numpy() if task.stream else fit_budget(tok, table, user_first, recipe.task.max_tokens)
+    table["kept_start"] = kept
     bar.update()
     bar.set_postfix_str("datasets")
     tmp = datacache.new_entry(root) if use_cache else None
     dsets, n_tokens = {}, np.zeros(len(table), np.int64)
     for code, split in enumerate(SPLITS):
         rows = np.flatnonzero(table["split"].to_numpy() == code)
-        arrow, n_tokens[rows] = _split_table(tok, table.iloc[rows], kept[rows], user_first[rows], rows,
-                                             recipe.task.max_tokens, task.stream)
+        if streams is not None:
+            arrow, n_tokens[rows] = streams[code], stream_tokens[rows]
+        else:
+            arrow, n_tokens[rows] = _split_table(tok, table.iloc[rows], kept[rows], user_first[rows], rows,
+                                                 recipe.task.max_tokens, task.stream)
         if tmp is not None:  # write now, reopen memory-mapped below: one split in RAM at a time
             _write_arrow(arrow, tmp / f"{split}.arrow")
         else:
@@ -181,16 +188,51 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
 
 
 def text_recipe(recipe: Recipe) -> Recipe:
-    """The recipe as the text stages must see it: with ``model.item_tokens`` items are written as
-    their own tokens (``verbalize.item: token``). Training, evaluation and prediction all go
-    through here, so their prompts cannot drift apart.
+    """The recipe as the text stages must see it, with every task-dependent default resolved.
 
-    >>> text_recipe(Recipe.model_validate({"model": {"item_tokens": True}})).verbalize.item
-    'token'
+    - ``task.formulation: auto`` becomes ``stream`` for next_action and for next_item with item
+      tokens, ``example`` otherwise; ``model.item_tokens: null`` becomes true for next_item
+      unless the formulation is ``example``; ``model.copy_path: null`` becomes true for next_item
+      streams.
+    - With item tokens, items are written as their own tokens (``verbalize.item: token``) and the
+      "added it to cart" shortcut is off: the item token is always in the text, where the copy
+      path and attention can find it.
+
+    Training, evaluation and prediction all go through here, so their prompts cannot drift apart.
+
+    >>> r = text_recipe(Recipe.model_validate({"task": {"name": "next_item"}}))
+    >>> r.verbalize.item, r.task.formulation, r.model.copy_path
+    ('token', 'stream', True)
+    >>> text_recipe(Recipe.model_validate({"task": {"name": "purchase"}})).task.formulation
+    'example'
     """
-    if recipe.model.item_tokens and recipe.verbalize.item != "token":
-        return recipe.model_copy(update={"verbalize": recipe.verbalize.model_copy(update={"item": "token"})})
-    return recipe
+    task, model = recipe.task, recipe.model
+    item_tokens = model.item_tokens
+    if item_tokens is None:
+        item_tokens = task.name == "next_item" and task.formulation != "example"
+    formulation = task.formulation
+    if formulation == "auto":
+        formulation = "stream" if task.name == "next_action" or (task.name == "next_item" and item_tokens) else "example"
+    if formulation == "stream" and (task.name not in ("next_item", "next_action") or (task.name == "next_item" and not item_tokens)):
+        from evtlm.errors import RecipeError
+
+        raise RecipeError(f"task.formulation=stream does not apply to task {task.name}"
+                          + (" without model.item_tokens" if task.name == "next_item" else ""),
+                          where="task.formulation", fix="use task.formulation=example (or auto)"
+                          + (", or model.item_tokens=true" if task.name == "next_item" else ""))
+    copy = model.copy_path if model.copy_path is not None else (task.name == "next_item" and formulation == "stream")
+    update: dict = {}
+    if (formulation, item_tokens, copy) != (task.formulation, model.item_tokens, model.copy_path):
+        update["task"] = task.model_copy(update={"formulation": formulation})
+        update["model"] = model.model_copy(update={"item_tokens": item_tokens, "copy_path": copy})
+    if item_tokens and (recipe.verbalize.item != "token" or recipe.verbalize.repeat_shortcut):
+        update["verbalize"] = recipe.verbalize.model_copy(update={"item": "token", "repeat_shortcut": False})
+    return recipe.model_copy(update=update) if update else recipe
+
+
+def is_stream(recipe: Recipe) -> bool:
+    """True when the recipe trains and scores with the stream formulation (`evtlm.stream`)."""
+    return text_recipe(recipe).task.formulation == "stream"
 
 
 def item_vocabulary(log: EventLog) -> list[str]:
@@ -204,6 +246,38 @@ def _stream_texts(ctx: TaskContext, piece: pd.Series, actors: pd.Series, mask: n
     codes = ctx.index.user_code[mask]
     joined = piece[mask].groupby(codes, sort=True).agg("".join)
     return (pd.Series(actors.to_numpy(dtype=object)[joined.index.to_numpy()]) + joined.to_numpy()).tolist()
+
+
+def _stream_splits(tok, table: pd.DataFrame, ctx: TaskContext, log: EventLog, label_space: list[str], recipe: Recipe):
+    """Per split, the Arrow table of stream windows (`evtlm.stream`); per example, the first
+    event of its window and the tokens before its read position."""
+    from evtlm.stream import event_attributes, plan_windows, stream_table
+    from evtlm.tasks.base import index_of
+
+    item_label = np.full(len(log.events), -1, np.int64)
+    if recipe.task.name == "next_item":
+        items = log.events["item_id"].to_numpy(dtype=object, na_value=None)
+        has = pd.notna(items)
+        from evtlm.tasks.next_item import render_answers
+
+        answers = render_answers(items[has], ctx)
+        item_label[has] = index_of(answers.reindex(items[has]).to_numpy(), label_space)
+    attrs = event_attributes(log.events, log.catalog, item_label)
+    kept = np.zeros(len(table), np.int64)
+    context = np.zeros(len(table), np.int64)
+    tables = {}
+    for code in range(len(SPLITS)):
+        rows = np.flatnonzero(table["split"].to_numpy() == code)
+        part = table.iloc[rows]
+        stop = part["hist_stop"].to_numpy()
+        order = np.argsort(stop, kind="stable")  # windows are planned along the event rows
+        rows, part, stop = rows[order], part.iloc[order], stop[order]
+        min_context = 0.0 if code == TRAIN else recipe.task.stream_min_context
+        win = plan_windows(tok.piece_cum, ctx.index.user_start, ctx.index.user_stop, tok.actor_len,
+                           part["user_code"].to_numpy(), stop, recipe.task.max_tokens, min_context)
+        tables[code], context[rows] = stream_table(tok, win, attrs, stop, part["label_index"].to_numpy(), rows)
+        kept[rows] = win.start[win.of_target]
+    return tables, kept, context
 
 
 def _split_table(tok, part: pd.DataFrame, kept: np.ndarray, user_first: np.ndarray, rows: np.ndarray,

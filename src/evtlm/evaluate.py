@@ -87,8 +87,11 @@ def score_model(decoder: Decoder, task: str, prompts: list[list[int]], top_k: in
     return decoder.items(prompts, top_k, exclude)[0]
 
 
-def method_metrics(task: str, pred: np.ndarray, y: np.ndarray, ks: Sequence[int], n_bins: int) -> dict[str, float]:
-    """Every metric of the task for one method. ``y``: see `truth`."""
+def method_metrics(task: str, pred: np.ndarray, y: np.ndarray, ks: Sequence[int], n_bins: int,
+                   offsets: np.ndarray | None = None) -> dict[str, float]:
+    """Every metric of the task for one method. ``y``: see `truth`. ``offsets`` (next_action):
+    the decision rule fitted on validation (`evtlm.metrics.fit_class_offsets`) that accuracy and
+    macro-F1 judge; log loss, Brier and ECE judge the probabilities as they are."""
     from evtlm import metrics as M
 
     with warnings.catch_warnings():
@@ -97,7 +100,10 @@ def method_metrics(task: str, pred: np.ndarray, y: np.ndarray, ks: Sequence[int]
             return M.binary_metrics(y, pred, n_bins=n_bins)
         if task == "next_action":
             probs, truth = closed_with_unseen(pred, y)
-            return M.multiclass_metrics(truth, probs, n_bins=n_bins)
+            decisions = None
+            if offsets is not None:
+                decisions = M.apply_offsets(pred, offsets)
+            return M.multiclass_metrics(truth, probs, n_bins=n_bins, decisions=decisions)
         return M.ranking_metrics(pad_ranking(pred, max(ks)), y, ks)
 
 
@@ -148,6 +154,8 @@ def make_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable | None, st
     valid = prepared.datasets.get("valid")
     if task not in ("purchase", "next_action", "next_item") or valid is None or len(valid) == 0:
         return None, "valid_loss", False
+    if recipe.task.formulation == "stream":
+        return _stream_evaluate_fn(recipe, prepared)
     rows = sample_rows(len(valid), min(recipe.eval.fit_max_examples, recipe.train.max_eval_examples or 10**12),
                        recipe.train.seed)
     prompts = _prompts(valid, rows)
@@ -164,6 +172,39 @@ def make_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable | None, st
         return {k: float(v) for k, v in method_metrics(task, pred, y, ks, recipe.eval.ece_bins).items()}
 
     return evaluate_fn, metric, greater
+
+
+def _stream_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable, str, bool]:
+    """Every validation target scored from its stream window (cheap: one pass per window).
+    next_action is judged with a decision rule fitted on the same validation data: the
+    selection metric of a model whose final rule is fitted there too."""
+    from evtlm import metrics as M
+
+    task, ks = recipe.task.name, sorted(set(recipe.eval.k))
+    ix = prepared.index["valid"]
+    ids = ix["example_id"].to_numpy()
+    y = truth(task, ix["label_index"].to_numpy(), prepared.label_space)
+    metric, greater = primary_metric(task, ks)
+
+    def evaluate_fn(model) -> dict[str, float]:
+        pred = model_predictions(model, recipe, prepared.datasets["valid"], ids, max(ks))
+        offsets = M.fit_class_offsets(y, pred) if task == "next_action" else None
+        return {k: float(v) for k, v in method_metrics(task, pred, y, ks, recipe.eval.ece_bins, offsets).items()}
+
+    return evaluate_fn, metric, greater
+
+
+def model_predictions(model: Any, recipe: Recipe, dataset: Any, example_ids: np.ndarray, depth: int,
+                      progress: bool = False) -> np.ndarray:
+    """A stream model's predictions for ``example_ids``: probabilities [n, C] (next_action) or the
+    top-``depth`` label-space indices [n, depth] (next_item)."""
+    from evtlm.stream_model import stream_predictions
+
+    exclude = recipe.decode.exclude_history_items
+    if recipe.task.name == "next_action":
+        return stream_predictions(model, dataset, example_ids, batch_size=recipe.decode.batch_size, progress=progress)
+    return stream_predictions(model, dataset, example_ids, top_k=depth, batch_size=recipe.decode.batch_size,
+                              exclude_history=exclude, progress=progress)[0]
 
 
 # ------------------------------------------------------------------------------- evaluate_run
@@ -204,15 +245,18 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     tokenizer = prepared.tokenizer
     space = list(prepared.label_space)
     ds, examples = prepared.datasets[split], prepared.examples[split]
+    stream = recipe.task.formulation == "stream"  # rows of ds are windows; the examples are prepared.index
     if len(ds) == 0:
         raise TaskError(f"the {split} split has no examples", where=f"split {split!r}",
                         fix="widen the data window (split.valid_days / split.test_days)")
-    if not np.array_equal(np.asarray(ds["example_id"]), examples["example_id"].to_numpy()):
+    ds_ids = prepared.index[split]["example_id"].to_numpy() if stream else np.asarray(ds["example_id"])
+    if not np.array_equal(ds_ids, examples["example_id"].to_numpy()):
         raise TaskError("the tokenized and text examples are not in the same order", where=f"split {split!r}",
                         fix="rebuild the data cache (delete ~/.cache/evtlm/datasets)")
+    n_split = len(ds_ids)
     cap = max_examples if max_examples is not None else recipe.eval.max_examples
-    rows = sample_rows(len(ds), cap, recipe.train.seed)
-    y = truth(task, np.asarray(ds["label_index"])[rows], space)
+    rows = sample_rows(n_split, cap, recipe.train.seed)
+    y = truth(task, examples["label_index"].to_numpy()[rows], space)
     chosen = examples.iloc[rows].reset_index(drop=True)
     ks = sorted(set(recipe.eval.k))
     depth = max(ks)
@@ -224,11 +268,21 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     seconds: dict[str, float] = {}
     # ---- the model
     t0 = time.perf_counter()
-    decoder = Decoder(model, tokenizer, task, space, recipe.decode)
-    exclude = None
-    if task == "next_item" and recipe.decode.exclude_history_items:
-        exclude = history_exclusions(chosen["history_items"], {i: k for k, i in enumerate(item_ids) if i is not None})
-    preds[MODEL] = score_model(decoder, task, _prompts(ds, rows), top_k=depth, exclude=exclude)
+    offsets: dict[str, np.ndarray] = {}  # next_action: each method's decision rule, fitted on validation
+    if stream:
+        preds[MODEL] = model_predictions(model, recipe, ds, ds_ids[rows], depth, progress=progress)
+        if task == "next_action":
+            from evtlm import metrics as M
+
+            vix = prepared.index["valid"]
+            v_pred = model_predictions(model, recipe, prepared.datasets["valid"], vix["example_id"].to_numpy(), depth)
+            offsets[MODEL] = M.fit_class_offsets(truth(task, vix["label_index"].to_numpy(), space), v_pred)
+    else:
+        decoder = Decoder(model, tokenizer, task, space, recipe.decode)
+        exclude = None
+        if task == "next_item" and recipe.decode.exclude_history_items:
+            exclude = history_exclusions(chosen["history_items"], {i: k for k, i in enumerate(item_ids) if i is not None})
+        preds[MODEL] = score_model(decoder, task, _prompts(ds, rows), top_k=depth, exclude=exclude)
     seconds[MODEL] = time.perf_counter() - t0
 
     # ---- the baselines: fitted on the training examples, predicting the same chosen examples
@@ -243,14 +297,22 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         base.fit(train, index, labels=labels)
         out = base.predict(chosen, index)
         preds[base.name] = out.catalog_index if task == "next_item" else np.asarray(out, dtype=np.float64)
+        if task == "next_action" and MODEL in offsets:  # the same decision-rule fitting for every method
+            from evtlm import metrics as M
+
+            valid_ex = prepared.examples["valid"]
+            v_pred = np.asarray(base.predict(valid_ex, index), dtype=np.float64)
+            offsets[base.name] = M.fit_class_offsets(truth(task, valid_ex["label_index"].to_numpy(), space), v_pred)
         seconds[base.name] = time.perf_counter() - t0
     n = len(rows)
     assert all(len(p) == n for p in preds.values()), {k: len(p) for k, p in preds.items()}  # same N for all
 
-    table = {name: method_metrics(task, p, y, ks, recipe.eval.ece_bins) for name, p in preds.items()}
+    table = {name: method_metrics(task, p, y, ks, recipe.eval.ece_bins, offsets.get(name)) for name, p in preds.items()}
     metric, greater = primary_metric(task, ks)
     result = {
-        "task": task, "split": split, "n": n, "n_split": len(ds), "sampled": n < len(ds), "seed": recipe.train.seed,
+        "task": task, "split": split, "n": n, "n_split": n_split, "sampled": n < n_split, "seed": recipe.train.seed,
+        "formulation": recipe.task.formulation,
+        "decision_rule": ({k: [round(float(x), 3) for x in v] for k, v in offsets.items()} if offsets else None),
         "primary_metric": metric, "greater_is_better": greater, "label_space_size": len(space),
         "outside_label_space": int((y < 0).sum()) if task != "purchase" else 0, "k": ks,
         "methods": {name: {**{k: _num(v) for k, v in m.items()}, "seconds": round(seconds[name], 3)}
@@ -261,6 +323,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
 
         if task == "next_item":
             (run_dir / LABEL_ITEMS).write_text(json.dumps(item_ids, ensure_ascii=False))
+        if MODEL in offsets:  # evtlm predict answers with the same decision rule
+            from evtlm.inference import DECISION_FILE
+
+            (run_dir / DECISION_FILE).write_text(json.dumps({"offsets": offsets[MODEL].tolist(), "fitted_on": "valid",
+                                                             "rule": "argmax(log p + offsets), offsets maximise validation macro-F1"}) + "\n")
         curves = {"y": y, "preds": preds, "label_space": space, "n_bins": recipe.eval.ece_bins,
                   "class_names": action_names(space, recipe.verbalize) if task == "next_action" else None}
         result["files"] = write_report(run_dir, result, curves)

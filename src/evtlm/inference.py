@@ -43,6 +43,8 @@ __all__ = [
     "now_prompts",
 ]
 
+DECISION_FILE = "decision.json"  # next_action: per-class offsets fitted on validation by evtlm evaluate
+
 CLOSED_TASKS = ("purchase", "next_action", "next_item")
 LABEL_ITEMS = "label_items.json"  # item ids aligned to label_space.json (next_item; see evtlm.evaluate)
 
@@ -81,11 +83,16 @@ def load_for_inference(run_dir: str | Path) -> tuple[Any, Any]:
     from evtlm.run_dir import load_run_model
 
     model, tokenizer = load_run_model(run_dir, device="cuda" if torch.cuda.is_available() else None)
-    if hasattr(model, "merge_and_unload"):
+    holder = model if not getattr(model, "is_stream", False) else model.lm  # a StreamLM merges its LM
+    if hasattr(holder, "merge_and_unload"):
         try:
-            model = model.merge_and_unload()
+            merged = holder.merge_and_unload()
         except (ValueError, NotImplementedError, AttributeError):  # an adapter peft cannot merge: run it unmerged
-            pass
+            merged = holder
+        if holder is model:
+            model = merged
+        else:
+            model.lm = merged
     return model.eval(), tokenizer
 
 

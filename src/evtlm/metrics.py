@@ -307,7 +307,7 @@ def binary_metrics(y_true, p, threshold: float = 0.5, n_bins: int = 10) -> dict[
     }
 
 
-def multiclass_metrics(y_true, probs, n_bins: int = 10) -> dict[str, float]:
+def multiclass_metrics(y_true, probs, n_bins: int = 10, decisions=None) -> dict[str, float]:
     """Every closed-set metric in one dict from a distribution [n, C] (next_action); argmax predicts.
 
     >>> m = multiclass_metrics([0, 2, 1], [[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.5, 0.3, 0.2]])
@@ -319,7 +319,7 @@ def multiclass_metrics(y_true, probs, n_bins: int = 10) -> dict[str, float]:
         raise TaskError(f"probs must be [n, C], got shape {probs.shape}", where="evtlm.metrics",
                         fix="pass one distribution over the label space per example")
     y = _labels(y_true, len(probs)).astype(np.int64)
-    pred = probs.argmax(axis=1)
+    pred = probs.argmax(axis=1) if decisions is None else np.asarray(decisions)  # accuracy and F1 judge the decisions
     # two classes: the binary definitions on P(class 1) (see brier); more: the [n, C] ones
     scored = probs if probs.shape[1] > 2 else probs[:, 1]
     return {"accuracy": accuracy(y, pred), "macro_f1": macro_f1(y, pred, labels=np.arange(probs.shape[1])),
@@ -341,3 +341,40 @@ def ranking_metrics(ranked, true, ks=(1, 5, 10, 20)) -> dict[str, float]:
             out[f"ndcg@{k}"] = ndcg_at_k(ranked, true, k)
             out[f"mrr@{k}"] = mrr_at_k(ranked, true, k)
     return out
+
+
+def fit_class_offsets(y_true, probs, rounds: int = 3, grid: int = 41) -> np.ndarray:
+    """Per-class log offsets that maximise macro-F1 of ``argmax(log p + offset)`` on (validation)
+    data: coordinate ascent over a grid, one class at a time. Rare classes get predicted when the
+    evidence for them is relatively high, which an argmax over calibrated probabilities never
+    does when one class dominates. Fit on validation, apply to test (`apply_offsets`).
+
+    >>> p = np.array([[0.7, 0.3]] * 6 + [[0.6, 0.4]] * 4)
+    >>> y = np.array([0] * 6 + [1] * 4)
+    >>> macro_f1(y, p.argmax(1)) < macro_f1(y, apply_offsets(p, fit_class_offsets(y, p)))
+    True
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(y_true, dtype=np.int64)
+    keep = (y >= 0) & (y < probs.shape[1])
+    logp, y = np.log(np.clip(probs[keep], 1e-12, None)), y[keep]
+    offsets = np.zeros(probs.shape[1])
+    labels = np.arange(probs.shape[1])
+    if len(y) == 0:
+        return offsets
+    best = macro_f1(y, (logp + offsets).argmax(1), labels=labels)
+    steps = np.linspace(-6, 6, grid)
+    for _ in range(rounds):
+        for c in range(1, probs.shape[1]):  # class 0 stays the reference
+            for v in steps:
+                trial = offsets.copy()
+                trial[c] = v
+                score = macro_f1(y, (logp + trial).argmax(1), labels=labels)
+                if score > best + 1e-12:
+                    best, offsets = score, trial
+    return offsets
+
+
+def apply_offsets(probs, offsets) -> np.ndarray:
+    """The decisions (class indices) of `fit_class_offsets`'s rule."""
+    return (np.log(np.clip(np.asarray(probs, dtype=np.float64), 1e-12, None)) + np.asarray(offsets)).argmax(1)

@@ -191,6 +191,7 @@ def build_scratch_model(scratch: ScratchConfig, tokenizer: Any, seed: int = 42) 
         n_layer=scratch.n_layer, n_head=scratch.n_head, n_embd=scratch.n_embd, n_positions=scratch.n_positions,
         vocab_size=len(tokenizer), bos_token_id=eos, eos_token_id=eos,
         pad_token_id=tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos,
+        resid_pdrop=scratch.dropout, embd_pdrop=scratch.dropout, attn_pdrop=scratch.attn_dropout,
     )
     torch.manual_seed(seed)  # same size + seed -> same initial weights
     return GPT2LMHeadModel(config)

@@ -36,6 +36,7 @@ import pandas as pd
 
 from evtlm.errors import DataError, RecipeError
 from evtlm.inference import (
+    DECISION_FILE,
     Decoder,
     action_names,
     check_task,
@@ -125,14 +126,45 @@ class RecordWriter:
         self.handle.close()
 
 
-def _records(task: str, users: list[str], out: Any, actions: list[str] | None, item_ids: list[str] | None) -> list[dict]:
-    """Prediction records of one chunk's decodable users."""
+def _decision_offsets(run_dir: Path) -> np.ndarray | None:
+    """next_action: the decision rule `evtlm evaluate` fitted on validation (``decision.json``)."""
+    path = run_dir / DECISION_FILE
+    return np.asarray(json.loads(path.read_text())["offsets"], dtype=np.float64) if path.is_file() else None
+
+
+def _stream_records(model, part, catalog, recipe, tokenizer, space, task, k, actions, item_ids, batch_size, offsets):
+    """Records of one chunk of users for a stream model: one window each, read after the last event."""
+    from evtlm.stream import now_windows
+    from evtlm.stream_model import stream_predictions
+
+    now = now_windows(part, catalog, recipe, tokenizer, space)
+    bs = batch_size or recipe.decode.batch_size
+    ok = now.ok.tolist()
+    users = [now.user_ids[i] for i in ok]
+    if not ok:
+        result = (np.zeros((0, k), int), np.zeros((0, k))) if task == "next_item" else np.zeros((0, len(space)))
+    elif task == "next_item":
+        result = stream_predictions(model, now.dataset, now.ok, top_k=k, batch_size=bs,
+                                    exclude_history=recipe.decode.exclude_history_items)
+    else:
+        result = stream_predictions(model, now.dataset, now.ok, batch_size=bs)
+    good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets)))
+    return [good[i] if i in good else {"user_id": now.user_ids[i], "error": now.errors[i]} for i in range(len(now.user_ids))]
+
+
+def _records(task: str, users: list[str], out: Any, actions: list[str] | None, item_ids: list[str] | None,
+             offsets: np.ndarray | None = None) -> list[dict]:
+    """Prediction records of one chunk's decodable users. next_action answers follow the decision
+    rule fitted on validation when the run has one (the probabilities are the model's own)."""
     if task == "purchase":
         return [{"user_id": u, "p_purchase": round(float(p), 6), "answer": "yes" if p >= 0.5 else "no"}
                 for u, p in zip(users, out)]
     if task == "next_action":
-        return [{"user_id": u, "answer": actions[int(np.argmax(p))],
-                 "probs": {a: round(float(q), 6) for a, q in zip(actions, p)}} for u, p in zip(users, out)]
+        from evtlm.metrics import apply_offsets
+
+        pick = apply_offsets(out, offsets) if offsets is not None and len(out) else np.argmax(out, axis=1) if len(out) else []
+        return [{"user_id": u, "answer": actions[int(c)],
+                 "probs": {a: round(float(q), 6) for a, q in zip(actions, p)}} for u, p, c in zip(users, out, pick)]
     idx, scores = out
     return [{"user_id": u, "items": [{"item_id": item_ids[i], "score": round(float(s), 4)}
                                      for i, s in zip(row, srow) if i >= 0 and math.isfinite(s)]}
@@ -196,8 +228,11 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
         from transformers import AutoTokenizer
 
         tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer")
-    decoder = Decoder(model, tokenizer, task, space, recipe.decode)
-    reserve = space[int(np.argmax([len(c) for c in decoder.candidates]))]  # room for the longest answer
+    stream = getattr(model, "is_stream", False)  # windows read after the last event (evtlm.stream)
+    if not stream:
+        decoder = Decoder(model, tokenizer, task, space, recipe.decode)
+        reserve = space[int(np.argmax([len(c) for c in decoder.candidates]))]  # room for the longest answer
+    offsets = _decision_offsets(run_dir) if task == "next_action" else None
     k = min(top_k or recipe.decode.top_k, len(space))
     actions = action_names(space, recipe.verbalize) if task == "next_action" else None
     item_ids = run_label_items(run_dir, space, log.events, log.catalog, recipe.verbalize) if task == "next_item" else None
@@ -214,6 +249,14 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
         for lo in range(0, len(starts), chunk_users):
             hi = min(lo + chunk_users, len(starts))
             part = events.iloc[bounds[lo]:bounds[hi]]
+            if stream:
+                records = _stream_records(model, part, log.catalog, recipe, tokenizer, space, task, k, actions,
+                                          item_ids, batch_size, offsets)
+                writer.write(records)
+                n_ok = sum("error" not in r for r in records)
+                n_pred, n_err = n_pred + n_ok, n_err + len(records) - n_ok
+                bar.update(hi - lo)
+                continue
             now = now_prompts(part, log.catalog, recipe, tokenizer, reserve, cutoff)
             ok = [i for i, p in enumerate(now.prompts) if p is not None]
             prompts = [now.prompts[i] for i in ok]
@@ -225,7 +268,7 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
             else:
                 probs = decoder.probs(prompts, batch_size) if prompts else np.zeros((0, len(space)))
                 result = probs[:, space.index(" yes")] if task == "purchase" else probs
-            good = dict(zip(ok, _records(task, users, result, actions, item_ids)))
+            good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets)))
             records = [good[i] if i in good else {"user_id": now.user_ids[i], "error": now.errors[i]}
                        for i in range(len(now.user_ids))]
             writer.write(records)

@@ -59,6 +59,15 @@ def save_model(model: torch.nn.Module, tokenizer: Any, run_dir: Path, base_info:
 
     run_dir = Path(run_dir)
     tokenizer.save_pretrained(run_dir / "tokenizer")
+    stream = None
+    if getattr(model, "is_stream", False):  # evtlm.stream_model.StreamLM: the LM plus its read-out
+        from safetensors.torch import save_file
+
+        from evtlm.stream_model import HEAD_FILE
+
+        save_file(model.head_state(), str(run_dir / HEAD_FILE))
+        stream = {"answer_ids": model.answer_ids.tolist(), "copy_path": bool(model.copy)}
+        model = model.lm
     if isinstance(model, PeftModel):
         # save_embedding_layers=False: item-token rows travel as trainable tokens inside the
         # adapter, and "auto" would query the hub for the base config (a minute offline)
@@ -72,7 +81,7 @@ def save_model(model: torch.nn.Module, tokenizer: Any, run_dir: Path, base_info:
         if (run_dir / "base").exists():
             shutil.rmtree(run_dir / "base")
         shutil.copytree(base_info.path, run_dir / "base")
-    meta = {"format": fmt, "base": base, "base_kind": base_info.kind, "vocab_size": len(tokenizer)}
+    meta = {"format": fmt, "base": base, "base_kind": base_info.kind, "vocab_size": len(tokenizer), "stream": stream}
     return meta
 
 
@@ -100,6 +109,13 @@ def load_run_model(run_dir: str | Path, device: str | torch.device | None = None
         if base.get_input_embeddings().num_embeddings < meta["vocab_size"]:
             base.resize_token_embeddings(meta["vocab_size"], mean_resizing=False)  # rows come from the adapter
         model = PeftModel.from_pretrained(base, run_dir / "adapter")
+    if meta.get("stream"):  # the stream read-out (and copy path) around the LM
+        from safetensors.torch import load_file
+
+        from evtlm.stream_model import HEAD_FILE, StreamLM
+
+        model = StreamLM(model, meta["stream"]["answer_ids"], copy=meta["stream"]["copy_path"])
+        model.load_state_dict(load_file(str(run_dir / HEAD_FILE)), strict=False)
     if device is not None:
         model.to(device)
     return model.eval(), tokenizer

@@ -158,6 +158,11 @@ def fit(
     if len(train_ds) == 0:
         raise TaskError("the training split has no examples", fix="widen the data window or lower task.min_history")
     pad_id = pad_id if pad_id is not None else _pad_id(model)
+    stream = getattr(model, "is_stream", False)  # evtlm.stream_model.StreamLM: windows, not prompts
+    if stream:
+        from evtlm.stream_model import StreamCollator
+
+        collator = collator or StreamCollator(pad_id)
     collator = collator or CausalCollator(pad_id, mode="pack" if train_cfg.batching == "packed" else "pad")
     sampler = GroupedBatchSampler(
         example_lengths(train_ds),
@@ -177,7 +182,8 @@ def fit(
             pick = np.random.default_rng(train_cfg.seed).choice(len(valid), train_cfg.max_eval_examples, replace=False)
             valid = valid.select(np.sort(pick))
         eval_sampler = GroupedBatchSampler(example_lengths(valid), train_cfg.batch_size, "length_grouped", train_cfg.seed, mega=10**9)
-        valid_loader = torch.utils.data.DataLoader(valid, batch_sampler=eval_sampler, collate_fn=CausalCollator(pad_id, "pad"))
+        valid_loader = torch.utils.data.DataLoader(valid, batch_sampler=eval_sampler,
+                                                   collate_fn=collator if stream else CausalCollator(pad_id, "pad"))
 
     # ---- optimizer over trainable parameters only (LoRA, new token rows; all in full fine-tuning)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -333,9 +339,14 @@ def fit(
 
 # ------------------------------------------------------------------------------------ helpers
 def _model_columns(ds: Any) -> Any:
-    """Keep only what the model consumes (drops user_id, example_id, … before collation)."""
+    """Keep only what the model consumes (drops user_id, example_id, … before collation).
+
+    Stream windows (`evtlm.stream`) keep their event and target lists too."""
     if hasattr(ds, "select_columns"):
-        return ds.select_columns([c for c in ("input_ids", "labels") if c in ds.column_names])
+        from evtlm.stream import STREAM_COLUMNS, is_stream_dataset
+
+        wanted = STREAM_COLUMNS if is_stream_dataset(ds) else ("input_ids", "labels")
+        return ds.select_columns([c for c in wanted if c in ds.column_names])
     return ds
 
 
@@ -369,6 +380,10 @@ def _valid_loss(model, loader, acc) -> float:
         for batch in loader:
             for key in ("real_tokens", "slot_tokens", "n_examples"):
                 batch.pop(key, None)
+            if getattr(acc.unwrap_model(model), "is_stream", False):  # mean NLL of the answers it reads
+                out = model(**batch)
+                total += torch.stack([out.loss * out.n_targets, out.n_targets.to(out.loss.dtype)])
+                continue
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
             # logits [B, T, V] at t predict token t+1
             target = batch["labels"][:, 1:]

@@ -46,6 +46,9 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     from evtlm.run_dir import prepare_run_dir, save_model, write_run_files
     from evtlm.train import distributed_state, fit
 
+    from evtlm.data import text_recipe
+
+    recipe = text_recipe(recipe)  # task-dependent defaults resolved (formulation, item tokens): the run dir stores these
     state = distributed_state()  # rank info under `accelerate launch`; one process otherwise
     say = state.print
     run_dir = prepare_run_dir(recipe, resume=resume, is_main=state.is_main_process)
@@ -76,6 +79,14 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
         lora_cfg = lora_cfg.model_copy(update={"enabled": False})
         say("adaptation: full fine-tuning of the scratch base (lora.full_finetune_scratch=true)")
     model = apply_lora(model, lora_cfg, trainable_token_ids=token_ids)
+    if recipe.task.formulation == "stream":  # every target of a window read in one pass (evtlm.stream_model)
+        from evtlm.stream_model import StreamLM, answer_token_ids
+
+        model = StreamLM(model, answer_token_ids(tokenizer, prepared.label_space), copy=bool(recipe.model.copy_path),
+                         negatives=recipe.train.negatives if recipe.task.name == "next_item" else None)
+        say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}")
+    else:
+        say("formulation: example (one prompt per target)")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"training {trainable:,} of {sum(p.numel() for p in model.parameters()):,} parameters")
 
@@ -101,26 +112,16 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
 
 
 def _task_metric(recipe: Any, prepared: Any):
-    """(evaluate_fn, metric_for_best, greater_is_better): the task metric if evtlm.evaluate provides
-    ``make_evaluate_fn(recipe, prepared)``, else validation loss."""
-    try:
-        from evtlm import evaluate as ev
-    except ImportError:
-        return None, "valid_loss", False
-    maker = getattr(ev, "make_evaluate_fn", None)
-    if maker is None:
-        return None, "valid_loss", False
-    return maker(recipe, prepared)
+    """(evaluate_fn, metric_for_best, greater_is_better): the task's own metric (evtlm.evaluate)."""
+    from evtlm import evaluate as ev
+
+    return ev.make_evaluate_fn(recipe, prepared)
 
 
 def _evaluate_run(run_dir: Path, recipe: Any, prepared: Any, model: Any, state: Any) -> None:
-    """Final evaluation (metrics.json, report.md, plots) via ``evtlm.evaluate.evaluate_run`` when present."""
-    try:
-        from evtlm import evaluate as ev
-    except ImportError:
-        state.print("evaluation: evtlm.evaluate is not available yet; the run card shows validation loss")
-        return
-    run = getattr(ev, "evaluate_run", None)
-    if run is not None and state.is_main_process:
-        run(run_dir, recipe=recipe, prepared=prepared, model=model)
+    """Final evaluation (metrics.json, report.md, plots) with every baseline, on the main process."""
+    from evtlm import evaluate as ev
+
+    if state.is_main_process:
+        ev.evaluate_run(run_dir, recipe=recipe, prepared=prepared, model=model)
     state.wait_for_everyone()

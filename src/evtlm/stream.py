@@ -1,0 +1,247 @@
+"""Stream formulation: one forward pass over a window of a user's verbalized events supervises
+every target event inside it (the way SASRec and HSTU train), instead of one prompt per target.
+
+**Layout and the no-peeking rule.** A window is the actor text followed by a contiguous run of
+the user's event pieces, exactly as `evtlm.encode` lays a history out. The answer for event
+``t`` is *read* at the last token of event ``t - 1`` (the actor's last token for the first event
+of a window)::
+
+    User 7 | viewed <item_3>. | 5 minutes later added <item_3> to cart. | New visit 2 days later: viewed <item_9>.
+         ^ read for event 0   ^ read for event 1                        ^ read for event 2      ^ read after the last
+                                                                                                  event (prediction)
+
+Everything event ``t`` adds (its "New visit" break, its time gap, its verb, its item) comes
+*after* that position, and attention is causal, so nothing known only at or after event ``t``
+can reach the hidden state its answer is read from. The answer itself is a restricted softmax
+over the label space read there: the item tokens (next_item, one token per item with tied
+embeddings, so the catalog is scored by one product) or each action answer's first token
+(next_action). Prediction and evaluation read the same position after the user's last event.
+
+**Windows.** Long histories are cut into windows of at most ``task.max_tokens`` tokens, aligned
+to the *end* of the history so the latest events always have context. Training targets are
+partitioned between windows (every target supervised once per epoch). Evaluation windows keep
+at least ``min_context`` of the window as context for every target they read (a target near the
+start of a window gets its own, earlier window), so held-out answers are judged with a full
+history, as the per-example prompts were.
+
+Dataset rows (one per window; ragged int32 lists):
+
+=============  ===========================================================================
+input_ids      actor + event pieces
+ev_end         [E] position of each event's last token (its read position for the next event)
+ev_item        [E] label-space index of the event's item (-1: none or outside the label space)
+ev_action      [E] action code (index into `evtlm.recipe.ACTIONS`)
+ev_time        [E] seconds since the window's first event
+ev_cat         [E] category code of the item (-1: unknown)
+tgt_local      [T] which event of the window each target is (E for "after the last event")
+tgt_read       [T] position its answer is read at
+tgt_label      [T] label-space index of the answer (-1: outside it, e.g. a cold item)
+tgt_example    [T] row of the split's example table (`Prepared.index`) the target answers
+=============  ===========================================================================
+
+>>> cum = np.array([0, 3, 6, 9, 12])             # one user, 4 events of 3 tokens
+>>> w = plan_windows(cum, np.array([0]), np.array([4]), np.array([1]), np.zeros(3, np.int64),
+...                  np.array([1, 2, 3]), max_tokens=5, min_context=0.0)
+>>> w.start.tolist(), w.stop.tolist(), w.of_target.tolist()   # end-aligned: events [2, 3), then [0, 1)
+([2, 0], [3, 1], [1, 0, 0])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+
+from evtlm.encode import EventTokens, gather_ranges
+from evtlm.errors import TaskError
+from evtlm.recipe import ACTIONS
+
+__all__ = ["STREAM_COLUMNS", "Windows", "plan_windows", "event_attributes", "stream_table", "is_stream_dataset"]
+
+EVENT_COLUMNS = ("ev_end", "ev_item", "ev_action", "ev_time", "ev_cat")
+TARGET_COLUMNS = ("tgt_local", "tgt_read", "tgt_label", "tgt_example")
+STREAM_COLUMNS = ("input_ids", *EVENT_COLUMNS, *TARGET_COLUMNS)
+
+
+def is_stream_dataset(ds) -> bool:
+    """True for a dataset of stream windows (it has read positions)."""
+    return "tgt_read" in getattr(ds, "column_names", ())
+
+
+@dataclass
+class Windows:
+    """Windows ``[start, stop)`` of event rows, the user of each, and each target's window."""
+
+    user: np.ndarray  # [W] user code
+    start: np.ndarray  # [W] first event row
+    stop: np.ndarray  # [W] one past the last event row
+    of_target: np.ndarray  # [n_targets] window of each target
+
+
+def plan_windows(piece_cum: np.ndarray, user_start: np.ndarray, user_stop: np.ndarray, actor_len: np.ndarray,
+                 tgt_user: np.ndarray, tgt_pos: np.ndarray, max_tokens: int, min_context: float) -> Windows:
+    """End-aligned windows covering every target (see the module doc).
+
+    ``tgt_pos`` is where each target's history stops: one past the last event strictly before
+    its time (ties at one timestamp stay out, as in the per-example prompts), or the user's stop
+    row for "after the last event"; targets are sorted by it. Each round opens one window per user, ending just before the
+    user's latest uncovered target (its answer is read after the window's last event) and reaching back as far as the budget allows; it covers
+    that user's uncovered targets with at least ``min_context`` of the window before them (all
+    of them when the window starts at the user's first event). Vectorised over users; the
+    number of rounds is the largest number of windows of one user.
+    """
+    tgt_user = np.asarray(tgt_user, np.int64)
+    tgt_pos = np.asarray(tgt_pos, np.int64)
+    of_target = np.full(len(tgt_pos), -1, np.int64)
+    users, starts, stops = [], [], []
+    remaining = np.arange(len(tgt_pos))
+    n_windows = 0
+    while len(remaining):
+        u, p = tgt_user[remaining], tgt_pos[remaining]
+        last = np.r_[u[1:] != u[:-1], True]  # latest remaining target of each user (rows are sorted)
+        wu, wp = u[last], p[last]
+        stop = np.minimum(wp, user_stop[wu])  # the latest target is read after the window's last event
+        budget = max_tokens - actor_len[wu]
+        start = np.searchsorted(piece_cum, piece_cum[stop] - budget, side="left")
+        start = np.maximum(start, user_start[wu])
+        too_long = (budget < 0) | ((start == stop) & (stop > user_start[wu]))
+        if too_long.any():
+            i = int(np.flatnonzero(too_long)[0])
+            raise TaskError(f"an event of {int(piece_cum[stop[i]] - piece_cum[stop[i] - 1])} tokens does not fit "
+                            f"task.max_tokens={max_tokens} with its actor text", where="task.max_tokens",
+                            fix="raise task.max_tokens, or shorten the item text (verbalize.item / item_template)")
+        # the earliest target a window may read: one with min_context of the window before it
+        lo = np.where(start == user_start[wu], start, start + np.floor(min_context * (stop - start)).astype(np.int64))
+        lo = np.minimum(lo, wp)
+        win_of_user = np.full(len(user_start), -1, np.int64)
+        win_of_user[wu] = np.arange(len(wu))
+        w = win_of_user[u]
+        covered = p >= lo[w]
+        of_target[remaining[covered]] = n_windows + w[covered]
+        users.append(wu), starts.append(start), stops.append(stop)
+        n_windows += len(wu)
+        remaining = remaining[~covered]
+    cat = (lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64))
+    return Windows(cat(users), cat(starts), cat(stops), of_target)
+
+
+def event_attributes(events: pd.DataFrame, catalog: pd.DataFrame | None, item_label: np.ndarray) -> dict[str, np.ndarray]:
+    """Per event: item label index, action code, time (s since the epoch) and category code.
+
+    ``item_label[i]`` is event i's item in the label space (-1 when it has none). The category
+    comes from the events' own ``category`` column (Taobao) or else the catalog.
+    """
+    action = pd.Categorical(events["action"].astype(str), categories=list(ACTIONS)).codes.astype(np.int32)
+    ts = events["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64) // 1_000_000_000
+    cat = None
+    if "category" in events.columns:
+        cat = events["category"]
+    elif catalog is not None and "category" in catalog.columns:
+        cat = events["item_id"].map(catalog.drop_duplicates("item_id").set_index("item_id")["category"])
+    codes = np.full(len(events), -1, np.int32) if cat is None else pd.factorize(cat, use_na_sentinel=True)[0].astype(np.int32)
+    return {"item": np.asarray(item_label, np.int32), "action": action, "time": ts, "cat": codes}
+
+
+def _ragged(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
+    from evtlm.encode import list_array
+
+    return list_array(np.ascontiguousarray(values, dtype=np.int32), offsets)
+
+
+def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], tgt_pos: np.ndarray,
+                 tgt_label: np.ndarray, tgt_example: np.ndarray) -> tuple[pa.Table, np.ndarray]:
+    """The Arrow table of windows (columns in the module doc) and each target's context tokens."""
+    n_win = len(win.start)
+    # ---- tokens: actor | pieces[start:stop]
+    a_start, a_len = tok.actor_start[win.user], tok.actor_len[win.user]
+    p_start = tok.piece_cum[win.start]
+    p_len = tok.piece_cum[win.stop] - p_start
+    starts = np.stack([a_start, p_start], axis=1)
+    lens = np.stack([a_len, p_len], axis=1)
+    flat = gather_ranges(tok.pool, starts, lens)
+    tok_off = np.concatenate([[0], np.cumsum(lens.sum(axis=1))]).astype(np.int64)
+    # ---- events of each window, in order
+    n_ev = win.stop - win.start
+    ev_off = np.concatenate([[0], np.cumsum(n_ev)]).astype(np.int64)
+    ev_row = np.repeat(win.start - ev_off[:-1], n_ev) + np.arange(int(ev_off[-1]))  # event row of each slot
+    ev_win = np.repeat(np.arange(n_win), n_ev)
+    ev_end = a_len[ev_win] + tok.piece_cum[ev_row + 1] - p_start[ev_win] - 1
+    t0 = attrs["time"][win.start] if n_win else np.zeros(0, np.int64)
+    ev_time = attrs["time"][ev_row] - t0[ev_win]
+    # ---- targets, grouped by window
+    order = np.argsort(win.of_target, kind="stable")
+    t_win = win.of_target[order]
+    t_pos = tgt_pos[order]
+    t_local = t_pos - win.start[t_win]
+    prev = ev_off[t_win] + t_local - 1  # slot of the event before the target
+    t_read = np.where(t_local > 0, ev_end[np.maximum(prev, 0)], a_len[t_win] - 1)
+    t_off = np.concatenate([[0], np.cumsum(np.bincount(t_win, minlength=n_win))]).astype(np.int64)
+    columns = {
+        "input_ids": _ragged(flat, tok_off),
+        "ev_end": _ragged(ev_end, ev_off), "ev_item": _ragged(attrs["item"][ev_row], ev_off),
+        "ev_action": _ragged(attrs["action"][ev_row], ev_off), "ev_time": _ragged(ev_time, ev_off),
+        "ev_cat": _ragged(attrs["cat"][ev_row], ev_off),
+        "tgt_local": _ragged(t_local, t_off), "tgt_read": _ragged(t_read, t_off),
+        "tgt_label": _ragged(np.asarray(tgt_label)[order], t_off), "tgt_example": _ragged(np.asarray(tgt_example)[order], t_off),
+        "n_targets": pa.array(np.diff(t_off).astype(np.int32)),
+    }
+    context = np.empty(len(tgt_pos), np.int64)
+    context[order] = t_read + 1
+    return pa.table(columns), context
+
+
+def item_labels(events: pd.DataFrame, catalog: pd.DataFrame | None, verbalize, label_space: list[str]) -> np.ndarray:
+    """Each event's item as a label-space index (-1: no item, or one outside the label space)."""
+    from evtlm.verbalize import render_items
+
+    out = np.full(len(events), -1, np.int64)
+    items = events["item_id"]
+    has = items.notna().to_numpy()
+    if has.any():
+        distinct = pd.Series(pd.unique(items[has].astype(str)), dtype="string")
+        rendered = " " + pd.Series(render_items(distinct, catalog, verbalize)).astype(str)
+        code = pd.Index(label_space).get_indexer(pd.Index(rendered.to_numpy(dtype=object)))
+        out[has] = code[pd.Index(distinct.to_numpy(dtype=object)).get_indexer(items[has].astype(str).to_numpy(dtype=object))]
+    return out
+
+
+@dataclass
+class NowWindows:
+    """Prediction windows: one per user with enough history, read after their last event."""
+
+    user_ids: list[str]  # every user of the events, in table order
+    dataset: object  # datasets.Dataset of stream windows; tgt_example = position in user_ids
+    ok: np.ndarray  # positions (in user_ids) that have a window
+    errors: dict[int, str]
+
+
+def now_windows(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe, tokenizer, label_space: list[str]) -> NowWindows:
+    """Windows of the last ``task.max_tokens`` tokens of every user's history, each with one target
+    after the last event: exactly the read position training used (module doc)."""
+    from datasets import Dataset
+    from datasets.table import InMemoryTable
+
+    from evtlm.encode import build_event_tokens
+    from evtlm.splits import EventIndex
+    from evtlm.verbalize import actor_text, verbalize_events
+
+    events = events.reset_index(drop=True)
+    index = EventIndex.from_events(events)
+    users = [str(u) for u in index.user_ids]
+    counts = index.user_stop - index.user_start
+    need = recipe.task.min_history
+    errors = {int(u): f"{int(counts[u])} usable events; the task needs at least {need} (task.min_history)"
+              for u in np.flatnonzero(counts < need)}
+    ok = np.flatnonzero(counts >= need)
+    text = verbalize_events(events, catalog, recipe.verbalize)
+    actors = actor_text(pd.Series(index.user_ids, dtype="string"), recipe.verbalize)
+    tok = build_event_tokens(tokenizer, text.piece, text.standalone, actors, pd.Series([""]), pd.Series([""]))
+    label = item_labels(events, catalog, recipe.verbalize, label_space) if recipe.task.name == "next_item" \
+        else np.full(len(events), -1, np.int64)
+    attrs = event_attributes(events, catalog, label)
+    win = plan_windows(tok.piece_cum, index.user_start, index.user_stop, tok.actor_len, ok, index.user_stop[ok],
+                       recipe.task.max_tokens, 0.0)
+    table, _ = stream_table(tok, win, attrs, index.user_stop[ok], np.full(len(ok), -1), ok)
+    return NowWindows(users, Dataset(InMemoryTable(table)), ok, errors)

@@ -1,0 +1,312 @@
+"""`StreamLM`: a causal LM that answers every target of a stream window in one forward pass.
+
+The LM reads the verbalized window (`evtlm.stream`); at each target's read position its final
+hidden state ``h`` scores the label space through the LM's own (tied) token embeddings::
+
+    explore logits [T, C] = h @ E[answer tokens]^T + b          (E: the input embedding rows)
+
+For next_item the answer tokens are the ``<item_…>`` tokens, so the whole catalog is ranked by
+one product, restricted to the label space by construction. For next_action they are each
+action answer's first token.
+
+**Copy path** (``model.copy``, next_item). Repeats are most of the signal in many shops, so a
+RepeatNet-style pointer mixes a distribution over the items already in the window with the
+explore distribution::
+
+    s[t, j]  = (Wq h_t) . (Wk h_j) / sqrt(d) + mlp(phi[t, j])    for events j before target t
+    p_repeat = softmax_j(s) summed per item                       (repeated items add up: counts)
+    p        = g_t * p_repeat + (1 - g_t) * softmax(explore),     g_t = sigmoid(w . [h_t, psi_t])
+
+``h_j`` is the hidden state at event j's last token (it has read the item), and ``phi`` holds
+what a tree would read about that occurrence, all known at the read position: how many events
+and how long ago it was (log-scaled), its action, whether it is the item or the category of the
+last event. ``psi_t`` says how much history there is. The gate and the scores are learned: this
+is the model, not a blend with a baseline.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from transformers.utils import ModelOutput
+
+from evtlm.recipe import ACTIONS
+
+__all__ = ["StreamLM", "StreamOutput", "StreamCollator", "HEAD_FILE", "answer_token_ids", "stream_predictions"]
+
+HEAD_FILE = "stream_head.safetensors"
+N_FEATURES = 6  # phi without the action one-hot: see _pair_features
+
+
+def answer_token_ids(tokenizer, label_space: list[str]) -> list[int]:
+    """The token each answer is scored by: its first token (the whole answer for an item token).
+
+    First tokens must differ, as for one-pass decoding (`evtlm.tasks.base.require_distinct_first_tokens`).
+    """
+    ids = [row[0] for row in tokenizer(list(label_space), add_special_tokens=False)["input_ids"]]
+    if len(set(ids)) != len(ids):
+        from evtlm.errors import TaskError
+
+        raise TaskError("two answers of the label space start with the same token", where="the label space",
+                        fix="use model.item_tokens (items) or distinct verb phrases (verbalize.verbs)")
+    return ids
+
+
+@dataclass
+class StreamOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    n_targets: torch.Tensor | None = None
+    log_probs: torch.Tensor | None = None  # [B, T, C] when asked for (scoring)
+
+
+class StreamLM(nn.Module):
+    """Wraps a causal LM (plain or peft) with the stream read-out and, optionally, the copy path."""
+
+    is_stream = True
+
+    def __init__(self, lm: nn.Module, answer_token_ids: list[int], copy: bool = False, negatives: int | None = None) -> None:
+        super().__init__()
+        self.lm = lm
+        self.negatives = negatives  # training: sampled softmax over this many items plus the batch's answers
+        self.register_buffer("answer_ids", torch.tensor(answer_token_ids, dtype=torch.long), persistent=False)
+        self.answer_bias = nn.Parameter(torch.zeros(len(answer_token_ids)))
+        self.copy = copy
+        d = self._hidden_size()
+        if copy:
+            self.query = nn.Linear(d, d)
+            self.key = nn.Linear(d, d)
+            self.action_emb = nn.Embedding(len(ACTIONS) + 1, 8)
+            self.pair_mlp = nn.Sequential(nn.Linear(N_FEATURES + 8, 32), nn.GELU(), nn.Linear(32, 1))
+            self.gate = nn.Linear(d + 2, 1)
+
+    @property
+    def config(self):  # fit() and the run card read the LM's config
+        return self.lm.config
+
+    def _hidden_size(self) -> int:
+        cfg = self.lm.config
+        return int(getattr(cfg, "n_embd", None) or cfg.hidden_size)
+
+    def _body(self) -> nn.Module:
+        """The transformer without its LM head (LoRA layers, if any, are inside it)."""
+        lm = self.lm.get_base_model() if hasattr(self.lm, "get_base_model") else self.lm
+        return lm.base_model
+
+    def head_state(self) -> dict[str, torch.Tensor]:
+        """The read-out's own weights (saved beside the LM as `HEAD_FILE`)."""
+        return {k: v.detach().cpu().contiguous() for k, v in self.state_dict().items() if not k.startswith("lm.")}
+
+    # ------------------------------------------------------------------------------- forward
+    def forward(self, input_ids, attention_mask, ev_end, ev_item, ev_action, ev_time, ev_cat, tgt_local, tgt_read,
+                tgt_label=None, return_log_probs: bool = False, exclude_history: bool = False, **_: object) -> StreamOutput:
+        """Loss (mean NLL of the answers in the label space) and, for scoring, log p [N, C] of the
+        N real targets in row-major (window, target) order.
+
+        Only the targets' rows of the label-space logits are ever built, and training needs no
+        full distribution: log p(answer) takes one logsumexp over the explore logits and, with
+        the copy path, the attention mass on the history events holding the answer.
+        """
+        h = self._body()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state  # [B, L, d]
+        b_idx = torch.arange(h.shape[0], device=h.device)[:, None]
+        real = tgt_local >= 0  # [B, T] padding targets are -1
+        h_t = h[b_idx, tgt_read.clamp(min=0)][real]  # [N, d] hidden state at each read position
+        C = len(self.answer_ids)
+        cand = None  # the candidate answers of a sampled softmax; None: all C
+        if self.training and self.negatives is not None and C > self.negatives + 1 and tgt_label is not None:
+            drawn = torch.randint(0, C, (self.negatives,), device=h.device)
+            cand = torch.unique(torch.cat([tgt_label[real].clamp(min=0), drawn]))  # sorted, every answer in it
+        ids = self.answer_ids if cand is None else self.answer_ids[cand]
+        answers = self.lm.get_input_embeddings()(ids)  # [C', d] (through peft's trainable tokens too)
+        bias = self.answer_bias if cand is None else self.answer_bias[cand]
+        explore = (h_t @ answers.T + bias).float()  # [N, C']
+        attn = gate = None
+        if self.copy:
+            attn, gate = self._pointer(h, h_t, ev_end, ev_item, ev_action, ev_time, ev_cat, tgt_local, real)
+        loss = n = None
+        if tgt_label is not None:
+            y = tgt_label[real]
+            keep = y >= 0  # an answer outside the label space carries no loss
+            y0 = y.clamp(min=0)
+            col = y0 if cand is None else torch.searchsorted(cand, y0)  # the answer's column among the candidates
+            log_pe = explore.gather(1, col[:, None]).squeeze(1) - torch.logsumexp(explore, dim=1)  # [N]
+            if self.copy:
+                rows = torch.nonzero(real)[:, 0]  # window of each target
+                holds = (ev_item[rows] == y0[:, None]).float()  # [N, E] history events holding the answer
+                p_rep = (attn * holds).sum(1)
+                log_p = torch.logaddexp(torch.log(gate.clamp(min=1e-12)) + torch.log(p_rep.clamp(min=1e-30)),
+                                        torch.log((1 - gate).clamp(min=1e-12)) + log_pe)
+            else:
+                log_p = log_pe
+            n = keep.sum()
+            loss = -(log_p * keep).sum() / n.clamp(min=1)
+        log_probs = None
+        if return_log_probs:
+            p = torch.softmax(explore, dim=1)
+            if self.copy:
+                rows = torch.nonzero(real)[:, 0]
+                p_rep = torch.zeros_like(p)
+                p_rep.scatter_add_(1, ev_item[rows].clamp(min=0).long(), attn)
+                p = gate[:, None] * p_rep + (1 - gate[:, None]) * p
+            log_probs = torch.log(p.clamp(min=1e-30))
+            if exclude_history:  # rank only items the user has not had before the target
+                log_probs = log_probs.masked_fill(_seen_items(ev_item, tgt_local, real, p.shape[1]), float("-inf"))
+        return StreamOutput(loss=loss, n_targets=n, log_probs=log_probs)
+
+    def _pointer(self, h, h_t, ev_end, ev_item, ev_action, ev_time, ev_cat, tgt_local, real):
+        """(attention [N, E] over the history events of each target, gate [N]) of the copy path."""
+        B, E = ev_item.shape
+        b_idx = torch.arange(B, device=h.device)[:, None]
+        rows = torch.nonzero(real)[:, 0]
+        h_j = h[b_idx, ev_end.clamp(min=0)]  # [B, E, d] each event's last token (it has read the item)
+        k = self.key(h_j)[rows]  # [N, E, d]
+        s = (self.query(h_t)[:, None, :] * k).sum(-1) / math.sqrt(h.shape[-1])  # [N, E]
+        phi = _pair_features(self.action_emb, ev_item, ev_action, ev_time, ev_cat, tgt_local)[real]  # [N, E, F]
+        s = s + self.pair_mlp(phi).squeeze(-1)
+        local = tgt_local[real]
+        usable = (torch.arange(E, device=h.device)[None, :] < local[:, None]) & (ev_item[rows] >= 0)  # j < t: causal
+        s = s.float().masked_fill(~usable, float("-inf"))
+        has = usable.any(-1)  # any history item to point at
+        attn = torch.softmax(torch.where(has[:, None], s, torch.zeros_like(s)), dim=-1) * usable
+        psi = torch.stack([torch.log1p(usable.sum(-1).float()), has.float()], dim=-1)
+        gate = torch.sigmoid(self.gate(torch.cat([h_t, psi.to(h_t.dtype)], dim=-1)).float()).squeeze(-1)
+        return attn, torch.where(has, gate, torch.zeros_like(gate))  # nothing to repeat: all explore
+
+    # ------------------------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def score(self, batch: dict[str, torch.Tensor], exclude_history: bool = False) -> torch.Tensor:
+        """log p [N, C] for the real targets of a collated batch (row-major window, target order)."""
+        batch = {k: v for k, v in batch.items() if k != "tgt_label"}
+        return self(**batch, return_log_probs=True, exclude_history=exclude_history).log_probs
+
+
+def _pair_features(action_emb: nn.Embedding, ev_item, ev_action, ev_time, ev_cat, tgt_local) -> torch.Tensor:
+    """phi [B, T, E, N_FEATURES + 8]: what is known about history event j at target t's read position."""
+    B, E = ev_item.shape
+    T = tgt_local.shape[1]
+    last = (tgt_local - 1).clamp(min=0)  # [B, T] the event the answer is read after
+    b_idx = torch.arange(B, device=ev_item.device)[:, None]
+    j = torch.arange(E, device=ev_item.device)[None, None, :]
+    ago = (last[:, :, None] - j).clamp(min=0).float()  # events ago (0 = the last event)
+    t_last = ev_time[b_idx, last].float()  # [B, T]
+    dt = (t_last[:, :, None] - ev_time[:, None, :].float()).clamp(min=0)  # seconds ago
+    item_last = ev_item[b_idx, last]
+    cat_last = ev_cat[b_idx, last]
+    same_item = (ev_item[:, None, :] == item_last[:, :, None]).float()
+    same_cat = ((ev_cat[:, None, :] == cat_last[:, :, None]) & (ev_cat[:, None, :] >= 0)).float()
+    is_last = (ago == 0).float()
+    feats = torch.stack([torch.log1p(ago), torch.log1p(dt / 60.0) / 4, same_item, same_cat, is_last,
+                         torch.log1p(dt / 86400.0)], dim=-1)  # [B, T, E, 6]
+    act = action_emb(ev_action.clamp(min=0, max=action_emb.num_embeddings - 1).long())  # [B, E, 8]
+    return torch.cat([feats, act[:, None, :, :].expand(B, T, E, act.shape[-1])], dim=-1)
+
+
+def _seen_items(ev_item, tgt_local, real, C: int) -> torch.Tensor:
+    """[N, C] True for label-space items among the events before each real target."""
+    E = ev_item.shape[1]
+    rows = torch.nonzero(real)[:, 0]
+    before = (torch.arange(E, device=ev_item.device)[None, :] < tgt_local[real][:, None]).float()  # [N, E]
+    items = ev_item[rows]
+    seen = torch.zeros(len(rows), C + 1, device=ev_item.device)
+    seen.scatter_add_(1, torch.where(items >= 0, items, torch.full_like(items, C)).long(), before)
+    return seen[:, :C] > 0
+
+
+class StreamCollator:
+    """Pads stream windows: tokens with ``pad_id``, event and target lists with -1 (-100 labels).
+
+    >>> c = StreamCollator(pad_id=0)
+    >>> row = {"input_ids": [5, 6, 7], "ev_end": [1, 2], "ev_item": [3, 4], "ev_action": [0, 0], "ev_time": [0, 9],
+    ...        "ev_cat": [-1, -1], "tgt_local": [1, 2], "tgt_read": [1, 2], "tgt_label": [4, 1], "tgt_example": [0, 1]}
+    >>> b = c([row, {**row, "input_ids": [5], "ev_end": [0], "ev_item": [3], "ev_action": [0], "ev_time": [0],
+    ...       "ev_cat": [-1], "tgt_local": [1], "tgt_read": [0], "tgt_label": [2], "tgt_example": [2]}])
+    >>> b["input_ids"].tolist(), b["tgt_label"].tolist(), int(b["real_tokens"])
+    ([[5, 6, 7], [5, 0, 0]], [[4, 1], [2, -100]], 4)
+    """
+
+    event_keys = ("ev_end", "ev_item", "ev_action", "ev_time", "ev_cat")
+    target_keys = ("tgt_local", "tgt_read", "tgt_label", "tgt_example")
+
+    def __init__(self, pad_id: int) -> None:
+        self.pad_id = int(pad_id)
+
+    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
+        n = len(rows)
+        width = max(len(r["input_ids"]) for r in rows)
+        n_ev = max(1, max(len(r["ev_end"]) for r in rows))
+        n_t = max(1, max(len(r["tgt_read"]) for r in rows))
+        out = {"input_ids": torch.full((n, width), self.pad_id, dtype=torch.long),
+               "attention_mask": torch.zeros((n, width), dtype=torch.long)}
+        for key in self.event_keys:
+            out[key] = torch.full((n, n_ev), -1, dtype=torch.long)
+        for key in self.target_keys:
+            out[key] = torch.full((n, n_t), -100 if key == "tgt_label" else -1, dtype=torch.long)
+        for i, r in enumerate(rows):  # per window in a batch, not per event
+            k = len(r["input_ids"])
+            out["input_ids"][i, :k] = torch.as_tensor(r["input_ids"])
+            out["attention_mask"][i, :k] = 1
+            for key in self.event_keys:
+                out[key][i, : len(r[key])] = torch.as_tensor(r[key])
+            for key in self.target_keys:
+                if key in r:
+                    out[key][i, : len(r[key])] = torch.as_tensor(r[key])
+        out["tgt_read"] = out["tgt_read"].clamp(min=0)
+        out["real_tokens"] = out["attention_mask"].sum()
+        out["slot_tokens"] = torch.tensor(n * width)
+        out["n_examples"] = torch.tensor(n)
+        return out
+
+
+# ------------------------------------------------------------------------------------ scoring
+@torch.no_grad()
+def stream_predictions(model: StreamLM, dataset, example_ids, *, top_k: int | None = None, batch_size: int = 16,
+                       exclude_history: bool = False, progress: bool = False):
+    """Every target of the stream windows in ``dataset``, in the order of ``example_ids``.
+
+    Returns probabilities ``[n, C]`` (``top_k=None``: closed sets such as next_action), or the
+    ``top_k`` label-space indices ``[n, top_k]`` and their log-probabilities (next_item: the
+    whole catalog ranked from one product per target). Windows are batched longest first.
+    """
+    import numpy as np
+    import pandas as pd
+    from tqdm.auto import tqdm
+
+    from evtlm.stream import STREAM_COLUMNS
+
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    ds = dataset.select_columns([c for c in STREAM_COLUMNS if c in dataset.column_names])
+    lengths = np.asarray([len(x) for x in ds["ev_end"]])
+    order = np.argsort(-lengths, kind="stable")
+    collate = StreamCollator(pad_id=getattr(model.config, "pad_token_id", None) or 0)
+    ids, outs, scores = [], [], []
+    for lo in tqdm(range(0, len(order), batch_size), desc="score", disable=not progress, leave=False):
+        batch = collate([ds[int(i)] for i in order[lo: lo + batch_size]])
+        ex = batch.pop("tgt_example")
+        for key in ("real_tokens", "slot_tokens", "n_examples"):
+            batch.pop(key)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        log_p = model.score(batch, exclude_history=exclude_history)  # [N, C], real targets in row-major order
+        ids.append(ex[(batch["tgt_local"] >= 0).cpu()].numpy())
+        if top_k is None:
+            outs.append(log_p.exp().cpu().numpy())
+        else:
+            val, idx = torch.topk(log_p, min(top_k, log_p.shape[-1]), dim=-1)
+            outs.append(idx.cpu().numpy())
+            scores.append(val.cpu().numpy())
+    model.train(was_training)
+    got = np.concatenate(ids) if ids else np.zeros(0, np.int64)
+    where = pd.Index(got).get_indexer(np.asarray(example_ids))
+    if (where < 0).any():
+        from evtlm.errors import TaskError
+
+        raise TaskError(f"{int((where < 0).sum())} examples have no target in the stream windows", where="evtlm.stream",
+                        fix="rebuild the data cache (delete ~/.cache/evtlm/datasets)")
+    pred = np.concatenate(outs)[where]
+    if top_k is None:
+        return pred
+    return pred, np.concatenate(scores)[where]

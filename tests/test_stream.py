@@ -1,0 +1,137 @@
+"""The stream formulation (evtlm.stream, evtlm.stream_model): windows, no peeking, label-space answers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from evtlm.data import prepare, text_recipe
+from evtlm.modeling import build_scratch_model
+from evtlm.recipe import Recipe
+from evtlm.stream import STREAM_COLUMNS, now_windows, plan_windows
+from evtlm.stream_model import StreamCollator, StreamLM, answer_token_ids, stream_predictions
+
+TINY = {"n_layer": 1, "n_head": 2, "n_embd": 16, "n_positions": 128, "vocab_size": 300, "pretrain_epochs": 0}
+
+
+def _recipe(task: str, **task_kw) -> Recipe:
+    return text_recipe(Recipe.model_validate({
+        "data": {"synthetic": {"users": 40, "items": 30, "categories": 3, "days": 14, "seed": 3}},
+        "task": {"name": task, "max_tokens": 96, **task_kw},
+        "split": {"method": "leave_one_out"},
+        "model": {"when_unavailable": "scratch", "scratch": TINY},
+    }))
+
+
+@pytest.fixture(scope="module")
+def item_stream(tmp_path_factory):
+    recipe = _recipe("next_item")
+    prepared = prepare(recipe, progress=False, cache_dir=tmp_path_factory.mktemp("cache"), use_cache=False)
+    torch.manual_seed(0)
+    lm = build_scratch_model(recipe.model.scratch, prepared.tokenizer)
+    model = StreamLM(lm, answer_token_ids(prepared.tokenizer, prepared.label_space), copy=True).eval()
+    return recipe, prepared, model
+
+
+def test_recipe_defaults_resolve_to_stream_with_item_tokens_and_copy():
+    r = _recipe("next_item")
+    assert (r.task.formulation, r.model.item_tokens, r.model.copy_path, r.verbalize.item) == ("stream", True, True, "token")
+    a = _recipe("next_action")
+    assert a.task.formulation == "stream" and not a.model.copy_path
+    e = text_recipe(Recipe.model_validate({"task": {"name": "next_item", "formulation": "example"}}))
+    assert e.task.formulation == "example" and not e.model.item_tokens
+
+
+def test_every_training_target_is_supervised_once_and_windows_fit(item_stream):
+    recipe, prepared, _ = item_stream
+    train = prepared.datasets["train"]
+    got = np.concatenate(train["tgt_example"])
+    want = prepared.index["train"]["example_id"].to_numpy()
+    assert sorted(got.tolist()) == sorted(want.tolist())  # each once, none lost
+    assert max(len(x) for x in train["input_ids"]) <= recipe.task.max_tokens
+    for row in train.select(range(min(20, len(train)))):
+        assert all(r < len(row["input_ids"]) for r in row["tgt_read"])
+        # a target is read at the end of the event before it (or the actor text for the first)
+        for local, read in zip(row["tgt_local"], row["tgt_read"]):
+            assert read == (row["ev_end"][local - 1] if local > 0 else read)
+
+
+def test_windows_are_aligned_to_the_end_of_the_history():
+    cum = np.arange(0, 31, 3)  # 10 events of 3 tokens
+    w = plan_windows(cum, np.array([0]), np.array([10]), np.array([1]), np.zeros(9, np.int64),
+                     np.arange(1, 10), max_tokens=10, min_context=0.0)
+    # 3 events of 3 tokens fit beside the actor; the latest window is read after event 8, the
+    # next after event 4 (target 5's event starts window 1 as its first read, after the actor)
+    assert (w.start.tolist(), w.stop.tolist()) == ([6, 2, 0], [9, 5, 1])
+    assert np.bincount(w.of_target).tolist() == [4, 4, 1]  # targets 6-9, 2-5, 1: each read once
+
+
+def _mutate_after(batch: dict, b: int, k: int, rng: np.random.Generator, vocab: int) -> dict:
+    """Change everything of window b at and after target k's event: tokens after its read position,
+    the item, action, time and category of its event and every later one."""
+    out = {key: v.clone() for key, v in batch.items()}
+    read, local = int(out["tgt_read"][b, k]), int(out["tgt_local"][b, k])
+    width = int(out["attention_mask"][b].sum())
+    if read + 1 < width:
+        out["input_ids"][b, read + 1:width] = torch.as_tensor(rng.integers(0, vocab, width - read - 1))
+    n_ev = int((out["ev_end"][b] >= 0).sum())
+    for key, hi in (("ev_item", 20), ("ev_action", 5), ("ev_time", 10**6), ("ev_cat", 3)):
+        if local < n_ev:
+            out[key][b, local:n_ev] = torch.as_tensor(rng.integers(0, hi, n_ev - local))
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6))
+def test_no_peeking_changing_a_target_event_or_later_never_changes_its_scores(item_stream, seed):
+    _, prepared, model = item_stream
+    rng = np.random.default_rng(seed)
+    ds = prepared.datasets["train"].select_columns(list(STREAM_COLUMNS))
+    rows = [ds[int(i)] for i in rng.choice(len(ds), size=min(3, len(ds)), replace=False)]
+    batch = StreamCollator(0)(rows)
+    for key in ("real_tokens", "slot_tokens", "n_examples", "tgt_example"):
+        batch.pop(key)
+    b = int(rng.integers(len(rows)))
+    n_t = len(rows[b]["tgt_read"])
+    k = int(rng.integers(n_t))
+    before = model.score(batch)
+    after = model.score(_mutate_after(batch, b, k, rng, len(prepared.tokenizer)))
+    # targets are flattened row-major: window b's targets 0..k come after earlier windows' targets
+    offset = sum(len(r["tgt_read"]) for r in rows[:b])
+    read_k = rows[b]["tgt_read"][k]
+    same = [offset + t for t in range(n_t) if rows[b]["tgt_read"][t] <= read_k]
+    torch.testing.assert_close(before[same], after[same], rtol=0, atol=1e-5)
+
+
+def test_every_ranked_answer_is_a_label_space_member(item_stream):
+    recipe, prepared, model = item_stream
+    ids = prepared.index["test"]["example_id"].to_numpy()
+    idx, scores = stream_predictions(model, prepared.datasets["test"], ids, top_k=10)
+    assert idx.shape == (len(ids), 10)
+    assert ((idx >= 0) & (idx < len(prepared.label_space))).all()
+    assert (np.diff(scores, axis=1) <= 1e-6).all()  # best first
+    excl, _ = stream_predictions(model, prepared.datasets["test"], ids, top_k=10, exclude_history=True)
+    ds = prepared.datasets["test"]
+    seen = {int(e): {i for i, j in zip(r["ev_item"], range(len(r["ev_item"]))) if i >= 0 and j < t}
+            for r in ds for e, t in zip(r["tgt_example"], r["tgt_local"])}
+    for row, e in zip(excl, ids):
+        assert not (set(row.tolist()) & seen[int(e)])
+
+
+def test_prediction_reads_the_same_position_as_evaluation(item_stream):
+    """now_windows (evtlm predict) on the events before a test target gives the test window's scores."""
+    recipe, prepared, model = item_stream
+    ix = prepared.index["test"]
+    ev = prepared.events.events
+    users = ix["user_id"].astype(str).to_numpy()[:5]
+    stops = ix["hist_stop"].to_numpy()[:5]
+    starts = ix["hist_start"].to_numpy()[:5]
+    part = ev.iloc[np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])]
+    now = now_windows(part, prepared.events.catalog, recipe, prepared.tokenizer, prepared.label_space)
+    got = stream_predictions(model, now.dataset, now.ok, top_k=5)[1]
+    want = stream_predictions(model, prepared.datasets["test"], ix["example_id"].to_numpy()[:5], top_k=5)[1]
+    row_of = {now.user_ids[pos]: i for i, pos in enumerate(now.ok)}  # got is in now.ok order
+    np.testing.assert_allclose(got[[row_of[u] for u in users]], want, atol=1e-5)
