@@ -122,6 +122,19 @@ def test_repeat_recommends_the_users_own_items_and_fills_with_popularity():
     assert len(set(r.items[0])) == 4
 
 
+def test_transitions_never_pair_events_at_the_same_time():
+    # users 1-3 buy the invoice {a, b} (one time), then c: the pairs are b -> c only, never a -> b,
+    # since a prediction never sees the lines of its own invoice
+    ev = events([1, 1, 1, 2, 2, 2, 3, 3, 3, 9, 8], list("abcabcabc") + ["a", "b"], ["purchase"] * 11,
+                [0, 0, 1] * 3 + [0, 0])
+    ex = next_examples(ev, "item_id")
+    t = get_baselines("next_item", names=["transitions"], k=3)[0].fit(ex[ex["user_id"] != "9"], ev)
+    probe = pd.DataFrame({"user_id": ["9", "8"], "label_time": [T0 + pd.Timedelta(hours=5)] * 2})
+    r = t.predict(probe, ev)
+    assert r.scores[0, 0] < 0  # after a: nothing learned, popularity fill-in
+    assert r.items[1, 0] == "c" and r.scores[1, 0] == 1.0  # after b: c
+
+
 def test_prior_and_popularity_rank_the_same_items_for_everyone():
     ev = events([1, 1, 1, 2, 2], ["a", "b", "b", "b", "c"], ["view"] * 5, [0, 1, 2, 0, 1])
     ex = next_examples(ev, "item_id")
@@ -155,6 +168,51 @@ def test_markov_learns_the_next_action_from_the_last_one():
     assert (np.array(order)[p.argmax(axis=1)] == ex["label"].to_numpy()).all()
     q = prior.fit(ex, ev, labels=order).predict(ex, ev)
     assert np.allclose(q, q[0]) and q.min() > 0  # smoothed: no zero probability
+
+
+def streak_log(n_users=40, length=15, stay=0.8, seed=0) -> pd.DataFrame:
+    """Each user repeats their previous action with P ``stay``, else draws one of view/cart/purchase."""
+    rng = np.random.default_rng(seed)
+    verbs = np.array(["view", "cart", "purchase"])
+    acts = np.empty((n_users, length), dtype=object)
+    acts[:, 0] = rng.choice(verbs, n_users)
+    for s in range(1, length):
+        acts[:, s] = np.where(rng.random(n_users) < stay, acts[:, s - 1], rng.choice(verbs, n_users))
+    users = np.repeat(np.arange(n_users), length)
+    return events(users, ["x"] * users.size, acts.ravel().tolist(), np.tile(np.arange(length), n_users))
+
+
+def test_same_as_last_repeats_the_previous_action_with_a_finite_log_loss():
+    ev = streak_log()
+    ex = next_examples(ev, "action")
+    order = ["view", "cart", "purchase", "favorite"]  # favorite: never seen, still > 0
+    (same,) = get_baselines("next_action", names=["same_as_last"])
+    p = same.fit(ex, ev, labels=order).predict(ex, ev)
+    previous = ev.groupby("user_id")["action"].shift(1).dropna().astype(str).to_numpy()  # the event before each label
+    assert p.shape == (len(ex), 4) and np.allclose(p.sum(axis=1), 1) and p.min() > 0
+    assert (np.array(order)[p.argmax(axis=1)] == previous).all()  # the decision: the previous action
+    # the mixing weight is the training maximum-likelihood one (a grid search agrees)
+    y, last = ex["label"].map(order.index).to_numpy(), pd.Series(previous).map(order.index).to_numpy()
+    def loglik(w):
+        return np.log(w * (y == last) + (1 - w) * same.prior[y]).sum()
+    grid = np.linspace(0.01, 0.99, 99)
+    assert abs(same.weight - grid[np.argmax([loglik(w) for w in grid])]) <= 0.01
+    assert 0.6 < same.weight < 0.9  # stay 0.8 = w + (1 - w) * ~1/3
+    # no history, or a last action outside the label order: the prior
+    odd = pd.concat([ev, events([99], ["x"], ["remove_from_cart"], [0])])
+    cold = pd.DataFrame({"user_id": ["nobody", "99"], "label_time": [T0 + pd.Timedelta(days=9)] * 2})
+    np.testing.assert_allclose(same.predict(cold, odd), np.tile(same.prior, (2, 1)))
+
+
+def test_same_as_last_keeps_the_previous_action_as_its_decision_when_it_rarely_repeats():
+    ev = streak_log(stay=0.0, seed=1)  # never a deliberate repeat: the fitted weight is ~0
+    ex = next_examples(ev, "action")
+    train = ex[ex["label"] != "view"]  # a lopsided prior that would otherwise win the argmax
+    (same,) = get_baselines("next_action", names=["same_as_last"])
+    p = same.fit(train, ev, labels=["view", "cart", "purchase"]).predict(ex, ev)
+    previous = ev.groupby("user_id")["action"].shift(1).dropna().astype(str).to_numpy()
+    assert (np.array(["view", "cart", "purchase"])[p.argmax(axis=1)] == previous).all()
+    assert same.weight < 0.5 and p.min() > 0
 
 
 # ----------------------------------------------------------------------------------- purchase
@@ -258,6 +316,7 @@ def test_get_baselines_follows_the_eval_config():
     got = get_baselines("next_item", cfg)
     assert [b.name for b in got] == ["repeat", "prior"] and got[0].k == 7
     assert {b.name for b in get_baselines("next_item")} == {"prior", "popularity", "transitions", "repeat", "sasrec"}
+    assert [b.name for b in get_baselines("next_action")] == ["prior", "markov", "same_as_last"]
     assert get_baselines("pretrain") == []
 
 

@@ -7,10 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from torch.nn import functional as F
 
 from evtlm.baselines import get_baselines
 from evtlm.events import finalize_events
 from evtlm.recipe import EvalConfig, SasrecConfig
+from evtlm.history import strictly_earlier
 from evtlm.sasrec import SASRec, SASRecNet, _chronological
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -101,10 +103,45 @@ def test_null_catalog_entries_are_never_ranked(data):
 
 def test_training_windows_are_right_aligned_and_cover_every_target():
     items = np.array([10, 11, 12, 13, 14, 20, 21])  # user A: 5 items, user B: 2 items
-    x, y = SASRec._training_windows(items, np.array([0, 5]), np.array([4, 6]), 3)
+    x, y, slot = SASRec._training_windows(items, np.array([0, 5]), np.array([4, 6]), 3)
     # A's targets 11..14 need two windows of 3 (the newest first); B has one target
     assert (y + 0).tolist() == [[13, 14, 15], [0, 0, 12], [0, 0, 22]]
     assert x.tolist() == [[12, 13, 14], [0, 0, 11], [0, 0, 21]]
+    assert slot.tolist() == [[0, 1, 2], [0, 0, 2], [0, 0, 2]]  # each target from the slot before it
+
+
+def test_a_target_is_predicted_only_from_items_strictly_before_its_time():
+    # one user, three "invoices": {10}, {11, 12} at one time, {13, 14} at a later one
+    items, times = np.array([10, 11, 12, 13, 14]), np.array([0, 1, 1, 2, 2])
+    ctx = strictly_earlier(np.zeros(5, np.int64), times)
+    assert ctx.tolist() == [-1, 0, 0, 2, 2]
+    x, y, slot = SASRec._training_windows(items, np.array([0]), np.array([4]), 4, ctx)
+    assert x.tolist() == [[11, 12, 13, 14]] and y.tolist() == [[12, 13, 14, 15]]
+    # 12 and 13 are both predicted from 10 (slot 0), 14 and 15 from 12, the last of {11, 12}
+    assert slot.tolist() == [[0, 0, 2, 2]]
+    # windows of one input: a target whose context is not that input (but an earlier one) is dropped
+    x, y, slot = SASRec._training_windows(items, np.array([0]), np.array([4]), 1, ctx)
+    assert x.tolist() == [[14], [13], [12], [11]] and y.tolist() == [[0], [14], [0], [12]]
+
+
+def test_simultaneous_events_are_not_learned_from_one_another():
+    # every user buys baskets {i0, i1}, {i2, i3}, {i0, i1}, ...: the lines of a basket share a
+    # time and come in random order. Learning from one line to its sibling would rank the
+    # sibling of the last line first; only "the other basket comes next" may be learned.
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(30):
+        for k in range(8):
+            pair = ["i0", "i1"] if k % 2 == 0 else ["i2", "i3"]
+            rows += [(str(u), item, k) for item in rng.permutation(pair)]
+    ev = finalize_events(pd.DataFrame({"user_id": [r[0] for r in rows], "item_id": [r[1] for r in rows],
+                                       "action": "purchase", "timestamp": T0 + pd.to_timedelta([r[2] for r in rows], unit="h")}))
+    last = ev.groupby("user_id").tail(1)
+    train = pd.DataFrame({"user_id": last["user_id"].to_numpy(), "label": last["item_id"].astype(str).to_numpy(),
+                          "label_time": last["timestamp"].to_numpy()})
+    model = SASRec("next_item", k=2, cfg=tiny(epochs=40, patience=40)).fit(train, ev)
+    probe = pd.DataFrame({"user_id": ["0"], "label_time": [T0 + pd.Timedelta(hours=8)]})  # after basket {c, d}
+    assert set(model.predict(probe, ev).items[0]) == {"i0", "i1"}  # the next basket, not d's successor
 
 
 def test_chronological_packs_catalog_items_and_pads_on_the_left():
@@ -124,3 +161,35 @@ def test_padding_does_not_leak_into_real_positions():
 def test_registry_builds_sasrec_with_the_recipe_settings():
     (b,) = get_baselines("next_item", tiny(dim=24, heads=3), names=["sasrec"])
     assert isinstance(b, SASRec) and b.k == 20 and b.cfg.sasrec.dim == 24
+
+
+@pytest.mark.parametrize("full", [True, False])
+def test_chunked_losses_give_the_unchunked_gradients(data, monkeypatch, full):
+    ev, train, _ = data
+    model = SASRec("next_item", k=3, cfg=tiny(epochs=1, negatives=3)).fit(train, ev)
+    net = model.net.train()
+    x, y, slot = SASRec._training_windows(np.array([0, 1, 2, 3, 4, 5, 0, 1, 2, 5, 4]), np.array([0, 6]), np.array([5, 10]), 4)
+    xb, yb, sb = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(slot)
+
+    def grads(budget):
+        monkeypatch.setattr("evtlm.sasrec._LOGIT_BUDGET", budget)
+        net.zero_grad()
+        torch.manual_seed(0)  # the same dropout masks
+        loss, n = model._step(xb, yb, sb, 6, full, torch.Generator().manual_seed(1))  # the same negatives
+        return loss, n, [p.grad.clone() for p in net.parameters()]
+
+    whole, chunked = grads(10**9), grads(2 * (6 if full else 4))  # 2 positions per chunk
+    assert whole[1] == chunked[1] == int((y > 0).sum())
+    assert whole[0] == pytest.approx(chunked[0], rel=1e-5)
+    for a, b in zip(whole[2], chunked[2]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+    if full:  # and it is the plain cross-entropy over the catalog
+        torch.manual_seed(0)
+        keep = yb > 0
+        reference = F.cross_entropy(net.catalog_logits(net(xb)[keep]), yb[keep] - 1)
+        assert whole[0] == pytest.approx(reference.item(), rel=1e-5)
+
+
+def test_defaults_train_on_the_full_softmax_or_at_least_1000_negatives():
+    c = SasrecConfig()
+    assert c.negatives >= 1000 and c.full_softmax_items >= 4000

@@ -24,7 +24,7 @@ user, the events up to their last training example's label time (its target incl
 ...     "label_time": pd.to_datetime([2, 3, 4], unit="h", utc=True)})
 >>> test = pd.DataFrame({"user_id": ["v"], "label_time": pd.to_datetime([2], unit="h", utc=True)})
 >>> [b.name for b in get_baselines("next_action")]
-['prior', 'markov']
+['prior', 'markov', 'same_as_last']
 >>> m = get_baselines("next_action", names=["markov"])[0].fit(train, ev, labels=["view", "cart"])
 >>> m.predict(test, ev).round(2).tolist()                # v: last action view; P(cart|view) = (2 + 5 * 0.6) / (2 + 5)
 [[0.29, 0.71]]
@@ -47,7 +47,8 @@ import scipy.sparse as sp
 from evtlm.errors import DataError, TaskError, did_you_mean
 from evtlm.events import EventLog
 from evtlm.history import (HistoryIndex, action_order, binary_labels, check_examples, check_labels_in,
-                           default_catalog, item_popularity, positions_in, rfm_features, top_per_row, with_fallback)
+                           default_catalog, item_popularity, positions_in, rfm_features, strictly_earlier, top_per_row,
+                           with_fallback)
 from evtlm.recipe import ACTIONS, EvalConfig
 
 EventsLike = pd.DataFrame | EventLog | HistoryIndex
@@ -194,7 +195,8 @@ class Popularity(Baseline):
 
 
 class Transitions(Baseline):
-    """next_item: P(next = B | last item = A) from consecutive training events, then popularity."""
+    """next_item: P(next = B | last item = A) from consecutive training events, then popularity.
+    A is the last item strictly before B: events at the same time (one invoice) are not pairs."""
 
     name = "transitions"
     description = "item-to-item first-order transitions from training sequences, then popularity"
@@ -204,10 +206,12 @@ class Transitions(Baseline):
         mask = index.visible_mask(train["user_id"], train["label_time"])
         self.pop, self.pop_shares = item_popularity(index, cat, mask, self.labels)
         seq = np.flatnonzero(mask & (cat >= 0))  # catalog events in time order, per user
-        a, b = seq[:-1], seq[1:]
-        same = index.user[a] == index.user[b]
+        # B's predecessor A: the user's last item strictly before B (the leakage rule: the lines of
+        # one invoice share a time, and a prediction never sees the lines of its own invoice)
+        ctx = strictly_earlier(index.user[seq], index.ts[seq])
+        a, b = seq[ctx[ctx >= 0]], seq[ctx >= 0]
         n = len(self.labels)
-        counts = sp.coo_matrix((np.ones(same.sum()), (cat[a[same]], cat[b[same]])), shape=(n, n)).tocsr()
+        counts = sp.coo_matrix((np.ones(len(b)), (cat[a], cat[b])), shape=(n, n)).tocsr()
         counts.sum_duplicates()
         rowsum = np.asarray(counts.sum(axis=1)).ravel()
         self.probs = sp.diags(1.0 / np.maximum(rowsum, 1.0)) @ counts  # row-normalised: P(B | A)
@@ -290,6 +294,52 @@ class Markov(Baseline):
         return np.where((last >= 0)[:, None], self.table[np.maximum(last, 0)], self.marginal[None, :])
 
 
+class SameAsLast(Baseline):
+    """next_action: the user's previous action again (decision = the last action before label_time).
+
+    Probabilities mix a one-hot on that action with the training class prior,
+    ``w * onehot(last) + (1 - w) * prior``, so no class gets probability 0 and the log loss stays
+    finite. ``w`` is the maximum-likelihood mixing weight on the training examples (EM, each seeing
+    only its events strictly before its label time), raised where needed so that the previous
+    action always stays the argmax: ``w / (1 - w) > max(prior) - min(prior)``. Without a usable
+    last action (no history, or an action outside the label order) it predicts the prior.
+    """
+
+    name = "same_as_last"
+    description = "the previous action again (smoothed toward the class prior)"
+
+    def _last(self, index: HistoryIndex, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+        """Column of each slice's last action in the label order, -1: none or outside it."""
+        col = np.full(len(ACTIONS) + 1, -1, np.int64)  # action code -1 (unknown): last slot
+        col[[ACTIONS.index(a) for a in self.labels]] = np.arange(len(self.labels))
+        last = index.action[np.clip(end - 1, 0, max(index.n - 1, 0))] if index.n else np.full(len(end), -1)
+        return np.where(end > start, col[last], -1)
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        counts = train["label"].astype("string").value_counts().reindex(self.labels, fill_value=0)
+        self.prior = (counts.to_numpy(float) + 1.0) / (counts.sum() + len(self.labels))  # Laplace: no zero
+        last = self._last(index, *index.bounds(train["user_id"], train["label_time"]))
+        y = positions_in(self.labels, train["label"])
+        has = last >= 0
+        stay, p_y = (y == last)[has], self.prior[y[has]]  # the one-hot's support, the prior's share
+        w = 0.5
+        for _ in range(200):  # EM for the mixing weight of a two-component mixture (concave, 1-d)
+            resp = np.where(stay, w / (w + (1 - w) * p_y), 0.0)
+            new = float(resp.mean()) if len(resp) else 0.0
+            if abs(new - w) < 1e-9:
+                break
+            w = new
+        gap = float(self.prior.max() - self.prior.min())
+        floor = gap / (1.0 + gap) + 1e-6  # the previous action stays the decision
+        self.weight = float(np.clip(w, floor, 1.0 - 1e-4))  # < 1: finite log loss on a change
+
+    def _predict(self, examples, index, start, end):
+        last = self._last(index, start, end)
+        onehot = (last[:, None] == np.arange(len(self.labels))[None, :]).astype(float)
+        mixed = self.weight * onehot + (1.0 - self.weight) * self.prior[None, :]
+        return np.where((last >= 0)[:, None], mixed, self.prior[None, :])
+
+
 class GradientBoosting(Baseline):
     """purchase: sklearn HistGradientBoostingClassifier on RFM / session features
     (:func:`evtlm.history.rfm_features`), each computed only from events before label_time."""
@@ -357,7 +407,7 @@ def _sasrec(task: str, k: int, cfg: EvalConfig, progress: bool, level: str = "us
 Factory = Callable[..., Baseline]
 BASELINES: dict[str, dict[str, Factory]] = {
     "purchase": {"prior": Prior, "popularity": Popularity, "gbt": GradientBoosting},
-    "next_action": {"prior": Prior, "markov": Markov},
+    "next_action": {"prior": Prior, "markov": Markov, "same_as_last": SameAsLast},
     "next_item": {"prior": Prior, "popularity": Popularity, "transitions": Transitions, "repeat": Repeat, "sasrec": _sasrec},
     "pretrain": {},
 }

@@ -208,6 +208,27 @@ class HistoryIndex:
         return lookup[self.item]
 
 
+def strictly_earlier(users: np.ndarray, ts: np.ndarray) -> np.ndarray:
+    """For a sequence sorted by ``(user, time)``: per element, the position of its user's last
+    element with a strictly earlier time (-1: none).
+
+    This is the context the leakage rule allows when an element is a target: events at the same
+    time (the lines of one invoice) are not "before" one another. With distinct times it is
+    simply the previous position of the same user.
+
+    >>> strictly_earlier(np.array([0, 0, 0, 0, 1, 1]), np.array([1, 2, 2, 3, 1, 1])).tolist()
+    [-1, 0, 0, 2, -1, -1]
+    """
+    n = len(users)
+    if n == 0:
+        return np.zeros(0, np.int64)
+    new_user = np.r_[True, users[1:] != users[:-1]]
+    new_run = new_user | np.r_[True, ts[1:] != ts[:-1]]  # a run: one user, one time
+    run_start = np.maximum.accumulate(np.where(new_run, np.arange(n), 0))
+    user_start = np.maximum.accumulate(np.where(new_user, np.arange(n), 0))
+    return np.where(run_start > user_start, run_start - 1, -1)
+
+
 def positions_in(catalog: Sequence[str | None], values) -> np.ndarray:
     """Position of each value in ``catalog``, -1 when absent or null.
 
