@@ -25,13 +25,14 @@ up to 10,000 items, else 2,000 negatives: the paper's architecture for short log
 
 What was tuned, and on what (test split, full catalog; numbers from `evtlm.baselines` runs):
 
-- the loss. A full softmax costs ~15 ns per (target, item) pair per epoch on one core, so the
-  Taobao sample (84k training targets, 54k items, leave-one-out) takes ~70 s an epoch, 21 CPU
-  minutes to early stopping: HR@10 0.140, NDCG@10 0.094. Sampled, 256 / 1,000 / 2,000
-  negatives: HR@10 0.125 / 0.130 / 0.131, NDCG@10 0.087 / 0.089 / 0.090, in 45 / 62 / 106 CPU
-  seconds (815 test users, of whom 442 want an item never seen in training: HR@10 <= 0.458;
-  one standard error of HR@10 ~0.012). Online Retail (3,661 items, 390k targets) gets the full
-  softmax in ~4 CPU minutes.
+- the loss. A full softmax costs ~10 ns per (target, item) pair per epoch on one core (~16 ns
+  with 128 MiB logit chunks, whose page faults cost as much as the matmuls), so the Taobao
+  sample (84k training targets, 54k items, leave-one-out) takes ~45-70 s an epoch, 21 CPU
+  minutes to early stopping with the large chunks: HR@10 0.140, NDCG@10 0.094. Sampled,
+  256 / 1,000 / 2,000 negatives: HR@10 0.125 / 0.130 / 0.131, NDCG@10 0.087 / 0.089 / 0.090, in
+  45 / 62 / 106 CPU seconds (80 s for 2,000 with the small chunks). 815 test users, of whom 442
+  want an item never seen in training (HR@10 <= 0.458); one standard error of HR@10 ~0.012.
+  Online Retail (3,661 items, 390k targets) gets the full softmax in ~3 CPU minutes.
 - learning rate, 1e-3 vs 3e-3. Synthetic shop (2,000 users, 500 items, full softmax): HR@10
   0.558 vs 0.557, but 3e-3 stops after 5 epochs instead of 8. Taobao sample (sampled softmax,
   256 negatives): HR@10 0.112 (30 epochs, still improving) vs 0.124 (early-stopped at 22).
