@@ -202,6 +202,10 @@ def main(argv: list[str] | None = None) -> int:
     for r in rows:
         print(f"{r['figure']:<40} model {r['evtlm']}  best baseline {r['reference']}  met {r['met']}  {r['note']}")
     print(f"wrote {path}")
+    if not args.quick:  # the README's results table is generated from this output, never pasted
+        from bench.readme_results import write
+
+        write()
     return 0
 
 

@@ -351,3 +351,16 @@ def test_presets_in_the_readme_are_the_registered_ones():
     section = README.read_text().split("## Real data: presets", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `(\w+)` \|", section, re.M)
     assert documented == list(PRESETS), "the README's preset table differs from evtlm.presets.PRESETS"
+
+
+def test_readme_results_table_is_generated_from_the_benchmark_output():
+    """The README's real-log table is `bench.readme_results.render(bench/results/quality.json)`:
+    regenerate it with `python -m bench.readme_results --write` (bench.quality does after a run)."""
+    import json
+    import sys
+
+    sys.path.insert(0, str(REPO))
+    from bench.readme_results import block, render
+
+    quality = json.loads((REPO / "bench" / "results" / "quality.json").read_text())
+    assert block((REPO / "README.md").read_text()) == render(quality)

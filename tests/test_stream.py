@@ -13,16 +13,19 @@ from evtlm.modeling import build_scratch_model
 from evtlm.recipe import Recipe
 from evtlm.stream import STREAM_COLUMNS, now_windows, plan_windows
 from evtlm.stream_model import StreamCollator, StreamLM, answer_token_ids, stream_predictions
+from evtlm.tokenization import item_token_ids
 
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 16, "n_positions": 128, "vocab_size": 300, "pretrain_epochs": 0}
 
 
 def _recipe(task: str, **task_kw) -> Recipe:
+    # next_action's verb phrases need a vocabulary where they start with different tokens
+    scratch = {**TINY, "vocab_size": 300 if task == "next_item" else 700}
     return text_recipe(Recipe.model_validate({
         "data": {"synthetic": {"users": 40, "items": 30, "categories": 3, "days": 14, "seed": 3}},
         "task": {"name": task, "max_tokens": 96, **task_kw},
         "split": {"method": "leave_one_out"},
-        "model": {"when_unavailable": "scratch", "scratch": TINY},
+        "model": {"when_unavailable": "scratch", "scratch": scratch},
     }))
 
 
@@ -33,6 +36,16 @@ def item_stream(tmp_path_factory):
     torch.manual_seed(0)
     lm = build_scratch_model(recipe.model.scratch, prepared.tokenizer)
     model = StreamLM(lm, answer_token_ids(prepared.tokenizer, prepared.label_space), copy=True).eval()
+    return recipe, prepared, model
+
+
+@pytest.fixture(scope="module")
+def action_stream(tmp_path_factory):
+    recipe = _recipe("next_action")
+    prepared = prepare(recipe, progress=False, cache_dir=tmp_path_factory.mktemp("cache"), use_cache=False)
+    torch.manual_seed(0)
+    lm = build_scratch_model(recipe.model.scratch, prepared.tokenizer)
+    model = StreamLM(lm, answer_token_ids(prepared.tokenizer, prepared.label_space), features=True).eval()
     return recipe, prepared, model
 
 
@@ -52,8 +65,12 @@ def test_every_training_target_is_supervised_once_and_windows_fit(item_stream):
     want = prepared.index["train"]["example_id"].to_numpy()
     assert sorted(got.tolist()) == sorted(want.tolist())  # each once, none lost
     assert max(len(x) for x in train["input_ids"]) <= recipe.task.max_tokens
+    items = set(item_token_ids(prepared.tokenizer))
     for row in train.select(range(min(20, len(train)))):
         assert all(r < len(row["input_ids"]) for r in row["tgt_read"])
+        # every event's item token is found (the read-out adds its hidden state), inside the event
+        assert all(row["input_ids"][p] in items for p in row["ev_pos"])
+        assert all(p <= e for p, e in zip(row["ev_pos"], row["ev_end"]))
         # a target is read at the end of the event before it (or the actor text for the first)
         for local, read in zip(row["tgt_local"], row["tgt_read"]):
             assert read == (row["ev_end"][local - 1] if local > 0 else read)
@@ -87,7 +104,18 @@ def _mutate_after(batch: dict, b: int, k: int, rng: np.random.Generator, vocab: 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(seed=st.integers(0, 10**6))
 def test_no_peeking_changing_a_target_event_or_later_never_changes_its_scores(item_stream, seed):
-    _, prepared, model = item_stream
+    """next_item with the copy path (the pointer reads earlier events' hidden states and features)."""
+    _check_no_peeking(*item_stream[1:], seed)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6))
+def test_no_peeking_with_history_features(action_stream, seed):
+    """next_action with history features (counts and recency of earlier events)."""
+    _check_no_peeking(*action_stream[1:], seed)
+
+
+def _check_no_peeking(prepared, model, seed):
     rng = np.random.default_rng(seed)
     ds = prepared.datasets["train"].select_columns(list(STREAM_COLUMNS))
     rows = [ds[int(i)] for i in rng.choice(len(ds), size=min(3, len(ds)), replace=False)]
@@ -108,6 +136,7 @@ def test_no_peeking_changing_a_target_event_or_later_never_changes_its_scores(it
 
 def test_every_ranked_answer_is_a_label_space_member(item_stream):
     recipe, prepared, model = item_stream
+    assert _recipe("next_action").model.history_features and not recipe.model.history_features
     ids = prepared.index["test"]["example_id"].to_numpy()
     idx, scores = stream_predictions(model, prepared.datasets["test"], ids, top_k=10)
     assert idx.shape == (len(ids), 10)

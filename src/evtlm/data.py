@@ -146,7 +146,7 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     table["example_id"] = np.arange(len(table), dtype=np.int64)  # the datasets' example_id
     streams = None
     if recipe.task.formulation == "stream":  # windows of whole streams, every target read in one pass
-        streams, kept, stream_tokens = _stream_splits(tok, table, ctx, events, exset.label_space, recipe)
+        streams, kept, stream_tokens = _stream_splits(tok, table, ctx, events, exset.label_space, recipe, tokenizer)
     else:
         kept = table["hist_start"].to_numpy() if task.stream else fit_budget(tok, table, user_first, recipe.task.max_tokens)
     table["kept_start"] = kept
@@ -193,7 +193,7 @@ def text_recipe(recipe: Recipe) -> Recipe:
     - ``task.formulation: auto`` becomes ``stream`` for next_action and for next_item with item
       tokens, ``example`` otherwise; ``model.item_tokens: null`` becomes true for next_item
       unless the formulation is ``example``; ``model.copy_path: null`` becomes true for next_item
-      streams.
+      streams, ``model.history_features: null`` for next_action streams.
     - With item tokens, items are written as their own tokens (``verbalize.item: token``) and the
       "added it to cart" shortcut is off: the item token is always in the text, where the copy
       path and attention can find it.
@@ -221,10 +221,11 @@ def text_recipe(recipe: Recipe) -> Recipe:
                           where="task.formulation", fix="use task.formulation=example (or auto)"
                           + (", or model.item_tokens=true" if task.name == "next_item" else ""))
     copy = model.copy_path if model.copy_path is not None else (task.name == "next_item" and formulation == "stream")
+    feats = model.history_features if model.history_features is not None else (task.name == "next_action" and formulation == "stream")
     update: dict = {}
-    if (formulation, item_tokens, copy) != (task.formulation, model.item_tokens, model.copy_path):
+    if (formulation, item_tokens, copy, feats) != (task.formulation, model.item_tokens, model.copy_path, model.history_features):
         update["task"] = task.model_copy(update={"formulation": formulation})
-        update["model"] = model.model_copy(update={"item_tokens": item_tokens, "copy_path": copy})
+        update["model"] = model.model_copy(update={"item_tokens": item_tokens, "copy_path": copy, "history_features": feats})
     if item_tokens and (recipe.verbalize.item != "token" or recipe.verbalize.repeat_shortcut):
         update["verbalize"] = recipe.verbalize.model_copy(update={"item": "token", "repeat_shortcut": False})
     return recipe.model_copy(update=update) if update else recipe
@@ -248,10 +249,11 @@ def _stream_texts(ctx: TaskContext, piece: pd.Series, actors: pd.Series, mask: n
     return (pd.Series(actors.to_numpy(dtype=object)[joined.index.to_numpy()]) + joined.to_numpy()).tolist()
 
 
-def _stream_splits(tok, table: pd.DataFrame, ctx: TaskContext, log: EventLog, label_space: list[str], recipe: Recipe):
+def _stream_splits(tok, table: pd.DataFrame, ctx: TaskContext, log: EventLog, label_space: list[str], recipe: Recipe,
+                   ctx_tokenizer):
     """Per split, the Arrow table of stream windows (`evtlm.stream`); per example, the first
     event of its window and the tokens before its read position."""
-    from evtlm.stream import event_attributes, plan_windows, stream_table
+    from evtlm.stream import event_attributes, item_token_mask, plan_windows, stream_table
     from evtlm.tasks.base import index_of
 
     item_label = np.full(len(log.events), -1, np.int64)
@@ -262,6 +264,8 @@ def _stream_splits(tok, table: pd.DataFrame, ctx: TaskContext, log: EventLog, la
 
         answers = render_answers(items[has], ctx)
         item_label[has] = index_of(answers.reindex(items[has]).to_numpy(), label_space)
+    else:  # next_action: the item's identity only (history features: has this item come back?)
+        item_label = pd.factorize(log.events["item_id"], use_na_sentinel=True)[0].astype(np.int64)
     attrs = event_attributes(log.events, log.catalog, item_label)
     kept = np.zeros(len(table), np.int64)
     context = np.zeros(len(table), np.int64)
@@ -275,7 +279,8 @@ def _stream_splits(tok, table: pd.DataFrame, ctx: TaskContext, log: EventLog, la
         min_context = 0.0 if code == TRAIN else recipe.task.stream_min_context
         win = plan_windows(tok.piece_cum, ctx.index.user_start, ctx.index.user_stop, tok.actor_len,
                            part["user_code"].to_numpy(), stop, recipe.task.max_tokens, min_context)
-        tables[code], context[rows] = stream_table(tok, win, attrs, stop, part["label_index"].to_numpy(), rows)
+        tables[code], context[rows] = stream_table(tok, win, attrs, stop, part["label_index"].to_numpy(), rows,
+                                                   item_token_mask(ctx_tokenizer))
         kept[rows] = win.start[win.of_target]
     return tables, kept, context
 

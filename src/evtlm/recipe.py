@@ -216,6 +216,9 @@ class ModelConfig(Section):
     # next_item stream: a learned pointer over the items already in the history, mixed with the
     # catalog distribution (evtlm.stream_model); None: on for next_item streams
     copy_path: bool | None = None
+    # stream: counts and recency of the history (last actions, action counts, a returning item,
+    # the last gap) read by a small MLP into every answer's logit; None: on for next_action streams
+    history_features: bool | None = None
 
 
 class LoraConfig(Section):

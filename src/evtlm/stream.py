@@ -29,7 +29,9 @@ Dataset rows (one per window; ragged int32 lists):
 =============  ===========================================================================
 input_ids      actor + event pieces
 ev_end         [E] position of each event's last token (its read position for the next event)
-ev_item        [E] label-space index of the event's item (-1: none or outside the label space)
+ev_pos         [E] position of the event's item token (its last token when the item is not one token)
+ev_item        [E] label-space index of the event's item (-1: none or outside the label space);
+               next_action: a code of the item (its identity, for history features)
 ev_action      [E] action code (index into `evtlm.recipe.ACTIONS`)
 ev_time        [E] seconds since the window's first event
 ev_cat         [E] category code of the item (-1: unknown)
@@ -60,7 +62,7 @@ from evtlm.recipe import ACTIONS
 
 __all__ = ["STREAM_COLUMNS", "Windows", "plan_windows", "event_attributes", "stream_table", "is_stream_dataset"]
 
-EVENT_COLUMNS = ("ev_end", "ev_item", "ev_action", "ev_time", "ev_cat")
+EVENT_COLUMNS = ("ev_end", "ev_pos", "ev_item", "ev_action", "ev_time", "ev_cat")
 TARGET_COLUMNS = ("tgt_local", "tgt_read", "tgt_label", "tgt_example")
 STREAM_COLUMNS = ("input_ids", *EVENT_COLUMNS, *TARGET_COLUMNS)
 
@@ -150,9 +152,24 @@ def _ragged(values: np.ndarray, offsets: np.ndarray) -> pa.Array:
     return list_array(np.ascontiguousarray(values, dtype=np.int32), offsets)
 
 
+def item_token_mask(tokenizer) -> np.ndarray:
+    """[vocab] True for the ``<item_…>`` tokens (`evtlm.tokenization.item_token_ids`)."""
+    from evtlm.tokenization import item_token_ids
+
+    mask = np.zeros(len(tokenizer), dtype=bool)
+    mask[item_token_ids(tokenizer)] = True
+    return mask
+
+
 def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], tgt_pos: np.ndarray,
-                 tgt_label: np.ndarray, tgt_example: np.ndarray) -> tuple[pa.Table, np.ndarray]:
-    """The Arrow table of windows (columns in the module doc) and each target's context tokens."""
+                 tgt_label: np.ndarray, tgt_example: np.ndarray, is_item_token: np.ndarray | None = None
+                 ) -> tuple[pa.Table, np.ndarray]:
+    """The Arrow table of windows (columns in the module doc) and each target's context tokens.
+
+    ``is_item_token`` ([vocab] bool) locates each event's item token (``ev_pos``): the read-out
+    adds the hidden state there to the read position's, so the item just seen is one residual
+    stream away, as in SASRec, instead of a learned attention hop from the full stop after it.
+    """
     n_win = len(win.start)
     # ---- tokens: actor | pieces[start:stop]
     a_start, a_len = tok.actor_start[win.user], tok.actor_len[win.user]
@@ -168,6 +185,13 @@ def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], t
     ev_row = np.repeat(win.start - ev_off[:-1], n_ev) + np.arange(int(ev_off[-1]))  # event row of each slot
     ev_win = np.repeat(np.arange(n_win), n_ev)
     ev_end = a_len[ev_win] + tok.piece_cum[ev_row + 1] - p_start[ev_win] - 1
+    ev_pos = ev_end.copy()
+    if is_item_token is not None and len(ev_row):
+        local = np.arange(len(flat), dtype=np.int64) - np.repeat(tok_off[:-1], np.diff(tok_off))
+        marked = np.where(is_item_token[flat], local, -1)
+        ev_first = tok_off[ev_win] + a_len[ev_win] + tok.piece_cum[ev_row] - p_start[ev_win]  # flat, increasing
+        last_item = np.maximum.reduceat(marked, ev_first)  # per event (a window's next actor has no item token)
+        ev_pos = np.where(last_item >= 0, last_item, ev_end)
     t0 = attrs["time"][win.start] if n_win else np.zeros(0, np.int64)
     ev_time = attrs["time"][ev_row] - t0[ev_win]
     # ---- targets, grouped by window
@@ -180,7 +204,7 @@ def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], t
     t_off = np.concatenate([[0], np.cumsum(np.bincount(t_win, minlength=n_win))]).astype(np.int64)
     columns = {
         "input_ids": _ragged(flat, tok_off),
-        "ev_end": _ragged(ev_end, ev_off), "ev_item": _ragged(attrs["item"][ev_row], ev_off),
+        "ev_end": _ragged(ev_end, ev_off), "ev_pos": _ragged(ev_pos, ev_off), "ev_item": _ragged(attrs["item"][ev_row], ev_off),
         "ev_action": _ragged(attrs["action"][ev_row], ev_off), "ev_time": _ragged(ev_time, ev_off),
         "ev_cat": _ragged(attrs["cat"][ev_row], ev_off),
         "tgt_local": _ragged(t_local, t_off), "tgt_read": _ragged(t_read, t_off),
@@ -239,9 +263,9 @@ def now_windows(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe, toke
     actors = actor_text(pd.Series(index.user_ids, dtype="string"), recipe.verbalize)
     tok = build_event_tokens(tokenizer, text.piece, text.standalone, actors, pd.Series([""]), pd.Series([""]))
     label = item_labels(events, catalog, recipe.verbalize, label_space) if recipe.task.name == "next_item" \
-        else np.full(len(events), -1, np.int64)
+        else pd.factorize(events["item_id"], use_na_sentinel=True)[0].astype(np.int64)  # identity only (features)
     attrs = event_attributes(events, catalog, label)
     win = plan_windows(tok.piece_cum, index.user_start, index.user_stop, tok.actor_len, ok, index.user_stop[ok],
                        recipe.task.max_tokens, 0.0)
-    table, _ = stream_table(tok, win, attrs, index.user_stop[ok], np.full(len(ok), -1), ok)
+    table, _ = stream_table(tok, win, attrs, index.user_stop[ok], np.full(len(ok), -1), ok, item_token_mask(tokenizer))
     return NowWindows(users, Dataset(InMemoryTable(table)), ok, errors)

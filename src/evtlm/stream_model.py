@@ -68,10 +68,12 @@ class StreamLM(nn.Module):
 
     is_stream = True
 
-    def __init__(self, lm: nn.Module, answer_token_ids: list[int], copy: bool = False, negatives: int | None = None) -> None:
+    def __init__(self, lm: nn.Module, answer_token_ids: list[int], copy: bool = False, negatives: int | None = None,
+                 features: bool = False) -> None:
         super().__init__()
         self.lm = lm
         self.negatives = negatives  # training: sampled softmax over this many items plus the batch's answers
+        self.features = features
         self.register_buffer("answer_ids", torch.tensor(answer_token_ids, dtype=torch.long), persistent=False)
         self.answer_bias = nn.Parameter(torch.zeros(len(answer_token_ids)))
         self.copy = copy
@@ -82,6 +84,8 @@ class StreamLM(nn.Module):
             self.action_emb = nn.Embedding(len(ACTIONS) + 1, 8)
             self.pair_mlp = nn.Sequential(nn.Linear(N_FEATURES + 8, 32), nn.GELU(), nn.Linear(32, 1))
             self.gate = nn.Linear(d + 2, 1)
+        if features:  # history features -> a learned bias on every answer (next_action)
+            self.feature_mlp = nn.Sequential(nn.Linear(N_HISTORY_FEATURES, 32), nn.GELU(), nn.Linear(32, len(answer_token_ids)))
 
     @property
     def config(self):  # fit() and the run card read the LM's config
@@ -102,7 +106,8 @@ class StreamLM(nn.Module):
 
     # ------------------------------------------------------------------------------- forward
     def forward(self, input_ids, attention_mask, ev_end, ev_item, ev_action, ev_time, ev_cat, tgt_local, tgt_read,
-                tgt_label=None, return_log_probs: bool = False, exclude_history: bool = False, **_: object) -> StreamOutput:
+                tgt_label=None, ev_pos=None, return_log_probs: bool = False, exclude_history: bool = False,
+                **_: object) -> StreamOutput:
         """Loss (mean NLL of the answers in the label space) and, for scoring, log p [N, C] of the
         N real targets in row-major (window, target) order.
 
@@ -113,7 +118,13 @@ class StreamLM(nn.Module):
         h = self._body()(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state  # [B, L, d]
         b_idx = torch.arange(h.shape[0], device=h.device)[:, None]
         real = tgt_local >= 0  # [B, T] padding targets are -1
-        h_t = h[b_idx, tgt_read.clamp(min=0)][real]  # [N, d] hidden state at each read position
+        if ev_pos is None:
+            ev_pos = ev_end
+        # the read vector: the hidden state at the read position plus the one at the last event's
+        # item token (the item just seen, one residual stream away; nothing after the read position)
+        prev = (tgt_local - 1).clamp(min=0)
+        h_prev_item = h[b_idx, ev_pos.gather(1, prev).clamp(min=0)] * (tgt_local > 0)[..., None]
+        h_t = (h[b_idx, tgt_read.clamp(min=0)] + h_prev_item)[real]  # [N, d]
         C = len(self.answer_ids)
         cand = None  # the candidate answers of a sampled softmax; None: all C
         if self.training and self.negatives is not None and C > self.negatives + 1 and tgt_label is not None:
@@ -123,9 +134,11 @@ class StreamLM(nn.Module):
         answers = self.lm.get_input_embeddings()(ids)  # [C', d] (through peft's trainable tokens too)
         bias = self.answer_bias if cand is None else self.answer_bias[cand]
         explore = (h_t @ answers.T + bias).float()  # [N, C']
+        if self.features:
+            explore = explore + self.feature_mlp(history_features(ev_item, ev_action, ev_time, tgt_local, real).to(h_t.dtype)).float()
         attn = gate = None
         if self.copy:
-            attn, gate = self._pointer(h, h_t, ev_end, ev_item, ev_action, ev_time, ev_cat, tgt_local, real)
+            attn, gate = self._pointer(h, h_t, ev_end, ev_pos, ev_item, ev_action, ev_time, ev_cat, tgt_local, real)
         loss = n = None
         if tgt_label is not None:
             y = tgt_label[real]
@@ -156,12 +169,12 @@ class StreamLM(nn.Module):
                 log_probs = log_probs.masked_fill(_seen_items(ev_item, tgt_local, real, p.shape[1]), float("-inf"))
         return StreamOutput(loss=loss, n_targets=n, log_probs=log_probs)
 
-    def _pointer(self, h, h_t, ev_end, ev_item, ev_action, ev_time, ev_cat, tgt_local, real):
+    def _pointer(self, h, h_t, ev_end, ev_pos, ev_item, ev_action, ev_time, ev_cat, tgt_local, real):
         """(attention [N, E] over the history events of each target, gate [N]) of the copy path."""
         B, E = ev_item.shape
         b_idx = torch.arange(B, device=h.device)[:, None]
         rows = torch.nonzero(real)[:, 0]
-        h_j = h[b_idx, ev_end.clamp(min=0)]  # [B, E, d] each event's last token (it has read the item)
+        h_j = h[b_idx, ev_end.clamp(min=0)] + h[b_idx, ev_pos.clamp(min=0)]  # [B, E, d] each event's end + its item
         k = self.key(h_j)[rows]  # [N, E, d]
         s = (self.query(h_t)[:, None, :] * k).sum(-1) / math.sqrt(h.shape[-1])  # [N, E]
         phi = _pair_features(self.action_emb, ev_item, ev_action, ev_time, ev_cat, tgt_local)[real]  # [N, E, F]
@@ -181,6 +194,40 @@ class StreamLM(nn.Module):
         """log p [N, C] for the real targets of a collated batch (row-major window, target order)."""
         batch = {k: v for k, v in batch.items() if k != "tgt_label"}
         return self(**batch, return_log_probs=True, exclude_history=exclude_history).log_probs
+
+
+N_HISTORY_FEATURES = 4 * len(ACTIONS) + 5
+
+
+def history_features(ev_item, ev_action, ev_time, tgt_local, real) -> torch.Tensor:
+    """[N, N_HISTORY_FEATURES] what a tree would read at each real target's read position: the
+    last two actions (one-hot), the counts of each action before the target and among the last
+    10 events (log), how often the last event's item occurred and was acted on beyond a view,
+    the gap between the last two events (log minutes), and how much history there is.
+
+    Everything is from events strictly before the target (``j < tgt_local``): no peeking.
+    """
+    A = len(ACTIONS)
+    rows = torch.nonzero(real)[:, 0]
+    local = tgt_local[real]  # [N]
+    E = ev_action.shape[1]
+    j = torch.arange(E, device=ev_action.device)[None, :]
+    before = j < local[:, None]  # [N, E]
+    act, item, time = ev_action[rows].clamp(min=0), ev_item[rows], ev_time[rows].float()
+    last, prev = (local - 1).clamp(min=0), (local - 2).clamp(min=0)
+    has1, has2 = (local > 0).float(), (local > 1).float()
+    onehot = F.one_hot(act.long(), A).float()  # [N, E, A]
+    last_act = onehot.gather(1, last[:, None, None].expand(-1, 1, A)).squeeze(1) * has1[:, None]
+    prev_act = onehot.gather(1, prev[:, None, None].expand(-1, 1, A)).squeeze(1) * has2[:, None]
+    counts = (onehot * before[..., None]).sum(1)
+    recent = (onehot * (before & (j >= local[:, None] - 10))[..., None]).sum(1)
+    last_item = item.gather(1, last[:, None])
+    same = before & (item == last_item) & (item >= 0)
+    acted = same & (act != 0)  # ACTIONS[0] is "view"
+    gap = (time.gather(1, last[:, None]) - time.gather(1, prev[:, None])).squeeze(1).clamp(min=0) * has2
+    return torch.cat([last_act, prev_act, torch.log1p(counts), torch.log1p(recent),
+                      torch.log1p(same.sum(1, keepdim=True).float()), torch.log1p(acted.sum(1, keepdim=True).float()),
+                      (torch.log1p(gap / 60.0) / 4)[:, None], torch.log1p(local.float())[:, None] / 4, has2[:, None]], dim=1)
 
 
 def _pair_features(action_emb: nn.Embedding, ev_item, ev_action, ev_time, ev_cat, tgt_local) -> torch.Tensor:
@@ -227,7 +274,7 @@ class StreamCollator:
     ([[5, 6, 7], [5, 0, 0]], [[4, 1], [2, -100]], 4)
     """
 
-    event_keys = ("ev_end", "ev_item", "ev_action", "ev_time", "ev_cat")
+    event_keys = ("ev_end", "ev_pos", "ev_item", "ev_action", "ev_time", "ev_cat")
     target_keys = ("tgt_local", "tgt_read", "tgt_label", "tgt_example")
 
     def __init__(self, pad_id: int) -> None:
@@ -249,7 +296,8 @@ class StreamCollator:
             out["input_ids"][i, :k] = torch.as_tensor(r["input_ids"])
             out["attention_mask"][i, :k] = 1
             for key in self.event_keys:
-                out[key][i, : len(r[key])] = torch.as_tensor(r[key])
+                if key in r:
+                    out[key][i, : len(r[key])] = torch.as_tensor(r[key])
             for key in self.target_keys:
                 if key in r:
                     out[key][i, : len(r[key])] = torch.as_tensor(r[key])

@@ -83,8 +83,10 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
         from evtlm.stream_model import StreamLM, answer_token_ids
 
         model = StreamLM(model, answer_token_ids(tokenizer, prepared.label_space), copy=bool(recipe.model.copy_path),
-                         negatives=recipe.train.negatives if recipe.task.name == "next_item" else None)
-        say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}")
+                         negatives=recipe.train.negatives if recipe.task.name == "next_item" else None,
+                         features=bool(recipe.model.history_features))
+        say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}; "
+            f"history features {'on' if model.features else 'off'}")
     else:
         say("formulation: example (one prompt per target)")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
