@@ -193,3 +193,15 @@ def test_chunked_losses_give_the_unchunked_gradients(data, monkeypatch, full):
 def test_defaults_train_on_the_full_softmax_or_at_least_1000_negatives():
     c = SasrecConfig()
     assert c.negatives >= 1000 and c.full_softmax_items >= 4000
+
+
+def test_overlapping_windows_score_every_target_once_with_half_a_window_of_context():
+    items = np.arange(10, 17)  # one user, 7 items: targets 11..16
+    x, y, slot = SASRec._training_windows(items, np.array([0]), np.array([6]), 4, stride=2)
+    assert x.tolist() == [[13, 14, 15, 16], [11, 12, 13, 14], [0, 0, 11, 12]]  # ids are items + 1
+    assert y.tolist() == [[0, 0, 16, 17], [0, 0, 14, 15], [0, 0, 12, 13]]  # the newest 2 per window
+    assert sorted(y[y > 0].tolist()) == list(range(12, 18))  # every target exactly once
+    # a run of simultaneous items {11, 12, 13}: all three are predicted from 10, up to 2 slots back
+    ctx = strictly_earlier(np.zeros(5, np.int64), np.array([0, 1, 1, 1, 2]))
+    _, y, slot = SASRec._training_windows(np.arange(10, 15), np.array([0]), np.array([4]), 4, ctx, stride=2)
+    assert y.tolist() == [[0, 0, 14, 15], [0, 0, 12, 13]] and slot.tolist() == [[0, 0, 0, 3], [0, 0, 2, 2]]
