@@ -68,11 +68,14 @@ def overrides_for(name: str, quick: bool, out_dir: Path) -> list[str]:
     return over
 
 
-def run_recipe(name: str, quick: bool, out_dir: Path, timeout: float | None) -> dict[str, Any]:
-    """One finetune + evaluation in a fresh process; its metrics and wall time."""
+def run_recipe(name: str, quick: bool, out_dir: Path, timeout: float | None, threads: int | None = None) -> dict[str, Any]:
+    """One finetune + evaluation in a fresh process; its metrics and wall time. ``threads``: the
+    process's OpenMP threads (1 when recipes share the cores: oversubscribed OpenMP is 3-5x slower)."""
     recipe = REPO / "recipes" / f"{name}.yaml"
     over = overrides_for(name, quick, out_dir)
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
     cmd = [sys.executable, "-m", "evtlm.cli.main", "finetune", str(recipe), *over, "--no-progress"]
     t0 = time.perf_counter()
     (out_dir / f"{name}.started").write_text(f"{time.time():.0f}\n")  # for --collect after an interruption
@@ -173,6 +176,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="capped steps/examples (see QUICK)")
     ap.add_argument("--out-dir", default=str(REPO / "runs" / "bench"), help="run directories (not committed)")
     ap.add_argument("--timeout", type=float, default=None, help="seconds per recipe")
+    ap.add_argument("--jobs", type=int, default=2,
+                    help="recipes run at once, one torch thread each (default 2: one per core; 1: one at a time)")
     ap.add_argument("--collect", action="store_true",
                     help="run nothing: read the run directories already in --out-dir (e.g. after an interrupted run)")
     args = ap.parse_args(argv)
@@ -181,24 +186,33 @@ def main(argv: list[str] | None = None) -> int:
     prev = REPO / "bench" / "results" / f"{NAME}.json"
     old = json.loads(prev.read_text())["details"].get("recipes", {}) if prev.is_file() else {}
 
-    details: dict[str, Any] = {"quick": args.quick, "recipes": dict(old)}
-    for name in [n.strip() for n in args.recipes.split(",") if n.strip()]:
-        if name not in RECIPES:
-            print(f"unknown recipe {name!r}; known: {', '.join(RECIPES)}", file=sys.stderr)
-            return 2
+    details: dict[str, Any] = {"quick": args.quick, "recipes": dict(old), "jobs": args.jobs}
+    names = [n.strip() for n in args.recipes.split(",") if n.strip()]
+    unknown = [n for n in names if n not in RECIPES]
+    if unknown:
+        print(f"unknown recipe {unknown[0]!r}; known: {', '.join(RECIPES)}", file=sys.stderr)
+        return 2
+
+    def one(name: str) -> tuple[str, dict[str, Any]]:
         data = SHARED_DATA / RECIPES[name][0]
         if not data.is_file():
-            details["recipes"][name] = {"skipped": f"{data} is absent (no ../shared/data beside this checkout)"}
-        elif args.collect:
-            details["recipes"][name] = collect(name, args.quick, out_dir)
-        else:
-            print(f"[quality] {name} ({'quick' if args.quick else 'as shipped'}) ...", file=sys.stderr, flush=True)
-            try:
-                details["recipes"][name] = run_recipe(name, args.quick, out_dir, args.timeout)
-            except subprocess.TimeoutExpired:
-                details["recipes"][name] = {"error": f"timed out after {args.timeout} s", "seconds": args.timeout,
-                                            "overrides": overrides_for(name, args.quick, out_dir)}
-        rows, path = write_all(details, args.quick)  # after every recipe: an interrupted run keeps what it finished
+            return name, {"skipped": f"{data} is absent (no ../shared/data beside this checkout)"}
+        if args.collect:
+            return name, collect(name, args.quick, out_dir)
+        print(f"[quality] {name} ({'quick' if args.quick else 'as shipped'}) ...", file=sys.stderr, flush=True)
+        try:
+            return name, run_recipe(name, args.quick, out_dir, args.timeout, threads=1 if args.jobs > 1 else None)
+        except subprocess.TimeoutExpired:
+            return name, {"error": f"timed out after {args.timeout} s", "seconds": args.timeout,
+                          "overrides": overrides_for(name, args.quick, out_dir)}
+
+    from concurrent.futures import ThreadPoolExecutor
+
+    rows, path = write_all(details, args.quick)
+    with ThreadPoolExecutor(max_workers=max(1, args.jobs)) as pool:  # each recipe is its own process
+        for name, res in pool.map(one, names):
+            details["recipes"][name] = res
+            rows, path = write_all(details, args.quick)  # after every recipe: an interrupted run keeps what it finished
     for r in rows:
         print(f"{r['figure']:<40} model {r['evtlm']}  best baseline {r['reference']}  met {r['met']}  {r['note']}")
     print(f"wrote {path}")

@@ -214,11 +214,41 @@ def main(argv: list[str] | None = None) -> int:
                "notes": ["FLOP/s counts 6N per real token (N: blocks + tied LM head); with a frozen base the work done "
                          "is nearer 4N, so the fraction is an upper-convention figure, comparable between the two sides",
                          "wall time of the whole fit() / trainer.train() call (fit() includes its final LoRA checkpoint)"]}
+    rows += stream_rows(details, quick=args.quick)
     path = write_result(NAME, "Training: tokens/s, padding efficiency, FLOP/s", rows, details)
     for r in rows:
         print(f"{r['figure']:<40} evtlm {r['evtlm']:>10.3f}  Trainer {r['reference']:>10.3f}  ratio {r['ratio']:.2f}")
     print(f"wrote {path}")
     return 0
+
+
+def stream_rows(details: dict, quick: bool) -> list[dict]:
+    """Supervised targets/s: the stream formulation against one prompt per target (`bench.stream_train`)."""
+    import json
+    import os
+    import subprocess
+
+    from bench.common import SHARED_DATA
+
+    if not (SHARED_DATA / "taobao" / "UserBehavior_head84k.csv").is_file():
+        details["stream"] = "skipped: ../shared/data/taobao is absent"
+        return []
+    with tempfile.TemporaryDirectory(prefix="evtlm-bench-stream-train-") as tmp:
+        out = Path(tmp) / "stream_train.json"
+        size = ["--steps", "4", "--repeats", "1"] if quick else []
+        subprocess.run([sys.executable, "-m", "bench.stream_train", *size, "--out", str(out)], cwd=REPO,
+                       env=dict(os.environ, PYTHONPATH=str(REPO / "src")), check=True)
+        res = json.loads(out.read_text())
+    details["stream"] = res
+    ex = res["example"]
+    setting = f"Taobao next item, item tokens, {res['steps']} steps x {res['batch_size']} rows, same GPT-2 and optimizer"
+    return [
+        row("targets/s, stream (full softmax) vs one prompt per target", res["stream (full softmax)"]["targets_per_s"],
+            ex["targets_per_s"], "(report)", note=setting),
+        row("targets/s, stream (4,096 sampled negatives) vs one prompt per target",
+            res["stream (4,096 sampled negatives)"]["targets_per_s"], ex["targets_per_s"], "(report)",
+            note="sampled softmax: the batch's answers plus 4,096 uniform items (train.negatives)"),
+    ]
 
 
 if __name__ == "__main__":

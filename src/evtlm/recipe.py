@@ -255,6 +255,9 @@ class TrainConfig(Section):
     # stream next_item: softmax over the batch's answers plus this many uniformly drawn items
     # when the label space is larger (training only; evaluation ranks the whole catalog); None: full
     negatives: int | None = Field(None, ge=1)
+    # torch CPU threads for the whole run (None: torch's default). Small models gain little from
+    # more, and two runs sharing 2 cores at 2 threads each ran 3-5x slower than at 1 thread each
+    threads: int | None = Field(None, ge=1)
 
 
 # ------------------------------------------------------------------------- decode, eval, output

@@ -17,10 +17,11 @@ explore distribution::
     p_repeat = softmax_j(s) summed per item                       (repeated items add up: counts)
     p        = g_t * p_repeat + (1 - g_t) * softmax(explore),     g_t = sigmoid(w . [h_t, psi_t])
 
-``h_j`` is the hidden state at event j's last token (it has read the item), and ``phi`` holds
+``h_j`` is the hidden state at event j's last token plus its item token's, and ``phi`` holds
 what a tree would read about that occurrence, all known at the read position: how many events
 and how long ago it was (log-scaled), its action, whether it is the item or the category of the
-last event. ``psi_t`` says how much history there is. The gate and the scores are learned: this
+last event, how often the item occurred before t and how often beyond a view, and whether j is
+its latest occurrence. ``psi_t`` says how much history there is. The gate and the scores are learned: this
 is the model, not a blend with a baseline.
 """
 
@@ -39,7 +40,7 @@ from evtlm.recipe import ACTIONS
 __all__ = ["StreamLM", "StreamOutput", "StreamCollator", "HEAD_FILE", "answer_token_ids", "stream_predictions"]
 
 HEAD_FILE = "stream_head.safetensors"
-N_FEATURES = 6  # phi without the action one-hot: see _pair_features
+N_FEATURES = 9  # phi without the action one-hot: see _pair_features
 
 
 def answer_token_ids(tokenizer, label_space: list[str]) -> list[int]:
@@ -245,8 +246,18 @@ def _pair_features(action_emb: nn.Embedding, ev_item, ev_action, ev_time, ev_cat
     same_item = (ev_item[:, None, :] == item_last[:, :, None]).float()
     same_cat = ((ev_cat[:, None, :] == cat_last[:, :, None]) & (ev_cat[:, None, :] >= 0)).float()
     is_last = (ago == 0).float()
+    # the item's whole history before t, at each of its occurrences: how often it occurred, how
+    # often beyond a view (cart, favourite, purchase), and whether j is its latest occurrence
+    same = ((ev_item[:, :, None] == ev_item[:, None, :]) & (ev_item[:, :, None] >= 0)).float()  # [B, E(k), E(j)]
+    before = (j < tgt_local[:, :, None]).float()  # [B, T, E(k)] events k before target t
+    count = before @ same  # [B, T, E(j)]
+    acted = (before * (ev_action != 0)[:, None, :].float()) @ same  # ACTIONS[0] is "view"
+    idx = torch.arange(E, device=ev_item.device)
+    after_j = (idx[:, None] > idx[None, :]).float()  # [E(k), E(j)]: k later than j
+    later = before @ (same * after_j)  # occurrences of the same item after j (and before t)
     feats = torch.stack([torch.log1p(ago), torch.log1p(dt / 60.0) / 4, same_item, same_cat, is_last,
-                         torch.log1p(dt / 86400.0)], dim=-1)  # [B, T, E, 6]
+                         torch.log1p(dt / 86400.0), torch.log1p(count), torch.log1p(acted), (later == 0).float()],
+                        dim=-1)  # [B, T, E, N_FEATURES]
     act = action_emb(ev_action.clamp(min=0, max=action_emb.num_embeddings - 1).long())  # [B, E, 8]
     return torch.cat([feats, act[:, None, :, :].expand(B, T, E, act.shape[-1])], dim=-1)
 

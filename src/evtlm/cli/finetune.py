@@ -49,6 +49,10 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     from evtlm.data import text_recipe
 
     recipe = text_recipe(recipe)  # task-dependent defaults resolved (formulation, item tokens): the run dir stores these
+    if recipe.train.threads is not None:
+        import torch
+
+        torch.set_num_threads(recipe.train.threads)
     state = distributed_state()  # rank info under `accelerate launch`; one process otherwise
     say = state.print
     run_dir = prepare_run_dir(recipe, resume=resume, is_main=state.is_main_process)
