@@ -13,7 +13,7 @@ ARGS   ?=
 NUM_GPUS ?= 1
 ACCELERATE_CONFIG ?=
 
-.PHONY: setup test test-all finetune bench bench-prepare bench-train bench-predict bench-quality lint clean help
+.PHONY: setup test test-all finetune bench bench-prepare bench-train bench-predict bench-quality bench-stream lint clean help
 
 help:
 	@echo "make setup                      create $(VENV) and install evtlm[dev] (CPU torch unless TORCH=... is given)"
@@ -21,7 +21,7 @@ help:
 	@echo "make test-all                   also run tests marked slow"
 	@echo "make finetune RECIPE=purchase [ARGS='train.epochs=1'] [NUM_GPUS=N]"
 	@echo "make bench [BENCH_ARGS=--quick]  run the benchmarks into bench/results/ (latest.md, latest.json)"
-	@echo "make bench-prepare | bench-train | bench-predict | bench-quality   one benchmark (see bench/README.md)"
+	@echo "make bench-prepare | bench-train | bench-predict | bench-quality | bench-stream   one benchmark (see bench/README.md)"
 
 setup:
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -59,6 +59,8 @@ bench-predict:
 	$(BIN)/python -m bench.predict_speed $(BENCH_ARGS)
 bench-quality:
 	$(BIN)/python -m bench.quality $(QUALITY_ARGS) $(BENCH_ARGS)
+bench-stream:
+	$(BIN)/python -m bench.stream_speed $(BENCH_ARGS)
 
 clean:
 	rm -rf .pytest_cache build dist src/*.egg-info

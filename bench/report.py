@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-ORDER = ["prepare_speed", "train_speed", "predict_speed", "quality"]
+ORDER = ["prepare_speed", "train_speed", "predict_speed", "stream_speed", "quality"]
 
 
 def fmt(value: Any) -> str:

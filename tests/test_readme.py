@@ -47,7 +47,7 @@ COVERAGE: list[tuple[str, str]] = [
     (r"make setup TORCH=", "dry-run"),
     (r"make test-all$", "dry-run"),
     (r"make bench$", "dry-run"),
-    (r"make bench-(prepare|train|predict|quality)$", "dry-run"),
+    (r"make bench-(prepare|train|predict|quality|stream)$", "dry-run"),
     (r"make finetune RECIPE=purchase$", "quickstart"),
     (r"make finetune\b", "dry-run"),
     (r"source \.venv/bin/activate$", "quickstart"),

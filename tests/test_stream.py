@@ -29,24 +29,23 @@ def _recipe(task: str, **task_kw) -> Recipe:
     }))
 
 
-@pytest.fixture(scope="module")
-def item_stream(tmp_path_factory):
-    recipe = _recipe("next_item")
-    prepared = prepare(recipe, progress=False, cache_dir=tmp_path_factory.mktemp("cache"), use_cache=False)
+def _stream(task: str, cache_dir, **model_kw):
+    """(recipe, prepared data, a random-weight StreamLM) for a tiny synthetic shop."""
+    recipe = _recipe(task)
+    prepared = prepare(recipe, progress=False, cache_dir=cache_dir, use_cache=False)
     torch.manual_seed(0)
     lm = build_scratch_model(recipe.model.scratch, prepared.tokenizer)
-    model = StreamLM(lm, answer_token_ids(prepared.tokenizer, prepared.label_space), copy=True).eval()
-    return recipe, prepared, model
+    return recipe, prepared, StreamLM(lm, answer_token_ids(prepared.tokenizer, prepared.label_space), **model_kw).eval()
+
+
+@pytest.fixture(scope="module")
+def item_stream(tmp_path_factory):
+    return _stream("next_item", tmp_path_factory.mktemp("cache"), copy=True)
 
 
 @pytest.fixture(scope="module")
 def action_stream(tmp_path_factory):
-    recipe = _recipe("next_action")
-    prepared = prepare(recipe, progress=False, cache_dir=tmp_path_factory.mktemp("cache"), use_cache=False)
-    torch.manual_seed(0)
-    lm = build_scratch_model(recipe.model.scratch, prepared.tokenizer)
-    model = StreamLM(lm, answer_token_ids(prepared.tokenizer, prepared.label_space), features=True).eval()
-    return recipe, prepared, model
+    return _stream("next_action", tmp_path_factory.mktemp("cache"), features=True)
 
 
 def test_recipe_defaults_resolve_to_stream_with_item_tokens_and_copy():

@@ -146,7 +146,9 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     table["example_id"] = np.arange(len(table), dtype=np.int64)  # the datasets' example_id
     streams = None
     if recipe.task.formulation == "stream":  # windows of whole streams, every target read in one pass
-        streams, kept, stream_tokens = _stream_splits(tok, table, ctx, events, exset.label_space, recipe, tokenizer)
+        from evtlm.stream import stream_splits
+
+        streams, kept, stream_tokens = stream_splits(tok, table, ctx, events, exset.label_space, recipe, tokenizer)
     else:
         kept = table["hist_start"].to_numpy() if task.stream else fit_budget(tok, table, user_first, recipe.task.max_tokens)
     table["kept_start"] = kept
@@ -247,42 +249,6 @@ def _stream_texts(ctx: TaskContext, piece: pd.Series, actors: pd.Series, mask: n
     codes = ctx.index.user_code[mask]
     joined = piece[mask].groupby(codes, sort=True).agg("".join)
     return (pd.Series(actors.to_numpy(dtype=object)[joined.index.to_numpy()]) + joined.to_numpy()).tolist()
-
-
-def _stream_splits(tok, table: pd.DataFrame, ctx: TaskContext, log: EventLog, label_space: list[str], recipe: Recipe,
-                   ctx_tokenizer):
-    """Per split, the Arrow table of stream windows (`evtlm.stream`); per example, the first
-    event of its window and the tokens before its read position."""
-    from evtlm.stream import event_attributes, item_token_mask, plan_windows, stream_table
-    from evtlm.tasks.base import index_of
-
-    item_label = np.full(len(log.events), -1, np.int64)
-    if recipe.task.name == "next_item":
-        items = log.events["item_id"].to_numpy(dtype=object, na_value=None)
-        has = pd.notna(items)
-        from evtlm.tasks.next_item import render_answers
-
-        answers = render_answers(items[has], ctx)
-        item_label[has] = index_of(answers.reindex(items[has]).to_numpy(), label_space)
-    else:  # next_action: the item's identity only (history features: has this item come back?)
-        item_label = pd.factorize(log.events["item_id"], use_na_sentinel=True)[0].astype(np.int64)
-    attrs = event_attributes(log.events, log.catalog, item_label)
-    kept = np.zeros(len(table), np.int64)
-    context = np.zeros(len(table), np.int64)
-    tables = {}
-    for code in range(len(SPLITS)):
-        rows = np.flatnonzero(table["split"].to_numpy() == code)
-        part = table.iloc[rows]
-        stop = part["hist_stop"].to_numpy()
-        order = np.argsort(stop, kind="stable")  # windows are planned along the event rows
-        rows, part, stop = rows[order], part.iloc[order], stop[order]
-        min_context = 0.0 if code == TRAIN else recipe.task.stream_min_context
-        win = plan_windows(tok.piece_cum, ctx.index.user_start, ctx.index.user_stop, tok.actor_len,
-                           part["user_code"].to_numpy(), stop, recipe.task.max_tokens, min_context)
-        tables[code], context[rows] = stream_table(tok, win, attrs, stop, part["label_index"].to_numpy(), rows,
-                                                   item_token_mask(ctx_tokenizer))
-        kept[rows] = win.start[win.of_target]
-    return tables, kept, context
 
 
 def _split_table(tok, part: pd.DataFrame, kept: np.ndarray, user_first: np.ndarray, rows: np.ndarray,

@@ -1,7 +1,8 @@
 """`evaluate_run`: the fine-tuned model and every baseline on exactly the same examples.
 
 One seeded sample of the split (``eval.max_examples``; all of it by default) is scored by the
-model (constrained decoding, `evtlm.inference.Decoder`) and by each baseline that fits the task
+model (stream runs: `evtlm.stream_model.stream_predictions`, every target read from its window;
+per-example runs: constrained decoding, `evtlm.inference.Decoder`) and by each baseline that fits the task
 (`evtlm.baselines`: fitted on the training examples, predicting from events strictly before each
 label time). Every method is judged by the same `evtlm.metrics` functions on the same N:
 
@@ -9,7 +10,7 @@ label time). Every method is judged by the same `evtlm.metrics` functions on the
 task            model                                       baselines
 ==============  ==========================================  ======================================
 purchase        P(" yes") (softmax over " no"/" yes")       prior, popularity, gbt
-next_action     distribution over the action label space    prior, markov
+next_action     distribution over the action label space    prior, markov, same_as_last
 next_item       top-K over the full catalog (label space)   prior, popularity, transitions, repeat,
                                                             sasrec
 ==============  ==========================================  ======================================
@@ -18,6 +19,12 @@ Answers outside the label space (a cold item, an action first seen after trainin
 ``label_index = -1``) stay in N and count as misses for every method. The run directory gets
 ``metrics.json``, ``report.md`` and plots (`evtlm.report`); next_item runs also get
 ``label_items.json`` (item id of each label-space answer), which `evtlm predict` reads.
+
+next_action decisions: macro-F1 rewards the rare actions an argmax over calibrated
+probabilities never predicts, so every method (the model and each baseline alike) gets per-class
+offsets fitted on its own validation predictions (`evtlm.metrics.fit_class_offsets`); accuracy
+and macro-F1 judge those decisions, log loss / Brier / ECE the probabilities as they are. The
+model's offsets go to ``decision.json``, which `evtlm predict` applies.
 
 `make_evaluate_fn` gives `evtlm.train.fit` the task's own metric on a capped validation sample
 (model only), so early stopping and the best checkpoint follow ROC-AUC / macro-F1 / NDCG@10.

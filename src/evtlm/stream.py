@@ -60,7 +60,8 @@ from evtlm.encode import EventTokens, gather_ranges
 from evtlm.errors import TaskError
 from evtlm.recipe import ACTIONS
 
-__all__ = ["STREAM_COLUMNS", "Windows", "plan_windows", "event_attributes", "stream_table", "is_stream_dataset"]
+__all__ = ["STREAM_COLUMNS", "Windows", "plan_windows", "event_attributes", "stream_table", "stream_splits",
+           "now_windows", "is_stream_dataset"]
 
 EVENT_COLUMNS = ("ev_end", "ev_pos", "ev_item", "ev_action", "ev_time", "ev_cat")
 TARGET_COLUMNS = ("tgt_local", "tgt_read", "tgt_label", "tgt_example")
@@ -214,6 +215,43 @@ def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], t
     context = np.empty(len(tgt_pos), np.int64)
     context[order] = t_read + 1
     return pa.table(columns), context
+
+
+def stream_splits(tok: EventTokens, table: pd.DataFrame, ctx, log, label_space: list[str], recipe, tokenizer):
+    """Per split code, the Arrow table of stream windows; per example of ``table`` (the task's
+    example table, all splits), the first event of its window and the tokens before its read
+    position. Training windows read every target once; held-out ones keep
+    ``task.stream_min_context`` of a window before each target."""
+    from evtlm.splits import SPLITS, TRAIN
+    from evtlm.tasks.base import index_of
+
+    item_label = np.full(len(log.events), -1, np.int64)
+    if recipe.task.name == "next_item":
+        items = log.events["item_id"].to_numpy(dtype=object, na_value=None)
+        has = pd.notna(items)
+        from evtlm.tasks.next_item import render_answers
+
+        answers = render_answers(items[has], ctx)
+        item_label[has] = index_of(answers.reindex(items[has]).to_numpy(), label_space)
+    else:  # next_action: the item's identity only (history features: has this item come back?)
+        item_label = pd.factorize(log.events["item_id"], use_na_sentinel=True)[0].astype(np.int64)
+    attrs = event_attributes(log.events, log.catalog, item_label)
+    kept = np.zeros(len(table), np.int64)
+    context = np.zeros(len(table), np.int64)
+    tables = {}
+    for code in range(len(SPLITS)):
+        rows = np.flatnonzero(table["split"].to_numpy() == code)
+        part = table.iloc[rows]
+        stop = part["hist_stop"].to_numpy()
+        order = np.argsort(stop, kind="stable")  # windows are planned along the event rows
+        rows, part, stop = rows[order], part.iloc[order], stop[order]
+        min_context = 0.0 if code == TRAIN else recipe.task.stream_min_context
+        win = plan_windows(tok.piece_cum, ctx.index.user_start, ctx.index.user_stop, tok.actor_len,
+                           part["user_code"].to_numpy(), stop, recipe.task.max_tokens, min_context)
+        tables[code], context[rows] = stream_table(tok, win, attrs, stop, part["label_index"].to_numpy(), rows,
+                                                   item_token_mask(tokenizer))
+        kept[rows] = win.start[win.of_target]
+    return tables, kept, context
 
 
 def item_labels(events: pd.DataFrame, catalog: pd.DataFrame | None, verbalize, label_space: list[str]) -> np.ndarray:
