@@ -197,6 +197,7 @@ def test_finetune_cli_writes_a_complete_run_dir(tmp_path, monkeypatch, capsys):
     assert json.loads((run / "label_space.json").read_text()) == [" no", " yes"]
     card = (run / "README.md").read_text()
     assert "scratch GPT-2" in card and "evtlm finetune" in card and "valid_loss" in card
+    assert "- formulation: example (one prompt per target)" in card  # purchase: the per-example formulation
     assert main(args) == 2  # an existing run is never overwritten silently
     assert "--resume" in capsys.readouterr().err
     model, tok = load_run_model(run)

@@ -154,8 +154,37 @@ def _fit_summary(result: Any) -> dict[str, Any]:
         "metric_for_best": result.metric_for_best, "best_metric": result.best_metric,
         "stopped_early": result.stopped_early, "restored_best": result.restored_best,
         "train_seconds": round(result.train_seconds, 1), "padding_efficiency": round(result.padding_efficiency, 4),
-        "final_eval": result.final_metrics,
+        "final_eval": kept_eval(result),
     }
+
+
+def kept_eval(result: Any) -> dict[str, Any]:
+    """The evaluation of the weights the run keeps: the best step's when fit restored it, else the last.
+
+    >>> from types import SimpleNamespace as NS
+    >>> h = [{"step": 10, "valid_loss": 2.0}, {"step": 20, "valid_loss": 3.0}]
+    >>> kept_eval(NS(history=h, best_step=10, restored_best=True, final_metrics={"valid_loss": 3.0}))
+    {'valid_loss': 2.0}
+    """
+    if getattr(result, "restored_best", False):
+        for row in result.history:
+            if row.get("step") == result.best_step and row.get("valid_loss") is not None:
+                return {k: v for k, v in row.items() if k not in ("step", "epoch")}
+    return result.final_metrics
+
+
+def split_text(split: Any) -> str:
+    """The split as the run card states it (leave-one-out uses no day windows).
+
+    >>> from evtlm.recipe import SplitConfig
+    >>> split_text(SplitConfig(method="leave_one_out"))
+    'leave_one_out (the last event of each user is the test target, the one before it validation)'
+    >>> split_text(SplitConfig(valid_days=2, test_days=3))
+    'time (valid 2 days, test 3 days)'
+    """
+    if split.method == "leave_one_out":
+        return "leave_one_out (the last event of each user is the test target, the one before it validation)"
+    return f"{split.method} (valid {split.valid_days:g} days, test {split.test_days:g} days)"
 
 
 def model_card(recipe: Recipe, *, prepared: Any, base_info: Any, model_meta: dict[str, Any], training: dict[str, Any],
@@ -179,7 +208,9 @@ def model_card(recipe: Recipe, *, prepared: Any, base_info: Any, model_meta: dic
         "## Task",
         f"- `{recipe.task.name}`" + (f" (level {recipe.task.level}, horizon {recipe.task.horizon_days:g} days)" if recipe.task.name == "purchase" else ""),
         f"- label space: {shown}",
-        f"- split: {recipe.split.method} (valid {recipe.split.valid_days:g} days, test {recipe.split.test_days:g} days)",
+        f"- split: {split_text(recipe.split)}",
+        f"- formulation: {recipe.task.formulation}" + (" (every target of a window read in one pass; evtlm.stream)"
+                                                         if recipe.task.formulation == "stream" else " (one prompt per target)"),
         "",
         "## Data",
         f"- source: {source}",
@@ -208,7 +239,9 @@ def model_card(recipe: Recipe, *, prepared: Any, base_info: Any, model_meta: dic
     if final:
         lines += ["| metric | value |", "|---|---|"] + [f"| {k} | {v:.4f} |" if isinstance(v, float) else f"| {k} | {v} |" for k, v in final.items()]
         if not metrics:
-            lines.append("\n(validation numbers from training; `report.md` holds the test-set evaluation with baselines once run)")
+            lines.append("\n(validation numbers of the kept weights"
+                         + (f", step {training['best_step']}" if training.get("restored_best") else "")
+                         + "; `report.md` holds the test-set evaluation with baselines once run)")
     else:
         lines.append("not evaluated yet")
     lines += ["", "## Reproduce", "```", command, "```", ""]
