@@ -141,3 +141,29 @@ def test_full_model_save_load_identical_logits(tmp_path):
     probe = torch.tensor([[2, 3, 4, 5, 6]])
     with torch.no_grad():
         torch.testing.assert_close(model.eval()(probe).logits, loaded(probe).logits, rtol=0, atol=0)
+
+
+def test_library_noise_a_user_cannot_act_on_is_not_printed():
+    """transformers printed "`loss_type=None` was set in the config but it is unrecognized" on every
+    run and a generate() deprecation (issue 12, finding 16): both are dropped, others still pass."""
+    import logging
+
+    import evtlm  # noqa: F401  (installs the filter)
+
+    seen: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record):
+            seen.append(record.getMessage())
+
+    library = logging.getLogger("transformers")  # both modules' records propagate to it
+    logger = logging.getLogger("transformers.modeling_utils")
+    handler = Collect()
+    library.addHandler(handler)
+    try:
+        logger.warning("`loss_type=None` was set in the config but it is unrecognized. Using the default loss")
+        logging.getLogger("transformers.utils.generic").warning("`past_key_values`/`cache_params` are deprecated.")
+        logger.warning("a real warning still shows")
+    finally:
+        library.removeHandler(handler)
+    assert seen == ["a real warning still shows"]
