@@ -1,15 +1,17 @@
 """`StreamLM`: a causal LM that answers every target of a stream window in one forward pass.
 
 The LM reads the verbalized window (`evtlm.stream`); at each target's read position its final
-hidden state ``h`` scores the label space through the LM's own (tied) token embeddings::
+hidden state, plus the one at the previous event's item token (the item just seen, one residual
+stream away, as in SASRec), makes the read vector ``h_t``, which scores the label space through
+the LM's own (tied) token embeddings::
 
-    explore logits [T, C] = h @ E[answer tokens]^T + b          (E: the input embedding rows)
+    explore logits [T, C] = h_t @ E[answer tokens]^T + b        (E: the input embedding rows)
 
 For next_item the answer tokens are the ``<item_…>`` tokens, so the whole catalog is ranked by
 one product, restricted to the label space by construction. For next_action they are each
 action answer's first token.
 
-**Copy path** (``model.copy``, next_item). Repeats are most of the signal in many shops, so a
+**Copy path** (``model.copy_path``, next_item). Repeats are most of the signal in many shops, so a
 RepeatNet-style pointer mixes a distribution over the items already in the window with the
 explore distribution::
 
@@ -21,8 +23,12 @@ explore distribution::
 what a tree would read about that occurrence, all known at the read position: how many events
 and how long ago it was (log-scaled), its action, whether it is the item or the category of the
 last event, how often the item occurred before t and how often beyond a view, and whether j is
-its latest occurrence. ``psi_t`` says how much history there is. The gate and the scores are learned: this
-is the model, not a blend with a baseline.
+its latest occurrence. ``psi_t`` says how much history there is. The gate and the scores are
+learned: this is the model, not a blend with a baseline.
+
+**History features** (``model.history_features``, next_action): `history_features` reads the
+counts and recency a tree would (last actions, action counts, a returning item, the last gap)
+and a small MLP adds a learned bias to every answer's logit.
 """
 
 from __future__ import annotations
