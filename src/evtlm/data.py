@@ -233,11 +233,6 @@ def text_recipe(recipe: Recipe) -> Recipe:
     return recipe.model_copy(update=update) if update else recipe
 
 
-def is_stream(recipe: Recipe) -> bool:
-    """True when the recipe trains and scores with the stream formulation (`evtlm.stream`)."""
-    return text_recipe(recipe).task.formulation == "stream"
-
-
 def item_vocabulary(log: EventLog) -> list[str]:
     """Every item id of the log, sorted: the order (and so the ids) of the added item tokens."""
     items = log.events["item_id"].dropna().unique()

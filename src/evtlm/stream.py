@@ -223,18 +223,8 @@ def stream_splits(tok: EventTokens, table: pd.DataFrame, ctx, log, label_space: 
     position. Training windows read every target once; held-out ones keep
     ``task.stream_min_context`` of a window before each target."""
     from evtlm.splits import SPLITS, TRAIN
-    from evtlm.tasks.base import index_of
 
-    item_label = np.full(len(log.events), -1, np.int64)
-    if recipe.task.name == "next_item":
-        items = log.events["item_id"].to_numpy(dtype=object, na_value=None)
-        has = pd.notna(items)
-        from evtlm.tasks.next_item import render_answers
-
-        answers = render_answers(items[has], ctx)
-        item_label[has] = index_of(answers.reindex(items[has]).to_numpy(), label_space)
-    else:  # next_action: the item's identity only (history features: has this item come back?)
-        item_label = pd.factorize(log.events["item_id"], use_na_sentinel=True)[0].astype(np.int64)
+    item_label = event_items(log.events, log.catalog, recipe, label_space)
     attrs = event_attributes(log.events, log.catalog, item_label)
     kept = np.zeros(len(table), np.int64)
     context = np.zeros(len(table), np.int64)
@@ -269,6 +259,15 @@ def item_labels(events: pd.DataFrame, catalog: pd.DataFrame | None, verbalize, l
     return out
 
 
+def event_items(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe, label_space: list[str]) -> np.ndarray:
+    """``ev_item`` of every event: its label-space index for next_item (`item_labels`), else a
+    code of the item (next_action: its identity only, for history features); -1 without one.
+    Training windows and prediction windows both come through here."""
+    if recipe.task.name == "next_item":
+        return item_labels(events, catalog, recipe.verbalize, label_space)
+    return pd.factorize(events["item_id"], use_na_sentinel=True)[0].astype(np.int64)
+
+
 @dataclass
 class NowWindows:
     """Prediction windows: one per user with enough history, read after their last event."""
@@ -300,9 +299,7 @@ def now_windows(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe, toke
     text = verbalize_events(events, catalog, recipe.verbalize)
     actors = actor_text(pd.Series(index.user_ids, dtype="string"), recipe.verbalize)
     tok = build_event_tokens(tokenizer, text.piece, text.standalone, actors, pd.Series([""]), pd.Series([""]))
-    label = item_labels(events, catalog, recipe.verbalize, label_space) if recipe.task.name == "next_item" \
-        else pd.factorize(events["item_id"], use_na_sentinel=True)[0].astype(np.int64)  # identity only (features)
-    attrs = event_attributes(events, catalog, label)
+    attrs = event_attributes(events, catalog, event_items(events, catalog, recipe, label_space))
     win = plan_windows(tok.piece_cum, index.user_start, index.user_stop, tok.actor_len, ok, index.user_stop[ok],
                        recipe.task.max_tokens, 0.0)
     table, _ = stream_table(tok, win, attrs, index.user_stop[ok], np.full(len(ok), -1), ok, item_token_mask(tokenizer))
