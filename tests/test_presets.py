@@ -32,14 +32,17 @@ def test_recipe_yaml_style_fields_set_and_no_preset_is_identity() -> None:
 
 
 def test_unknown_preset_and_options_list_the_valid_ones() -> None:
-    with pytest.raises(DataError, match="unknown data preset 'taobo'.*did you mean 'taobao'.*'yoochoose'"):
-        resolve_data_config(DataConfig(preset="taobo"))
-    with pytest.raises(DataError, match="unknown option 'cancelations'.*did you mean 'cancellations'"):
-        resolve_data_config(DataConfig(preset="online_retail", options={"cancelations": "drop"}))
-    with pytest.raises(DataError, match="this preset takes no options"):
-        resolve_data_config(DataConfig(preset="taobao", options={"x": 1}))
-    with pytest.raises(DataError, match="given without a preset"):
-        resolve_data_config(DataConfig(options={"x": 1}))
+    """Checked when the data section is validated (a recipe load), not when the data is read."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="got 'taobo', expected a known preset: did you mean 'taobao'.*'yoochoose'"):
+        DataConfig(preset="taobo")
+    with pytest.raises(ValidationError, match="unknown option 'cancelations'.*did you mean 'cancellations'"):
+        DataConfig(preset="online_retail", options={"cancelations": "drop"})
+    with pytest.raises(ValidationError, match="this preset takes no options"):
+        DataConfig(preset="taobao", options={"x": 1})
+    with pytest.raises(ValidationError, match="without a preset"):
+        DataConfig(options={"x": 1})
     with pytest.raises(DataError, match="preset 'taobao' needs the log's file.*data.path"):
         load_event_log(DataConfig(preset="taobao"))
 

@@ -100,3 +100,72 @@ def test_every_shipped_recipe_loads(path: Path) -> None:
 
 def test_recipes_folder_is_not_empty() -> None:
     assert len(RECIPES) >= 4, "the shipped recipes (purchase, next_action, next_item, pretrain) are missing"
+
+
+# ------------------------------------------------------------ semantic checks (issue 12 finding 4)
+BAD_PRESET = "data:\n  preset: taobo\n  path: x.csv\n"
+BAD_SPLIT = "task:\n  name: purchase\n  level: user\nsplit:\n  method: leave_one_out\n"
+BAD_SHAPE = "model:\n  scratch:\n    n_embd: 100\n    n_head: 3\n"
+
+
+@pytest.mark.parametrize("text, line", [
+    (BAD_PRESET, "data.preset: got 'taobo', expected a known preset: did you mean 'taobao'?"),
+    (BAD_SPLIT, "split.method: got 'leave_one_out' with a user-level purchase task"),
+    (BAD_SHAPE, "model.scratch.n_embd: got 100, expected a multiple of model.scratch.n_head=3 (e.g. 99 or 102)"),
+], ids=["preset", "split", "shape"])
+def test_validate_rejects_recipes_that_would_fail_minutes_into_a_run(tmp_path: Path, capsys, text: str, line: str) -> None:
+    """Issue 12 (4): each of these passed `evtlm validate` and failed once the run had started."""
+    assert main(["validate", str(write(tmp_path, text))]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 1 problem in the recipe") and f"\n  {line}" in err and "Traceback" not in err
+
+
+def test_validate_lists_every_problem_of_one_recipe_one_per_line(tmp_path: Path, capsys) -> None:
+    """All three semantic problems and a schema error in one recipe: one call, one line each."""
+    path = write(tmp_path, BAD_PRESET + BAD_SPLIT + BAD_SHAPE + "train:\n  lr_rate: 1\n")
+    assert main(["validate", str(path)]) == 2
+    head, *lines = capsys.readouterr().err.rstrip("\n").split("\n")
+    assert head.startswith(f"error: 4 problems in the recipe {path}")
+    assert [line.split(":")[0].strip() for line in lines] == ["data.preset", "model.scratch.n_embd", "split.method",
+                                                               "train.lr_rate"]
+
+
+def test_every_semantic_check_names_field_value_and_expectation() -> None:
+    overrides = ["verbalize.timezone=Asia/Shangai", "data.start=yesterday", "eval.k=[0, 5]", "eval.sasrec.dim=30",
+                 "eval.sasrec.heads=4", "task.formulation=stream", "data.options={x: 1}"]
+    with pytest.raises(RecipeError) as info:
+        load_recipe(None, overrides)
+    lines = info.value.problems
+    assert lines == [
+        "data.options: got options ['x'] without a preset, expected data.preset to be set (options belong to a preset) "
+        "or no data.options",
+        "data.start: got 'yesterday', expected an ISO-8601 date or time such as '2017-11-25 00:00'",
+        "eval.k: got [0, 5], expected list lengths of at least 1 ([0] cannot rank anything)",
+        "eval.sasrec.dim: got 30, expected a multiple of eval.sasrec.heads=4 (e.g. 28 or 32): each attention head "
+        "gets dim / heads dimensions",
+        "task.formulation: got 'stream' for task purchase, expected 'example' or 'auto' (streams are for next_item "
+        "and next_action)",
+        "verbalize.timezone: unknown time zone 'Asia/Shangai' in verbalize.timezone, did you mean 'Asia/Shanghai'? "
+        "(IANA names such as 'Asia/Shanghai', 'Europe/London', 'UTC')",
+    ]
+    with pytest.raises(RecipeError, match=r"eval.baselines.0: got 'gbtt', expected a baseline of task purchase: did you "
+                                          r"mean 'gbt'\? valid: 'gbt', 'popularity', 'prior'"):
+        load_recipe(None, ["eval.baselines=[gbtt]"])
+    with pytest.raises(RecipeError, match=r"task.max_tokens: got 1024, expected at most model.scratch.n_positions=512"):
+        load_recipe(None, ["task.max_tokens=1024", "model.when_unavailable=scratch"])
+    with pytest.raises(RecipeError, match=r"task.max_tokens: got 2048, expected at most 1024, the longest context of "
+                                          r"model.base 'gpt2'"):
+        load_recipe(None, ["task.max_tokens=2048", "model.scratch.n_positions=2048"])
+    with pytest.raises(RecipeError, match=r"data.end: got '2017-11-01', expected a time after data.start '2017-12-01'"):
+        load_recipe(None, ["data.start=2017-12-01", "data.end=2017-11-01"])
+    with pytest.raises(RecipeError, match=r"decode.num_beams: got 5, expected at least 20 with decode.method=beam"):
+        load_recipe(None, ["task.name=next_item", "task.formulation=example", "decode.method=beam", "decode.num_beams=5"])
+
+
+def test_valid_neighbours_of_the_checks_still_load() -> None:
+    """The checks reject what cannot work, nothing more: session-level purchase under leave-one-out,
+    YAML dates for data.start, a context that fits, pandas' 'utc'."""
+    recipe = load_recipe(None, ["task.level=session", "split.method=leave_one_out", "data.start=2017-11-25",
+                                "model.scratch.n_embd=96", "model.scratch.n_head=3", "verbalize.timezone=utc",
+                                "task.max_tokens=512", "model.when_unavailable=scratch", "eval.baselines=[gbt]"])
+    assert recipe.data.start == "2017-11-25" and recipe.split.method == "leave_one_out"

@@ -8,7 +8,7 @@ import pytest
 
 from evtlm.errors import TaskError
 from evtlm.events import finalize_events
-from evtlm.recipe import Recipe
+from evtlm.recipe import Recipe, SplitConfig
 from evtlm.splits import TEST, TRAIN, VALID
 from evtlm.tasks import TASKS, TaskContext, get_task
 from evtlm.tasks.base import require_distinct_first_tokens
@@ -61,8 +61,14 @@ def test_purchase_user_level_cutoffs_and_windows():
     assert a_valid["label"] == 1 and a_valid["target"] == " yes"  # bought on day 13, inside [12, 16)
     b_test = t[(t["user_id"] == "b") & (t["split"] == TEST)].iloc[0]
     assert b_test["label"] == 0 and "days later: will they buy within 4 days?" in b_test["question"]
-    with pytest.raises(TaskError, match="needs split.method=time"):
+    # the combination fails when the recipe loads (evtlm.recipe_checks) ...
+    with pytest.raises(ValueError, match="got 'leave_one_out' with a user-level purchase task"):
         examples(EVENTS, task={"name": "purchase"}, split={"method": "leave_one_out"})
+    # ... and the task still refuses sections put together without validation
+    r = Recipe.model_validate({"task": {"name": "purchase"}})
+    ctx = TaskContext.build(EVENTS, None, r.task, SplitConfig(method="leave_one_out"), r.verbalize)
+    with pytest.raises(TaskError, match="needs split.method=time"):
+        get_task("purchase").build_examples(ctx)
 
 
 def test_purchase_session_level_stops_before_the_first_purchase():

@@ -62,7 +62,14 @@ class DataError(EvtlmError):
 
 
 class RecipeError(EvtlmError):
-    """A recipe that does not validate (unknown keys, wrong types, bad overrides)."""
+    """A recipe that does not validate (unknown keys, wrong types, bad overrides, settings that
+    cannot work together). ``problems`` holds one line per problem (`evtlm validate` prints them
+    one per line; the message joins them)."""
+
+    def __init__(self, what: str, *, where: str | None = None, fix: str | None = None,
+                 problems: Sequence[str] = ()) -> None:
+        self.problems = list(problems)
+        super().__init__(what, where=where, fix=fix)
 
 
 class ModelUnavailableError(EvtlmError):

@@ -21,10 +21,12 @@ rees46         REES46 multi-category store (event_time, event_type, product_id, 
 >>> cfg = resolve_data_config(DataConfig(preset="taobao", path="UserBehavior.csv", start="2017-11-27"))
 >>> cfg.has_header, cfg.actions["pv"], cfg.start, cfg.end     # the recipe's start wins
 (False, 'view', '2017-11-27', '2017-12-04 00:00:00')
->>> resolve_data_config(DataConfig(preset="taobo"))
-Traceback (most recent call last):
-...
-evtlm.errors.DataError: unknown data preset 'taobo', data.preset, did you mean 'taobao'? valid: 'diginetica', 'evtlm_shop', 'online_retail', 'rees46', 'retailrocket', 'taobao', 'yoochoose'
+
+A preset name or option that does not exist fails when the recipe loads (`evtlm.recipe_checks`):
+
+>>> from evtlm.recipe_checks import preset_problem
+>>> preset_problem("taobo")
+"got 'taobo', expected a known preset: did you mean 'taobao'? valid: 'diginetica', 'evtlm_shop', 'online_retail', 'rees46', 'retailrocket', 'taobao', 'yoochoose'"
 
 A file whose columns do not fit the mapping may still be a known format read without its preset:
 `suggest_preset` recognises it from the fields of its first line (the message of
@@ -282,18 +284,13 @@ def _coerce(value: Any, default: Any, name: str, preset: str) -> Any:
 
 def resolve_data_config(cfg: DataConfig) -> DataConfig:
     """``cfg`` with its preset's defaults filled in under the fields the recipe set explicitly."""
+    # the preset's name and option names were checked when cfg was validated (evtlm.recipe_checks)
     if cfg.preset is None:
-        if cfg.options:
-            raise DataError(f"data.options {sorted(cfg.options)} given without a preset", where="data.options",
-                            fix=f"set data.preset ({', '.join(PRESETS)}) or remove data.options")
         return cfg
     preset = get_preset(cfg.preset)
     merged = _merge(copy.deepcopy(preset.config), explicit_fields(cfg))
     options = {k: d for k, (d, _) in preset.options.items()}
     for key, value in cfg.options.items():
-        if key not in preset.options:
-            fix = did_you_mean(key, preset.options, always_list=True) if preset.options else "this preset takes no options"
-            raise DataError(f"unknown option {key!r} for preset {preset.name!r}", where=f"data.options.{key}", fix=fix)
         options[key] = _coerce(value, preset.options[key][0], key, preset.name)
     merged["options"] = options
     return DataConfig.model_validate(merged)

@@ -17,8 +17,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
+from evtlm import recipe_checks as checks
 from evtlm.errors import RecipeError, did_you_mean
 
 # The canonical action vocabulary. Readers map raw values (`pv`, `addtocart`, `transaction`) to
@@ -105,29 +107,48 @@ class DataConfig(Section):
     def _known_timezone(cls, value: TimestampConfig) -> TimestampConfig:
         """A typo'd ``data.timestamp.timezone`` fails here, with a suggestion, at recipe load
         (`evtlm validate`, `--timezone`), not as a ZoneInfoNotFoundError traceback mid-read."""
-        tz = value.timezone
-        try:
-            from zoneinfo import ZoneInfo
+        why = checks.timezone_problem(value.timezone, "data.timestamp.timezone")
+        if why:
+            raise PydanticCustomError("unknown_timezone", why)
+        return value
 
-            ZoneInfo(tz)
-            return value
-        except (ValueError, KeyError):  # ZoneInfoNotFoundError is a KeyError; '' or '../x' ValueError
-            pass
-        import pandas as pd  # lazy: only for names zoneinfo lacks but pandas reads ('utc', dateutil)
+    @field_validator("preset")
+    @classmethod
+    def _known_preset(cls, value: str | None) -> str | None:
+        """``data.preset: taobo`` fails at load with the closest name, not when the data is read."""
+        why = checks.preset_problem(value)
+        if why:
+            raise PydanticCustomError(checks.CHECK, why)
+        return value
 
-        try:
-            pd.Timestamp("2000-01-01").tz_localize(tz)
-            return value
-        except Exception:  # noqa: BLE001 - pandas raises several types for an unknown zone
-            pass
-        from zoneinfo import available_timezones
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _dates_as_text(cls, value: Any) -> Any:
+        """YAML reads ``start: 2017-11-25`` as a date: take it as the ISO text it was written as."""
+        import datetime as dt
 
-        from pydantic_core import PydanticCustomError
+        return value.isoformat(sep=" ") if isinstance(value, dt.datetime) else \
+            value.isoformat() if isinstance(value, dt.date) else value
 
-        hint = did_you_mean(tz, available_timezones())
-        raise PydanticCustomError("unknown_timezone", "unknown time zone {tz} in data.timestamp.timezone, {hint} "
-                                  "(IANA names such as 'Asia/Shanghai', 'Europe/London', 'UTC')",
-                                  {"tz": repr(tz), "hint": hint})
+    @field_validator("start", "end")
+    @classmethod
+    def _real_date(cls, value: str | None, info: ValidationInfo) -> str | None:
+        """Dates that parse, and an ``end`` after ``start`` (field validators, not a model one:
+        each runs even when another field of the section failed, so every problem is listed)."""
+        why = checks.date_problem(value)
+        if why is None and info.field_name == "end":
+            why = checks.order_problem(info.data.get("start"), value)
+        if why:
+            raise PydanticCustomError(checks.CHECK, why)
+        return value
+
+    @field_validator("options")
+    @classmethod
+    def _preset_options(cls, value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """Options the preset takes (skipped when the preset itself failed: that is reported)."""
+        if "preset" in info.data:
+            checks.raise_problems(cls.__name__, checks.options_problems(value, info.data["preset"]))
+        return value
 
 
 # ----------------------------------------------------------------------------------- verbalize
@@ -156,6 +177,15 @@ class VerbalizeConfig(Section):
     session_breaks: bool = True
     session_phrase: str = "New visit"  # opens the first event of each later visit
     repeat_shortcut: bool = True  # "added it to cart" when the item repeats
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        """The same check as data.timestamp.timezone: a typo fails at load, not at verbalization."""
+        why = checks.timezone_problem(value, "verbalize.timezone")
+        if why:
+            raise PydanticCustomError("unknown_timezone", why)
+        return value
 
 
 # --------------------------------------------------------------------------------- task, split
@@ -202,6 +232,11 @@ class ScratchConfig(Section):
     dropout: float = Field(0.1, ge=0, lt=1)  # residual and embedding dropout
     # attention-probability dropout; 0 lets CPU attention use its fused kernel (5x faster)
     attn_dropout: float = Field(0.0, ge=0, lt=1)
+
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> ScratchConfig:
+        checks.raise_problems(type(self).__name__, checks.scratch_problems(self))
+        return self
 
 
 class ModelConfig(Section):
@@ -298,6 +333,11 @@ class SasrecConfig(Section):
     threads: int | None = Field(1, ge=1)
     seed: int = 42
 
+    @model_validator(mode="after")
+    def _heads_divide_width(self) -> SasrecConfig:
+        checks.raise_problems(type(self).__name__, checks.sasrec_problems(self))
+        return self
+
 
 class GbtConfig(Section):
     """The gradient-boosted trees baseline (purchase), sklearn HistGradientBoostingClassifier."""
@@ -323,6 +363,14 @@ class EvalConfig(Section):
     sasrec: SasrecConfig = Field(default_factory=SasrecConfig)
     gbt: GbtConfig = Field(default_factory=GbtConfig)
 
+    @field_validator("k")
+    @classmethod
+    def _list_lengths(cls, value: list[int]) -> list[int]:
+        why = checks.k_problem(value)
+        if why:
+            raise PydanticCustomError(checks.CHECK, why)
+        return value
+
 
 class OutputConfig(Section):
     dir: str = "runs"
@@ -345,6 +393,40 @@ class Recipe(Section):
     decode: DecodeConfig = Field(default_factory=DecodeConfig)
     eval: EvalConfig = Field(default_factory=EvalConfig)
     output: OutputConfig = Field(default_factory=OutputConfig)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_across_sections(cls, data: Any, handler: Any) -> Recipe:
+        """Checks that read several sections (`evtlm.recipe_checks.across_sections`), run even when
+        another section failed its own checks, so that every problem is reported in one call."""
+        if not isinstance(data, dict):  # a Recipe instance (already validated) or garbage for the schema
+            return handler(data)
+        try:
+            recipe = handler(data)
+        except ValidationError as exc:
+            problems = checks.across_sections(_sections_alone(data))
+            if problems:
+                raise checks.merged(cls.__name__, exc, problems) from None
+            raise
+        checks.raise_problems(cls.__name__, checks.across_sections({name: getattr(recipe, name) for name in CROSS_CHECKED}))
+        return recipe
+
+
+CROSS_CHECKED = ("task", "split", "model", "decode", "eval")  # the sections `across_sections` reads
+
+
+def _sections_alone(data: dict[str, Any]) -> dict[str, Section]:
+    """Each cross-checked section of raw recipe data validated on its own; sections that fail are
+    left out (their own errors are reported by the whole-recipe validation)."""
+    out: dict[str, Section] = {}
+    for name in CROSS_CHECKED:
+        model = Recipe.model_fields[name].annotation
+        raw = data.get(name)
+        try:
+            out[name] = model.model_validate({} if raw is None else raw)
+        except ValidationError:
+            continue
+    return out
 
 
 # ------------------------------------------------------------------------------------ loading
@@ -371,12 +453,13 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     try:
         return Recipe.model_validate(raw)
     except ValidationError as exc:
-        problems = sorted(_describe(err) for err in exc.errors())
+        problems = problem_lines(exc)
         noun = "problem" if len(problems) == 1 else "problems"
         raise RecipeError(
             f"{len(problems)} {noun} in the recipe: " + "; ".join(problems),
             where=where,
             fix="fix the keys above (`evtlm recipe show` prints every valid key with its default)",
+            problems=problems,
         ) from None
 
 
@@ -421,6 +504,14 @@ def _apply_override(raw: dict[str, Any], item: str) -> None:
     node[parts[-1]] = value
 
 
+def problem_lines(exc: ValidationError, prefix: str = "") -> list[str]:
+    """Every error of ``exc`` as ``dotted.path: what is wrong (what is allowed)``, sorted.
+
+    ``prefix`` places a section's errors in the recipe (``"data."`` for a `DataConfig`).
+    """
+    return sorted(prefix + _describe(err) for err in exc.errors())
+
+
 def _describe(err: dict[str, Any]) -> str:
     """One pydantic error as ``dotted.path: what is wrong (what is allowed)``."""
     loc = [str(p) for p in err["loc"]]
@@ -434,6 +525,8 @@ def _describe(err: dict[str, Any]) -> str:
         return f"{path}: expected {expected}, got {value!r}"
     if kind == "literal_error":
         return f"{path}: got {value!r}, expected one of {err['ctx']['expected']}"
+    if kind in (checks.CHECK, "unknown_timezone"):  # semantic checks word value and expectation themselves
+        return f"{path}: {err['msg']}"
     return f"{path}: {err['msg']} (got {value!r})"
 
 

@@ -1,8 +1,8 @@
 """Entry point of the `evtlm` console script.
 
-Errors a user can cause (:class:`evtlm.errors.EvtlmError`) print one line,
-``error: <what>, <where>, <what to do>``, and exit with code 2; anything else is a bug and keeps
-its traceback. Ctrl-C exits 130 without a traceback (a finetune run saves its checkpoint first).
+Errors a user can cause (:class:`evtlm.errors.EvtlmError`, and a recipe section that rejects
+the settings a command's flags give it) print one line, ``error: <what>, <where>, <what to do>``,
+and exit with code 2; anything else is a bug and keeps its traceback. Ctrl-C exits 130 without a traceback (a finetune run saves its checkpoint first).
 A closed output pipe (``evtlm validate-data log.csv | head -1``) ends the command quietly with
 141, the status a shell gives a process killed by SIGPIPE.
 """
@@ -15,6 +15,8 @@ import os
 import pkgutil
 import sys
 from collections.abc import Sequence
+
+from pydantic_core import ValidationError
 
 from evtlm import __version__
 from evtlm.errors import EvtlmError
@@ -59,6 +61,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BROKEN_PIPE
     except EvtlmError as err:
         print(f"error: {err}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    except ValidationError as err:  # settings from flags built into a recipe section (--timezone, --preset)
+        from evtlm.recipe import problem_lines
+
+        print(f"error: {'; '.join(problem_lines(err))}, evtlm {args.command}, see `evtlm {args.command} --help`",
+              file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -5,14 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 
-from evtlm.errors import EvtlmError
+from evtlm.errors import EvtlmError, RecipeError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
         "validate",
-        help="check recipe files against the schema",
-        description="Load each recipe and report every problem with its dotted path. Exit 2 if any fails.",
+        help="check recipe files (schema and settings that cannot work) before running anything",
+        description="Load each recipe and report every problem, one per line with its dotted path: unknown keys, "
+        "wrong types, and settings that cannot work (an unknown preset or time zone, a split the task cannot use, a "
+        "model shape that does not fit). Nothing is read or trained. Exit 2 if any recipe fails.",
     )
     p.add_argument("recipes", nargs="+", metavar="RECIPE")
     p.set_defaults(func=_validate)
@@ -36,6 +38,17 @@ def _validate(args: argparse.Namespace) -> int:
     for path in args.recipes:
         try:
             recipe = load_recipe(path)
+        except RecipeError as err:
+            failed += 1
+            if not err.problems:  # a file that is not there, or not YAML
+                print(f"error: {err}", file=sys.stderr)
+                continue
+            # one line per problem (field, value, what was expected) under a header naming the file
+            noun = "problem" if len(err.problems) == 1 else "problems"
+            print(f"error: {len(err.problems)} {noun} in the recipe {path} (one per line below; `evtlm recipe show` "
+                  "prints every valid key with its default)", file=sys.stderr)
+            for line in err.problems:
+                print(f"  {line}", file=sys.stderr)
         except EvtlmError as err:
             failed += 1
             print(f"error: {err}", file=sys.stderr)
