@@ -117,3 +117,17 @@ def test_cli_prepare_prints_report_and_uses_cache(gpt2_tokenizer_dir, tmp_path, 
     assert "built and cached" in out and "examples" in out and "truncated" in out
     assert json.loads((tmp_path / "rep.json").read_text())["task"]["horizon_days"] == 2
     assert main(args) == 0 and "served from the cache" in capsys.readouterr().out
+
+
+def test_report_counts_what_examples_per_user_dropped(tmp_path):
+    """Issue 12 finding 8: the cap drops training examples only, and the data report says how many."""
+    sections = {"data": {"synthetic": {"users": 30, "items": 20, "days": 14, "seed": 5}}, "split": SPLIT,
+                "model": {"base": str(tmp_path / "no-model"), "when_unavailable": "scratch", "scratch": {"vocab_size": 400}}}
+    task = {"name": "purchase", "horizon_days": 2, "max_tokens": 64}
+    full = prepare(Recipe.model_validate({**sections, "task": task}), cache_dir=tmp_path, progress=False)
+    p = prepare(Recipe.model_validate({**sections, "task": {**task, "examples_per_user": 2}}), cache_dir=tmp_path, progress=False)
+    capped = p.report["task"]["examples_per_user"]
+    assert capped["cap"] == 2 and capped["dropped"]["valid"] == capped["dropped"]["test"] == 0
+    assert capped["dropped"]["train"] == full.report["examples"]["train"] - p.report["examples"]["train"] > 0
+    assert p.report["examples"]["test"] == full.report["examples"]["test"]
+    assert full.report["task"]["examples_per_user"] == {"cap": None, "dropped": {"train": 0, "valid": 0, "test": 0}}

@@ -392,6 +392,7 @@ def build_report(recipe: Recipe, task: Task, log: EventLog, exset, index: dict[s
         "events": log.report.to_dict(),
         "task": {"name": task.name, "metrics": list(task.metric_names), "primary_metric": task.primary_metric,
                  "label_space_size": len(exset.label_space), "max_tokens": recipe.task.max_tokens,
+                 "examples_per_user": {"cap": recipe.task.examples_per_user, "dropped": {s: ctx.capped.get(s, 0) for s in SPLITS}},
                  **{k: v for k, v in exset.info.items() if k != "cold_items"}},
         "split": {"method": recipe.split.method, "windows": ctx.windows.to_dict() if ctx.windows else None},
         "tokenizer": info.to_dict(),

@@ -1,13 +1,15 @@
 """The self-describing run directory a fine-tuning run leaves behind.
 
 ``runs/<name>/`` holds everything ``evtlm predict --run DIR`` needs, nothing outside it except a
-hub base model named by id::
+hub base model named by id; ``evtlm evaluate --run DIR`` also reads the event log again, named by
+its absolute path and checked against its fingerprint, so it works from any directory::
 
     recipe.resolved.yaml   the recipe with every default (and the data preset's values) written out
     adapter/ | model/      LoRA adapter (safetensors) or the fully fine-tuned model
     base/                  the scratch GPT-2 the adapter sits on (scratch bases only: a few MB)
     tokenizer/             the tokenizer (with item tokens when used)
-    run.json               base used and why, model format, training summary
+    run.json               base used and why, model format, training summary, the data files
+                           (absolute path, size, head hash: `evtlm.provenance`)
     label_space.json       answers the decoder is constrained to
     data_report.json       what the data stage read, dropped and built
     train_log.csv, learning_curve.png, tensorboard/, checkpoints/   (written by fit)
@@ -134,12 +136,16 @@ def write_run_files(run_dir: Path, recipe: Recipe, *, prepared: Any, base_info: 
     (run_dir / "label_space.json").write_text(json.dumps(list(prepared.label_space), indent=1, ensure_ascii=False))
     (run_dir / "data_report.json").write_text(json.dumps(prepared.report, indent=1, default=str, ensure_ascii=False))
     summary = _fit_summary(fit_result)
+    from evtlm.provenance import data_files
+
     run = {
         "model": model_meta,
         "base": base_info.to_dict(),
         "tokenizer": tokenizer_info.to_dict() if hasattr(tokenizer_info, "to_dict") else tokenizer_info,
         "training": summary,
         "command": command,
+        # the input files by absolute path, size and head hash: evaluate checks them (evtlm.provenance)
+        "data_files": data_files(resolved.data),
     }
     (run_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
     (run_dir / "README.md").write_text(model_card(recipe, prepared=prepared, base_info=base_info, model_meta=model_meta,
@@ -187,6 +193,22 @@ def split_text(split: Any) -> str:
     return f"{split.method} (valid {split.valid_days:g} days, test {split.test_days:g} days)"
 
 
+def cap_lines(cap: int | None, report: dict[str, Any]) -> list[str]:
+    """What ``task.examples_per_user`` dropped, as the run card states it (nothing when unset).
+
+    >>> cap_lines(2, {"task": {"examples_per_user": {"dropped": {"train": 5, "valid": 0, "test": 0}}}})
+    ['- task.examples_per_user: the latest 2 training examples per user kept (5 dropped); valid and test keep every example']
+    """
+    if cap is None:
+        return []
+    dropped = (report.get("task", {}).get("examples_per_user") or {}).get("dropped", {})
+    line = f"- task.examples_per_user: the latest {cap} training examples per user kept ({dropped.get('train', 0)} dropped)"
+    held_out = {s: n for s, n in dropped.items() if s != "train" and n}
+    # the cap never applies to valid/test; should anything drop there, the card says how much
+    return [line + ("; dropped from " + ", ".join(f"{s} {n}" for s, n in held_out.items()) if held_out
+                    else "; valid and test keep every example")]
+
+
 def model_card(recipe: Recipe, *, prepared: Any, base_info: Any, model_meta: dict[str, Any], training: dict[str, Any],
                command: str, metrics: dict[str, Any] | None = None) -> str:
     """The run's README.md: what was trained on what, from which base and why, and how well."""
@@ -215,6 +237,7 @@ def model_card(recipe: Recipe, *, prepared: Any, base_info: Any, model_meta: dic
         "## Data",
         f"- source: {source}",
         f"- examples: " + ", ".join(f"{k} {v}" for k, v in sizes.items()),
+        *cap_lines(recipe.task.examples_per_user, prepared.report),
         f"- details: `data_report.json`",
         "",
         "## Model",

@@ -76,6 +76,10 @@ def format_report(report: dict[str, Any]) -> str:
     if cold:
         lines.append("cold items (targets never seen in training, kept as misses): " + ", ".join(
             f"{s} {c['examples']:,} ({c['share']:.1%}, {c['distinct_items']:,} items)" for s, c in cold.items()))
+    capped = task.get("examples_per_user") or {}
+    if capped.get("cap") is not None:
+        lines.append(f"capped    task.examples_per_user={capped['cap']}: "
+                     + ", ".join(f"{s} {n:,} dropped" for s, n in capped.get("dropped", {}).items()))
     lines += [f"note: {n}" for n in report.get("notes", [])]
     dropped = ev.get("dropped") or {}
     if dropped:

@@ -35,6 +35,7 @@ import pandas as pd
 from evtlm.errors import TaskError
 from evtlm.recipe import SplitConfig, TaskConfig, VerbalizeConfig
 from evtlm.splits import (
+    SPLITS,
     TRAIN,
     EventIndex,
     TimeWindows,
@@ -63,6 +64,7 @@ class TaskContext:
     split: SplitConfig
     verbalize: VerbalizeConfig
     windows: TimeWindows | None  # None under leave_one_out
+    capped: dict[str, int] = field(default_factory=dict)  # split -> examples task.examples_per_user dropped
 
     @classmethod
     def build(cls, events: pd.DataFrame, catalog: pd.DataFrame | None, task: TaskConfig,
@@ -153,11 +155,20 @@ def assign_splits(ctx: TaskContext, cand: pd.DataFrame) -> pd.DataFrame:
 
 
 def cap_per_user(ctx: TaskContext, cand: pd.DataFrame) -> pd.DataFrame:
-    """Keep each user's latest ``task.examples_per_user`` examples of each split."""
+    """Keep each user's latest ``task.examples_per_user`` **training** examples.
+
+    The cap bounds training cost; valid and test keep every example, because the reported
+    figures must be on the full splits (a capped test split would over-weight light users and
+    silently drop targets). What was dropped is counted per split in ``ctx.capped``, which the
+    data report and the run card state.
+    """
     cap = ctx.task.examples_per_user
+    ctx.capped = {name: 0 for name in SPLITS}
     if cap is not None:
-        from_end = cand.groupby(["user_code", "split"], sort=False).cumcount(ascending=False)
-        cand = cand[from_end.to_numpy() < cap].reset_index(drop=True)
+        from_end = cand.groupby(["user_code", "split"], sort=False).cumcount(ascending=False).to_numpy()
+        drop = (cand["split"].to_numpy() == TRAIN) & (from_end >= cap)
+        ctx.capped[SPLITS[TRAIN]] = int(drop.sum())
+        cand = cand[~drop].reset_index(drop=True)
     return cand
 
 
