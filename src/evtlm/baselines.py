@@ -378,12 +378,25 @@ class GradientBoosting(Baseline):
             with threadpool_limits(g.threads):
                 self.model = model.fit(x, y)
 
+    def features(self, examples: pd.DataFrame, events: EventsLike) -> pd.DataFrame:
+        """The fitted trees' input columns for ``examples`` (events strictly before each label_time):
+        what the ``model+gbt`` stack reads beside the model (`evtlm.calibration`)."""
+        if not self._fitted:
+            raise TaskError(f"baseline {self.name!r} is not fitted", fix="call fit(train_examples, events) first")
+        index = as_index(events)
+        frame = check_examples(examples, "examples", with_label=False)
+        start, end = index.bounds(frame["user_id"], frame["label_time"])
+        return self._features(index, start, end, frame["label_time"])
+
+    def _features(self, index, start, end, times) -> pd.DataFrame:
+        return rfm_features(index, start, end, times, self.clock)[self.columns]
+
     def _predict(self, examples, index, start, end):
         if self.constant is not None:
             return np.full(len(examples), self.constant)
         from threadpoolctl import threadpool_limits
 
-        x = rfm_features(index, start, end, examples["label_time"], self.clock)[self.columns]
+        x = self._features(index, start, end, examples["label_time"])
         with threadpool_limits(self.cfg.gbt.threads):
             return self.model.predict_proba(x)[:, 1]
 
