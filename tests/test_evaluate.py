@@ -83,14 +83,14 @@ def test_finetune_writes_the_evaluation_with_identical_n(purchase_run):
     """finetune ends with evaluate_run: metrics.json, report.md and plots, the same N everywhere."""
     result = json.loads((purchase_run / "metrics.json").read_text())
     assert result["task"] == "purchase" and result["split"] == "test"
-    assert set(result["methods"]) == {"model", "prior", "popularity", "gbt"}
+    assert set(result["methods"]) == {"model", "prior", "popularity", "gbt", "model calibrated", "model+gbt"}
     n = result["n"]
     assert 0 < n <= 60 and n <= result["n_split"]  # eval.max_examples caps N
     for name, m in result["methods"].items():
         assert {"roc_auc", "log_loss", "brier", "ece", "accuracy", "macro_f1", "seconds"} <= set(m), name
         assert 0.0 <= m["brier"] <= 1.0 and m["log_loss"] > 0
     report = (purchase_run / "report.md").read_text()
-    assert report.count(f"| {n} |") == 4  # one row per method, each with the same N
+    assert report.count(f"| {n} |") == 6  # one row per method, each with the same N
     assert "**" in report and "best baseline" in report
     for png in ("roc.png", "reliability.png"):
         assert (purchase_run / png).stat().st_size > 5000  # a real figure, not an empty canvas
@@ -106,8 +106,9 @@ def test_evaluate_cli_prints_every_method_with_the_same_n(purchase_run, capsys):
     assert main(["evaluate", "--run", str(purchase_run), "--split", "valid", "--max-examples", "25", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "N = 25 examples for every method" in out
-    rows = [line for line in out.splitlines() if line.split()[:1] in (["model"], ["prior"], ["popularity"], ["gbt"])]
-    assert len(rows) == 4 and all(line.split()[1] == "25" for line in rows)
+    names = ("model", "prior", "popularity", "gbt", "model calibrated", "model+gbt")
+    rows = [line for line in out.splitlines() if any(line.startswith(m + "  ") for m in names)]
+    assert len(rows) == 6 and all(line.rsplit(None, 8)[1] == "25" for line in rows)
     saved = json.loads((purchase_run / "metrics.json").read_text())
     assert saved["split"] == "valid" and saved["n"] == 25
 
@@ -121,6 +122,45 @@ def test_sampling_is_deterministic_and_shared(purchase_run):
     # every method is judged on the same 20 labels: the same share of buyers
     assert a["methods"]["prior"]["positive_rate"] == a["methods"]["model"]["positive_rate"]
     assert a["methods"]["prior"]["roc_auc"] == 0.5  # a constant ranks nobody above anybody
+
+
+def test_purchase_calibration_and_stack_are_reported_and_saved(purchase_run):
+    """The calibrator (fitted on validation) keeps the model's ranking and is saved for predict;
+    before/after figures and model+gbt are in metrics.json and report.md; the model row is the
+    raw softmax whatever else is reported beside it."""
+    from evtlm.calibration import CALIBRATION_FILE, load_calibration
+    from evtlm.evaluate import evaluate_run
+
+    evaluate_run(purchase_run, split="test", progress=False)  # writes (another test may have scored valid)
+    result = json.loads((purchase_run / "metrics.json").read_text())
+    m, cal, stack = result["methods"], result["calibration"], result["stack"]
+    assert cal["fitted_on"] == "valid" and cal["n"] > 0 and cal["skipped"] is None and cal["scale"] > 0
+    assert m["model calibrated"]["roc_auc"] == m["model"]["roc_auc"]  # calibration never changes the ranking
+    assert cal["before"]["ece"] == round(m["model"]["ece"], 6) and cal["after"]["ece"] == round(m["model calibrated"]["ece"], 6)
+    assert stack["fitted_on"] == "valid" and stack["learner"] in ("logistic", "trees") and 0 <= m["model+gbt"]["roc_auc"] <= 1
+    saved = load_calibration(purchase_run)
+    assert saved is not None and saved.scale == cal["scale"] and CALIBRATION_FILE in result["files"]
+    report = (purchase_run / "report.md").read_text()
+    assert "## Calibration and the model+gbt stack (fitted on validation)" in report
+    assert "| model (raw softmax) |" in report and "calibration.png" in report
+    assert (purchase_run / "calibration.png").stat().st_size > 5000
+    assert "the model beats it" in report or "the model trails it" in report  # judged against baselines only
+    reading = report.split("\n")[2]
+    assert "model+gbt" not in reading and "model calibrated" not in reading
+    # without the gbt row the model row is unchanged and the stack reads the same trees
+    alone = evaluate_run(purchase_run, split="test", baselines=["prior"], progress=False, write=False)
+    assert set(alone["methods"]) == {"model", "prior", "model calibrated", "model+gbt"}
+    for row in ("model", "model calibrated", "model+gbt"):
+        assert {k: v for k, v in alone["methods"][row].items() if k != "seconds"} == \
+            {k: v for k, v in m[row].items() if k != "seconds"}, row
+
+
+def test_purchase_on_the_validation_split_reports_out_of_fold_stacking(purchase_run):
+    from evtlm.evaluate import evaluate_run
+
+    result = evaluate_run(purchase_run, split="valid", baselines=["gbt"], progress=False, write=False)
+    assert "out-of-fold" in result["stack"]["note"] and "reported on" in result["calibration"]["note"]
+    assert result["methods"]["model calibrated"]["roc_auc"] == result["methods"]["model"]["roc_auc"]
 
 
 def test_next_item_counts_cold_items_and_plots_hr_curve(next_item_run):

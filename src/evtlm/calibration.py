@@ -150,10 +150,9 @@ def fit_calibrator(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarra
     rate = float(y.mean()) if len(y) else None
     classes = np.unique(y)
     if len(classes) < 2:
-        only = f"only class {int(classes[0])}" if len(classes) else "no examples"
+        only = f"only class {int(classes[0])} ({len(y)} examples)" if len(classes) else "no examples"
         return Calibrator(method, n=len(y), positive_rate=rate, fitted_on=fitted_on,
-                          skipped=f"{fitted_on_name(fitted_on)} holds {only} ({len(y)} examples): "
-                                  "nothing to fit, probabilities left as they are")
+                          skipped=f"{fitted_on_name(fitted_on)} holds {only}: nothing to fit, probabilities left as they are")
     if method == "temperature":
         res = minimize_scalar(lambda t: _nll(z * np.exp(-t), y), bounds=(-LOG_BOUND, LOG_BOUND), method="bounded")
         scale, shift = float(np.exp(-res.x)), 0.0

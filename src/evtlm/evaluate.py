@@ -26,6 +26,12 @@ offsets fitted on its own validation predictions (`evtlm.metrics.fit_class_offse
 and macro-F1 judge those decisions, log loss / Brier / ECE the probabilities as they are. The
 model's offsets go to ``decision.json``, which `evtlm predict` applies.
 
+purchase rows fitted on validation (`evtlm.calibration`): ``model calibrated`` is the model's
+P(yes) through a Platt scaler fitted on the validation split (``calibration.json``, which
+`evtlm predict` applies; ROC-AUC unchanged, log loss / Brier / ECE before and after side by side),
+and ``model+gbt`` stacks the model's logit with the gbt row's trees and features. The ``model``
+row stays the raw softmax; the reading compares it with the baselines only.
+
 `make_evaluate_fn` gives `evtlm.train.fit` the task's own metric on a capped validation sample
 (model only), so early stopping and the best checkpoint follow ROC-AUC / macro-F1 / NDCG@10.
 
@@ -299,6 +305,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     index = HistoryIndex(prepared.events)
     labels = action_names(space, recipe.verbalize) if task == "next_action" else item_ids
     train = prepared.examples["train"]
+    fitted: dict[str, Any] = {}  # purchase: the gbt row's trees feed the model+gbt stack
     for base in get_baselines(task, recipe.eval, names=baselines, k=depth, level=recipe.task.level, progress=progress):
         t0 = time.perf_counter()
         base.fit(train, index, labels=labels)
@@ -311,6 +318,13 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
             v_pred = np.asarray(base.predict(valid_ex, index), dtype=np.float64)
             offsets[base.name] = M.fit_class_offsets(truth(task, valid_ex["label_index"].to_numpy(), space), v_pred)
         seconds[base.name] = time.perf_counter() - t0
+        fitted[base.name] = base
+    extras = None
+    if task == "purchase":  # the calibrator and the model+gbt stack, fitted on validation only
+        extras = _purchase_extras(recipe, prepared, model, tokenizer, fitted, index, chosen, preds[MODEL], y,
+                                  rows if split == "valid" else None)
+        preds.update(extras.preds)
+        seconds.update(extras.seconds)
     n = len(rows)
     assert all(len(p) == n for p in preds.values()), {k: len(p) for k, p in preds.items()}  # same N for all
 
@@ -325,6 +339,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         "methods": {name: {**{k: _num(v) for k, v in m.items()}, "seconds": round(seconds[name], 3)}
                     for name, m in table.items()},
     }
+    if extras is not None:
+        result.update(extras.info)  # "calibration" and "stack": what was fitted, on what, before / after
     if write:
         from evtlm.report import write_report
 
@@ -337,10 +353,50 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
                                                              "rule": "argmax(log p + offsets), offsets maximise validation macro-F1"}) + "\n")
         curves = {"y": y, "preds": preds, "label_space": space, "n_bins": recipe.eval.ece_bins,
                   "class_names": action_names(space, recipe.verbalize) if task == "next_action" else None}
+        if extras is not None:  # evtlm predict applies the same calibrator
+            from evtlm.calibration import save_calibration
+
+            save_calibration(run_dir, extras.calibrator)
+            curves.update(extras.curves)
         result["files"] = write_report(run_dir, result, curves)
         (run_dir / "metrics.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
         _update_card(run_dir, result)
     return result
+
+
+VALID_CAP = 20_000  # purchase: validation examples the calibrator and the stack are fitted on (a seeded sample above)
+
+
+def _purchase_extras(recipe: Recipe, prepared: Any, model: Any, tokenizer: Any, fitted: dict[str, Any], index: Any,
+                     chosen: pd.DataFrame, p_model: np.ndarray, y: np.ndarray, report_rows: np.ndarray | None):
+    """The ``model calibrated`` and ``model+gbt`` rows (`evtlm.calibration.purchase_extras`): the model
+    scores the validation split, the calibrator and the stack are fitted there and predict the
+    reported examples. ``report_rows``: the reported positions when the report is on validation."""
+    from evtlm.baselines import get_baselines
+    from evtlm.calibration import purchase_extras
+
+    t0 = time.perf_counter()
+    space, valid = list(prepared.label_space), prepared.datasets.get("valid")
+    n_valid = 0 if valid is None else len(valid)  # none: the calibrator says why it was skipped
+    vrows = np.arange(n_valid) if report_rows is not None else sample_rows(n_valid, VALID_CAP, recipe.train.seed)
+    valid_ex = prepared.examples.get("valid", chosen.head(0)).iloc[vrows].reset_index(drop=True)
+    if not n_valid:
+        p_valid = np.zeros(0)
+    elif recipe.task.formulation == "stream":
+        v = np.asarray(model_predictions(model, recipe, valid, prepared.index["valid"]["example_id"].to_numpy()[vrows], 1))
+        p_valid = v[:, space.index(" yes")] if v.ndim == 2 else v
+    else:
+        decoder = Decoder(model, tokenizer, "purchase", space, recipe.decode)
+        p_valid = score_model(decoder, "purchase", _prompts(valid, vrows))
+    valid_seconds = time.perf_counter() - t0
+    gbt = fitted.get("gbt")
+    if gbt is None:  # the gbt row was not asked for: the stack still reads the same trees
+        gbt = get_baselines("purchase", recipe.eval, names=["gbt"], level=recipe.task.level)[0]
+        gbt.fit(prepared.examples["train"], index)
+    return purchase_extras(np.asarray(p_valid, dtype=np.float64), truth("purchase", valid_ex["label_index"].to_numpy(), space),
+                           p_model, y, gbt=gbt, index=index, valid_examples=valid_ex, report_examples=chosen,
+                           report_rows=report_rows, n_bins=recipe.eval.ece_bins, seed=recipe.train.seed,
+                           valid_seconds=valid_seconds)
 
 
 CARD_MARK = "## Evaluation against baselines"

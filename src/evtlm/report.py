@@ -1,8 +1,9 @@
 """The evaluation report: a Markdown table (best value per column in bold), a one-paragraph
 reading, a plain-text table for the terminal, and PNG plots (matplotlib, Agg backend).
 
-Plots per task: purchase -> ``roc.png`` (every method's ROC curve) and ``reliability.png``
-(observed buy rate against predicted probability); next_action -> ``confusion.png`` (the model
+Plots per task: purchase -> ``roc.png`` (every method's ROC curve), ``reliability.png``
+(observed buy rate against predicted probability) and ``calibration.png`` (the model's
+reliability before and after the calibrator fitted on validation, `evtlm.calibration`); next_action -> ``confusion.png`` (the model
 and the best baseline, rows normalised); next_item -> ``hr_at_k.png`` (HR@K for K = 1..max K).
 
 >>> r = {"task": "purchase", "split": "test", "n": 100, "primary_metric": "roc_auc", "greater_is_better": True,
@@ -101,7 +102,7 @@ def reading(result: dict[str, Any]) -> str:
     methods = result["methods"]
     label, n, split = _label(metric), result["n"], result["split"]
     model = methods.get("model", {}).get(metric)
-    others = {k: v.get(metric) for k, v in methods.items() if k != "model" and v.get(metric) is not None}
+    others = {k: v.get(metric) for k, v in methods.items() if not model_row(k) and v.get(metric) is not None}
     if model is None or not others:
         return f"On {n} {split} examples {label} is undefined for the model or every baseline (see the table)."
     best_name = (max if greater else min)(others, key=others.get)
@@ -122,6 +123,65 @@ def reading(result: dict[str, Any]) -> str:
     if result.get("sampled"):
         extra += f" The {n} examples are a seeded sample of the {result['n_split']} in the split."
     return f"{head}: {verdict}{extra}"
+
+
+def model_row(name: str) -> bool:
+    """The model's own row or a row built on it (calibrated, stacked): never a baseline to beat.
+
+    >>> [model_row(n) for n in ("model", "model calibrated", "model+gbt", "gbt")]
+    [True, True, True, False]
+    """
+    from evtlm.calibration import CALIBRATED, STACKED
+
+    return name in ("model", CALIBRATED, STACKED)
+
+
+def calibration_section(result: dict[str, Any]) -> list[str]:
+    """Markdown lines on the purchase calibrator and the model+gbt stack (none for other tasks).
+
+    >>> r = {"split": "test", "calibration": {"skipped": "validation holds only class 0 (40 examples): nothing to fit"},
+    ...      "stack": {"skipped": "validation holds only class 0 (40 examples): no stack can be fitted"}, "methods": {}}
+    >>> print("\\n".join(calibration_section(r)[2:4]))
+    Calibration skipped: validation holds only class 0 (40 examples): nothing to fit. The `model calibrated` row repeats the model's raw probabilities, which are not calibrated.
+    <BLANKLINE>
+    """
+    from evtlm.calibration import CALIBRATED, STACKED
+
+    cal, stack = result.get("calibration"), result.get("stack")
+    if not cal:
+        return []
+    split = result["split"]
+    lines = ["## Calibration and the model+gbt stack (fitted on validation)", ""]
+    if cal.get("skipped"):
+        lines += [f"Calibration skipped: {cal['skipped']}. The `{CALIBRATED}` row repeats the model's raw "
+                  "probabilities, which are not calibrated.", ""]
+    else:
+        what = {"platt": "Platt scaling", "temperature": "temperature scaling"}.get(cal["method"], cal["method"])
+        b, a = cal["before"], cal["after"]
+        lines += [
+            f"`{CALIBRATED}`: the model's P(yes) through {what}, p' = sigmoid({cal['scale']:.4g} * logit(p) "
+            f"{'+' if cal['shift'] >= 0 else '-'} {abs(cal['shift']):.4g}), fitted by log loss on {cal['n']} validation "
+            f"examples (buy rate {cal['positive_rate']:.3f}); saved as `{cal.get('file', 'calibration.json')}`, which "
+            f"`evtlm predict` applies. The ranking is unchanged (ROC-AUC {_fmt(b['roc_auc'])} before and "
+            f"{_fmt(a['roc_auc'])} after); {cal.get('note', '')}.", "",
+            f"| {split} | log loss | Brier | ECE |", "|---|---|---|---|",
+            f"| model (raw softmax) | {_fmt(b['log_loss'])} | {_fmt(b['brier'])} | {_fmt(b['ece'])} |",
+            f"| {CALIBRATED} | {_fmt(a['log_loss'])} | {_fmt(a['brier'])} | {_fmt(a['ece'])} |", "",
+            f"The `model` row is the raw softmax over \" no\"/\" yes\"; only `{CALIBRATED}` went through this step.", "",
+        ]
+    if stack and stack.get("skipped"):
+        lines += [f"`{STACKED}` skipped: {stack['skipped']}.", ""]
+    elif stack:
+        m = result.get("methods", {})
+        cv = ", ".join(f"{k} {v:.4f}" for k, v in stack.get("cv_log_loss", {}).items()) or "no folds possible"
+        vs = ""
+        if STACKED in m and "gbt" in m:
+            vs = f" Its {split} ROC-AUC is {_fmt(m[STACKED].get('roc_auc'))} against {_fmt(m['gbt'].get('roc_auc'))} for gbt."
+        lines += [f"`{STACKED}`: a {stack['learner']} learner on {', '.join(stack['inputs'][:2])}"
+                  f"{' and the gbt features' if len(stack['inputs']) > 2 else ''}, fitted on {stack['n']} validation "
+                  f"examples (the gbt itself on training, as in its row), chosen by {stack['folds']}-fold cross-fitted "
+                  f"validation log loss ({cv}); {stack['note']}.{vs}", ""]
+    return lines
 
 
 # --------------------------------------------------------------------------------------- plots
@@ -172,6 +232,28 @@ def plot_reliability(path: Path, y: np.ndarray, preds: dict[str, np.ndarray], n_
     ax.set(xlabel="predicted P(buy)", ylabel="observed buy rate", xlim=(0, 1), ylim=(0, 1.01),
            title=f"Purchase reliability ({split}, {n_bins} bins)")
     ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_calibration(path: Path, sets: dict[str, tuple], n_bins: int, split: str) -> str:
+    """The model's reliability before and after calibration: one panel for the validation split
+    it was fitted on, one for the reported split. ``sets[name] = (y, p_raw, p_calibrated)``."""
+    from evtlm.metrics import ece, reliability_curve
+
+    plt = _plt()
+    shown = [(k, v) for k, v in sets.items() if len(v[0])]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.2 * len(shown), 4.8), squeeze=False)
+    titles = {"valid": "validation (fitted here)", "report": f"{split} (reported)"}
+    for ax, (name, (y, raw, cal)) in zip(axes[0], shown):
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
+        for label, p, style in (("model, raw softmax", raw, "o-"), ("model calibrated", cal, "s-")):
+            c = reliability_curve(y, p, n_bins)
+            full = c.count > 0
+            ax.plot(c.confidence[full], c.frequency[full], style, ms=4, lw=1.8, label=f"{label} (ECE {ece(y, p, n_bins):.3f})")
+        ax.set(xlabel="predicted P(buy)", ylabel="observed buy rate", xlim=(0, 1), ylim=(0, 1.01),
+               title=f"{titles.get(name, name)}, N={len(y)}")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Purchase calibration before / after ({n_bins} bins)")
     return _save(fig, path)
 
 
@@ -227,6 +309,8 @@ def write_report(run_dir: str | Path, result: dict[str, Any], curves: dict[str, 
     if task == "purchase":
         plots += [p for p in (plot_roc(run_dir / "roc.png", y, preds, split),) if p]
         plots.append(plot_reliability(run_dir / "reliability.png", y, preds, curves.get("n_bins", 10), split))
+        if curves.get("calibration"):
+            plots.append(plot_calibration(run_dir / "calibration.png", curves["calibration"], curves.get("n_bins", 10), split))
     elif task == "next_action":
         metric = result["primary_metric"]
         others = {k: v.get(metric) or -1.0 for k, v in result["methods"].items() if k != "model"}
@@ -249,6 +333,7 @@ def write_report(run_dir: str | Path, result: dict[str, Any], curves: dict[str, 
         "only events before each example's label time. Seconds: fit + predict (baselines), decoding (model).",
         "",
     ]
+    lines += calibration_section(result)
     lines += [f"![{p}]({p})" for p in plots] + [""]
     (run_dir / "report.md").write_text("\n".join(lines))
-    return ["metrics.json", "report.md", *plots]
+    return ["metrics.json", "report.md", *plots] + (["calibration.json"] if result.get("calibration") else [])
