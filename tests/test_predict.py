@@ -54,7 +54,8 @@ def test_predict_cli_writes_valid_jsonl_for_every_user(history, tmp_path, capsys
     assert set(by_user["ghost"]) == {"user_id", "error"} and "dropped while reading" in by_user["ghost"]["error"]
     for r in records:
         if "error" not in r:
-            assert set(r) == {"user_id", "p_purchase", "answer"}
+            # the run's calibration.json (fitted on validation by finetune's evaluation): p_raw beside it
+            assert set(r) == {"user_id", "p_purchase", "p_raw", "answer"}
             assert 0.0 <= r["p_purchase"] <= 1.0 and r["answer"] == ("yes" if r["p_purchase"] >= 0.5 else "no")
 
 
@@ -74,6 +75,44 @@ def test_predict_error_records_instead_of_crashes(history, tmp_path):
     assert summary["users"] == len(records) == events["user_id"].nunique()
     with pytest.raises(DataError, match="unparseable timestamp"):
         predict_file(tiny_run("purchase"), history, tmp_path / "q.jsonl", progress=False, on_bad_rows="error")
+
+
+def test_predict_applies_the_calibration_evaluate_reports(tmp_path):
+    """The same shop the run was trained on, predicted as of the test cutoff: every test user's
+    p_purchase is the report's `model calibrated` probability (same metrics over the test split),
+    p_raw the model row's, and p_purchase = the saved calibrator applied to p_raw."""
+    from evtlm.calibration import load_calibration
+    from evtlm.cli.main import main
+    from evtlm.data import prepare
+    from evtlm.evaluate import evaluate_run, truth
+    from evtlm.inference import load_run_recipe, read_label_space
+    from evtlm.metrics import binary_metrics
+    from evtlm.predict import predict_file
+    from transformers import AutoTokenizer
+
+    run = tiny_run("purchase")
+    recipe = load_run_recipe(run)
+    shop = recipe.data.synthetic
+    path = tmp_path / "shop.csv"
+    assert main(["simulate", "--users", str(shop.users), "--items", str(shop.items), "--days", str(shop.days),
+                 "--seed", str(shop.seed), "--out", str(path)]) == 0
+    result = evaluate_run(run, split="test", max_examples=10**9, progress=False)  # every test example; writes calibration.json
+    cal = load_calibration(run)
+    assert cal is not None and cal.skipped is None
+    test = prepare(recipe, tokenizer=AutoTokenizer.from_pretrained(run / "tokenizer"), progress=False).examples["test"]
+    assert test["label_time"].nunique() == 1  # user level: one shared cutoff
+    predict_file(run, path, tmp_path / "p.csv", progress=False, as_of=str(test["label_time"].iloc[0]))
+    with (tmp_path / "p.csv").open() as f:
+        rows = {r["user_id"]: r for r in csv.DictReader(f)}
+    assert list(next(iter(rows.values()))) == ["user_id", "p_purchase", "p_raw", "answer", "error"]
+    p = np.array([float(rows[str(u)]["p_purchase"]) for u in test["user_id"]])
+    raw = np.array([float(rows[str(u)]["p_raw"]) for u in test["user_id"]])
+    assert np.allclose(p, cal.apply(raw), atol=2e-6)
+    y = truth("purchase", test["label_index"].to_numpy(), read_label_space(run))
+    for row, probs in (("model calibrated", p), ("model", raw)):
+        ours, reported = binary_metrics(y, probs), result["methods"][row]
+        for metric in ("log_loss", "brier", "positive_rate"):  # 6-decimal records: equal to 1e-5
+            assert ours[metric] == pytest.approx(reported[metric], abs=1e-5), (row, metric)
 
 
 def test_next_item_predictions_are_label_space_items_and_csv(history, tmp_path):

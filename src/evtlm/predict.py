@@ -9,7 +9,10 @@ same token layout, oldest events dropped to fit ``task.max_tokens``), then decod
 run's label space. Records (JSONL, or CSV when the output ends in ``.csv``):
 
 ================  ==================================================================
-purchase          ``{"user_id", "p_purchase", "answer": "yes" | "no"}``
+purchase          ``{"user_id", "p_purchase", "answer": "yes" | "no"}``; with the run's
+                  ``calibration.json`` (written by `evtlm evaluate`, fitted on validation)
+                  ``p_purchase`` is the calibrated probability (as the report's ``model
+                  calibrated`` row) and ``p_raw`` the model's raw softmax beside it
 next_action       ``{"user_id", "answer", "probs": {action: p}}`` (canonical actions)
 next_item         ``{"user_id", "items": [{"item_id", "score"}, ...]}``, best first; the
                   score is the answer's log-probability. Only label-space items are
@@ -95,13 +98,13 @@ def raw_user_ids(cfg: DataConfig) -> np.ndarray | None:
 class RecordWriter:
     """JSONL (one object per line) or CSV (flat columns) records, appended chunk by chunk."""
 
-    def __init__(self, path: Path, task: str, top_k: int, actions: list[str] | None) -> None:
+    def __init__(self, path: Path, task: str, top_k: int, actions: list[str] | None, calibrated: bool = False) -> None:
         self.path, self.task, self.csv = path, task, path.suffix.lower() == ".csv"
         path.parent.mkdir(parents=True, exist_ok=True)
         self.handle = path.open("w", encoding="utf-8", newline="" if self.csv else None)
         if self.csv:
             if task == "purchase":
-                cols = ["p_purchase", "answer"]
+                cols = ["p_purchase", *(["p_raw"] if calibrated else []), "answer"]
             elif task == "next_action":
                 cols = ["answer"] + [f"p_{a}" for a in actions or []]
             else:
@@ -132,7 +135,8 @@ def _decision_offsets(run_dir: Path) -> np.ndarray | None:
     return np.asarray(json.loads(path.read_text())["offsets"], dtype=np.float64) if path.is_file() else None
 
 
-def _stream_records(model, part, catalog, recipe, tokenizer, space, task, k, actions, item_ids, batch_size, offsets):
+def _stream_records(model, part, catalog, recipe, tokenizer, space, task, k, actions, item_ids, batch_size, offsets,
+                    calibrator=None):
     """Records of one chunk of users for a stream model: one window each, read after the last event."""
     from evtlm.stream import now_windows
     from evtlm.stream_model import stream_predictions
@@ -148,17 +152,23 @@ def _stream_records(model, part, catalog, recipe, tokenizer, space, task, k, act
                                     exclude_history=recipe.decode.exclude_history_items)
     else:
         result = stream_predictions(model, now.dataset, now.ok, batch_size=bs)
-    good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets)))
+    good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets, calibrator)))
     return [good[i] if i in good else {"user_id": now.user_ids[i], "error": now.errors[i]} for i in range(len(now.user_ids))]
 
 
 def _records(task: str, users: list[str], out: Any, actions: list[str] | None, item_ids: list[str] | None,
-             offsets: np.ndarray | None = None) -> list[dict]:
+             offsets: np.ndarray | None = None, calibrator: Any = None) -> list[dict]:
     """Prediction records of one chunk's decodable users. next_action answers follow the decision
-    rule fitted on validation when the run has one (the probabilities are the model's own)."""
+    rule fitted on validation when the run has one (the probabilities are the model's own);
+    purchase probabilities go through the run's calibrator when it has one (`evtlm.calibration`),
+    the raw softmax kept beside them as ``p_raw``."""
     if task == "purchase":
-        return [{"user_id": u, "p_purchase": round(float(p), 6), "answer": "yes" if p >= 0.5 else "no"}
-                for u, p in zip(users, out)]
+        if calibrator is None or calibrator.skipped is not None:
+            return [{"user_id": u, "p_purchase": round(float(p), 6), "answer": "yes" if p >= 0.5 else "no"}
+                    for u, p in zip(users, out)]
+        cal = calibrator.apply(out) if len(out) else []
+        return [{"user_id": u, "p_purchase": round(float(c), 6), "p_raw": round(float(p), 6),
+                 "answer": "yes" if c >= 0.5 else "no"} for u, p, c in zip(users, out, cal)]
     if task == "next_action":
         from evtlm.metrics import apply_offsets
 
@@ -233,6 +243,11 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
         decoder = Decoder(model, tokenizer, task, space, recipe.decode)
         reserve = space[int(np.argmax([len(c) for c in decoder.candidates]))]  # room for the longest answer
     offsets = _decision_offsets(run_dir) if task == "next_action" else None
+    calibrator = None
+    if task == "purchase":
+        from evtlm.calibration import load_calibration
+
+        calibrator = load_calibration(run_dir)  # None until `evtlm evaluate` (or finetune) wrote calibration.json
     k = min(top_k or recipe.decode.top_k, len(space))
     actions = action_names(space, recipe.verbalize) if task == "next_action" else None
     item_ids = run_label_items(run_dir, space, log.events, log.catalog, recipe.verbalize) if task == "next_item" else None
@@ -242,7 +257,7 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
     codes = pd.factorize(events["user_id"])[0]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]]) if len(codes) else np.zeros(0, np.int64)
     bounds = np.append(starts, len(events))
-    writer = RecordWriter(out, task, k, actions)
+    writer = RecordWriter(out, task, k, actions, calibrated=calibrator is not None and calibrator.skipped is None)
     n_pred = n_err = 0
     bar = tqdm(total=len(starts) + len(lost), desc="predict", unit="user", disable=not progress, file=sys.stderr)
     try:
@@ -251,7 +266,7 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
             part = events.iloc[bounds[lo]:bounds[hi]]
             if stream:
                 records = _stream_records(model, part, log.catalog, recipe, tokenizer, space, task, k, actions,
-                                          item_ids, batch_size, offsets)
+                                          item_ids, batch_size, offsets, calibrator)
                 writer.write(records)
                 n_ok = sum("error" not in r for r in records)
                 n_pred, n_err = n_pred + n_ok, n_err + len(records) - n_ok
@@ -268,7 +283,7 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
             else:
                 probs = decoder.probs(prompts, batch_size) if prompts else np.zeros((0, len(space)))
                 result = probs[:, space.index(" yes")] if task == "purchase" else probs
-            good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets)))
+            good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets, calibrator)))
             records = [good[i] if i in good else {"user_id": now.user_ids[i], "error": now.errors[i]}
                        for i in range(len(now.user_ids))]
             writer.write(records)
