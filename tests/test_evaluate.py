@@ -216,3 +216,47 @@ def test_report_bolds_the_best_value_per_column():
     table = markdown_table(r)
     assert "| markov | 10 | **0.4000** | **0.9000** |" in table
     assert "trails it by 0.1000" in reading(r)
+
+
+def test_ids_sharing_a_title_are_one_answer_for_every_method(tmp_path):
+    """Issue 12 finding 9: under verbalize.item=title two ids with one title are one answer for the
+    model, so the baselines are judged (and read their histories) by the title too. Here stock
+    code A is the title's first id, B its twin; B is bought by everyone, so LANTERN is the most
+    popular title and every user's last item: popularity, prior and repeat must all name it."""
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    from evtlm.data import prepare
+    from evtlm.evaluate import evaluate_run
+    from evtlm.recipe import Recipe
+
+    day = 86_400
+    rows = [("0", "A", 0)]  # A is seen first: the answer's item id is A (evtlm.inference.label_item_ids)
+    for u in range(1, 25):
+        rows += [(str(u), "MUG" if u % 2 else "CUP", 1 * day + u), (str(u), "MUG", 2 * day + u)]
+        rows += [(str(u), "B", int(t * day) + u) for t in (3, 3.5, 5, 7)]  # the last one (day 7) is the test target
+    lines = ["user_id,item_id,action,timestamp"] + [f"{u},{i},view,{pd_time(t)}" for u, i, t in rows]
+    (tmp_path / "events.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "items.csv").write_text("item_id,title\nA,LANTERN\nB,LANTERN\nMUG,MUG\nCUP,CUP\n")
+    recipe = Recipe.model_validate({
+        "data": {"path": str(tmp_path / "events.csv"), "catalog": {"path": str(tmp_path / "items.csv")}},
+        "verbalize": {"item": "title"}, "split": {"valid_days": 1.5, "test_days": 1.5},
+        "task": {"name": "next_item", "formulation": "example", "max_tokens": 64},
+        "model": {"base": str(tmp_path / "none"), "when_unavailable": "scratch", "scratch": {"vocab_size": 300}},
+        "eval": {"baselines": ["prior", "popularity", "repeat"], "k": [1, 3]},
+    })
+    prepared = prepare(recipe, cache_dir=tmp_path / "cache", progress=False, use_cache=False)
+    assert prepared.label_space == [" CUP", " LANTERN", " MUG"]
+    test = prepared.examples["test"]
+    assert set(test["label"]) == {"B"} and (test["label_index"] == 1).all()  # judged by the title
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(n_layer=1, n_head=2, n_embd=16, vocab_size=len(prepared.tokenizer), n_positions=64))
+    result = evaluate_run(tmp_path / "run", recipe=recipe, prepared=prepared, model=model.eval(), progress=False, write=False)
+    for name in ("prior", "popularity", "repeat"):
+        assert result["methods"][name]["hr@1"] == 1.0, (name, result["methods"][name])
+
+
+def pd_time(seconds: int) -> str:
+    """ISO time ``seconds`` after 2024-01-01 (UTC)."""
+    import pandas as pd
+
+    return (pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(seconds=seconds)).isoformat()

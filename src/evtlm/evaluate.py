@@ -20,6 +20,11 @@ Answers outside the label space (a cold item, an action first seen after trainin
 ``metrics.json``, ``report.md`` and plots (`evtlm.report`); next_item runs also get
 ``label_items.json`` (item id of each label-space answer), which `evtlm predict` reads.
 
+next_item answers are judged by the rendered answer for every method, as the model's are: item ids
+that render alike (``verbalize.item: title``, two stock codes with one title) are one item for
+the baselines too, in their histories, training targets, rankings and history masks
+(`evtlm.answers`).
+
 next_action decisions: macro-F1 rewards the rare actions an argmax over calibrated
 probabilities never predicts, so every method (the model and each baseline alike) gets per-class
 offsets fitted on its own validation predictions (`evtlm.metrics.fit_class_offsets`); accuracy
@@ -53,6 +58,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from evtlm.answers import answer_index, as_answers
 from evtlm.errors import TaskError
 from evtlm.inference import LABEL_ITEMS, Decoder, action_names, check_task, history_exclusions, label_item_ids
 from evtlm.recipe import Recipe
@@ -273,9 +279,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     chosen = examples.iloc[rows].reset_index(drop=True)
     ks = sorted(set(recipe.eval.k))
     depth = max(ks)
-    item_ids = None
+    item_ids = answers = None
     if task == "next_item":
         item_ids = label_item_ids(space, prepared.events.events, prepared.events.catalog, recipe.verbalize)
+        answers = answer_index(space, prepared.events.events, prepared.events.catalog, recipe.verbalize)
 
     preds: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
@@ -294,7 +301,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         decoder = Decoder(model, tokenizer, task, space, recipe.decode)
         exclude = None
         if task == "next_item" and recipe.decode.exclude_history_items:
-            exclude = history_exclusions(chosen["history_items"], {i: k for k, i in enumerate(item_ids) if i is not None})
+            exclude = history_exclusions(chosen["history_items"], answers)
         preds[MODEL] = score_model(decoder, task, _prompts(ds, rows), top_k=depth, exclude=exclude)
     seconds[MODEL] = time.perf_counter() - t0
 
@@ -302,9 +309,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     from evtlm.baselines import get_baselines
     from evtlm.history import HistoryIndex
 
-    index = HistoryIndex(prepared.events)
+    log, train = prepared.events, prepared.examples["train"]
+    if answers is not None:  # ids sharing an answer are one item, for the baselines as for the model
+        log, train = as_answers(log, train, answers, item_ids)
+    index = HistoryIndex(log)
     labels = action_names(space, recipe.verbalize) if task == "next_action" else item_ids
-    train = prepared.examples["train"]
     fitted: dict[str, Any] = {}  # purchase: the gbt row's trees feed the model+gbt stack
     for base in get_baselines(task, recipe.eval, names=baselines, k=depth, level=recipe.task.level, progress=progress):
         t0 = time.perf_counter()
