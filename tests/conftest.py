@@ -26,3 +26,37 @@ def gpt2_tokenizer_dir() -> Path:
     if not (path / "tokenizer.json").is_file():
         pytest.skip(f"needs the GPT-2 tokenizer files in {path} (absent: no ../shared beside the clone)")
     return path
+
+
+@pytest.fixture(scope="session")
+def built_tokenizer_dir(tmp_path_factory) -> Path:
+    """A GPT-2-style byte-level BPE built in-process: the scratch path's tokenizer
+    (`evtlm.tokenization.train_scratch_tokenizer`, ``<|endoftext|>`` as eos and pad) trained on a
+    simulated shop's text, saved as a tokenizer directory. Tests of tokenizer invariants run on
+    it in any checkout; ``../shared/tokenizers/gpt2`` adds the real vocabulary where present."""
+    import numpy as np
+
+    from evtlm.recipe import ACTIONS, SyntheticConfig, VerbalizeConfig
+    from evtlm.simulate import simulate_shop
+    from evtlm.tasks.purchase import ANSWERS, SESSION_QUESTION, user_questions
+    from evtlm.tokenization import train_scratch_tokenizer
+    from evtlm.verbalize import action_label, verbalize_user
+
+    log = simulate_shop(SyntheticConfig(users=60, items=80, days=21, seed=11))
+    texts = [verbalize_user(part, log.catalog, VerbalizeConfig(item=item))
+             for item in ("id", "title") for _, part in log.events.groupby("user_id", sort=False)]
+    # the tasks' questions and answers, as prepare adds them to a scratch corpus: without them
+    # " yes" / " no" would be bytes that share a first token
+    day = 86_400 * 10**9
+    questions = [" Next action:", " Next item:", SESSION_QUESTION, *user_questions(np.zeros(3), np.array([1, 3, 9]) * day, 7)]
+    answers = [*ANSWERS, *(" " + action_label(a, VerbalizeConfig()) for a in ACTIONS)]
+    texts += [q + a for q in questions for a in answers] * 20
+    _, _, path = train_scratch_tokenizer(texts, vocab_size=1000, cache_dir=tmp_path_factory.mktemp("built-tokenizer"))
+    return path
+
+
+@pytest.fixture(scope="session", params=["built", "gpt2"])
+def tokenizer_dir(request) -> Path:
+    """A tokenizer directory, twice: the in-process BPE (always runs) and GPT-2's (skips without
+    ../shared). Invariants that hold for any byte-level BPE are checked under both."""
+    return request.getfixturevalue("built_tokenizer_dir" if request.param == "built" else "gpt2_tokenizer_dir")

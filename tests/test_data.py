@@ -14,8 +14,8 @@ SMALL = {"synthetic": {"users": 40, "items": 30, "days": 21, "seed": 3}}
 SPLIT = {"valid_days": 3, "test_days": 3}
 
 
-def recipe(gpt2, **over) -> Recipe:
-    sections = {"data": SMALL, "split": SPLIT, "model": {"base": str(gpt2)}, **over}
+def recipe(tokenizer_dir, **over) -> Recipe:
+    sections = {"data": SMALL, "split": SPLIT, "model": {"base": str(tokenizer_dir)}, **over}
     return Recipe.model_validate(sections)
 
 
@@ -32,8 +32,8 @@ def check_rows(p, split: str, n: int = 25) -> None:
         assert row["label_index"] == ex["label_index"] and row["user_id"] == ex["user_id"]
 
 
-def test_purchase_rows_cache_and_report(gpt2_tokenizer_dir, tmp_path):
-    r = recipe(gpt2_tokenizer_dir, task={"name": "purchase", "horizon_days": 3})
+def test_purchase_rows_cache_and_report(tokenizer_dir, tmp_path):
+    r = recipe(tokenizer_dir, task={"name": "purchase", "horizon_days": 3})
     p = prepare(r, cache_dir=tmp_path, progress=False)
     assert not p.from_cache and set(p.datasets) == {"train", "valid", "test"}
     check_rows(p, "train")
@@ -49,12 +49,12 @@ def test_purchase_rows_cache_and_report(gpt2_tokenizer_dir, tmp_path):
     from evtlm.presets import load_event_log
 
     pd.testing.assert_frame_equal(again.events.events, load_event_log(r.data).events)  # dtypes survive the cache
-    other = prepare(recipe(gpt2_tokenizer_dir, task={"name": "purchase", "horizon_days": 2}), cache_dir=tmp_path, progress=False)
+    other = prepare(recipe(tokenizer_dir, task={"name": "purchase", "horizon_days": 2}), cache_dir=tmp_path, progress=False)
     assert not other.from_cache  # a changed task section is a new cache entry
 
 
-def test_budget_drops_oldest_events_never_the_target(gpt2_tokenizer_dir, tmp_path):
-    r = recipe(gpt2_tokenizer_dir, task={"name": "next_item", "max_tokens": 40, "formulation": "example"})
+def test_budget_drops_oldest_events_never_the_target(tokenizer_dir, tmp_path):
+    r = recipe(tokenizer_dir, task={"name": "next_item", "max_tokens": 40, "formulation": "example"})
     p = prepare(r, cache_dir=tmp_path, progress=False, use_cache=False)
     lengths = np.array([len(x) for x in p.datasets["train"]["input_ids"]])
     assert lengths.max() <= 40 and p.report["splits"]["train"]["truncation_rate"] > 0.3
@@ -68,16 +68,16 @@ def test_budget_drops_oldest_events_never_the_target(gpt2_tokenizer_dir, tmp_pat
     assert set(cold) == {"train", "valid", "test"} and cold["train"]["examples"] == 0
 
 
-def test_target_that_cannot_fit_is_an_error(gpt2_tokenizer_dir, tmp_path):
+def test_target_that_cannot_fit_is_an_error(tokenizer_dir, tmp_path):
     long_prefix = "Extraordinarily long product designation number, catalogue edition two thousand"
-    r = recipe(gpt2_tokenizer_dir, task={"name": "next_item", "max_tokens": 16, "formulation": "example"},
+    r = recipe(tokenizer_dir, task={"name": "next_item", "max_tokens": 16, "formulation": "example"},
                verbalize={"item_prefix": long_prefix})
     with pytest.raises(TaskError, match="cannot fit their question and answer in task.max_tokens=16"):
         prepare(r, cache_dir=tmp_path, progress=False, use_cache=False)
 
 
-def test_pretrain_chunks_and_training_text(gpt2_tokenizer_dir, tmp_path):
-    r = recipe(gpt2_tokenizer_dir, task={"name": "pretrain", "max_tokens": 64})
+def test_pretrain_chunks_and_training_text(tokenizer_dir, tmp_path):
+    r = recipe(tokenizer_dir, task={"name": "pretrain", "max_tokens": 64})
     p = prepare(r, cache_dir=tmp_path, progress=False, use_cache=False)
     train = p.datasets["train"]
     assert all(len(x) <= 64 for x in train["input_ids"]) and train["labels"] == train["input_ids"]
@@ -103,14 +103,14 @@ def test_scratch_tokenizer_from_training_text(tmp_path):
     assert again.from_cache and again.tokenizer.get_vocab() == p.tokenizer.get_vocab()
 
 
-def test_cli_prepare_prints_report_and_uses_cache(gpt2_tokenizer_dir, tmp_path, capsys):
+def test_cli_prepare_prints_report_and_uses_cache(tokenizer_dir, tmp_path, capsys):
     import json
 
     from evtlm.cli.main import main
 
     path = tmp_path / "r.yaml"
     path.write_text(f"data: {{synthetic: {{users: 30, items: 20, days: 14, seed: 5}}}}\n"
-                    f"split: {{valid_days: 2, test_days: 2}}\nmodel: {{base: {gpt2_tokenizer_dir}}}\n")
+                    f"split: {{valid_days: 2, test_days: 2}}\nmodel: {{base: {tokenizer_dir}}}\n")
     args = ["prepare", str(path), "task.horizon_days=2", "--cache-dir", str(tmp_path / "c"), "--quiet"]
     assert main([*args, "--json", str(tmp_path / "rep.json")]) == 0
     out = capsys.readouterr().out

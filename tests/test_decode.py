@@ -47,14 +47,15 @@ def model() -> GPT2LMHeadModel:
 
 
 @pytest.fixture(scope="module")
-def gpt2_model() -> GPT2LMHeadModel:
-    # the real GPT-2 vocabulary with a tiny body: what a test needs to see real BPE item strings
-    return tiny_gpt2(50257, seed=1, n_embd=16)
+def tok(tokenizer_dir):
+    """A real byte-level BPE: the in-process one, and GPT-2's where ../shared has it (conftest)."""
+    return AutoTokenizer.from_pretrained(tokenizer_dir)
 
 
 @pytest.fixture(scope="module")
-def tok(gpt2_tokenizer_dir):
-    return AutoTokenizer.from_pretrained(gpt2_tokenizer_dir)
+def bpe_model(tok) -> GPT2LMHeadModel:
+    # the tokenizer's whole vocabulary with a tiny body: what a test needs to see real BPE item strings
+    return tiny_gpt2(len(tok), seed=1, n_embd=16)
 
 
 def random_prompts(n: int, vocab: int, seed: int = 0, max_len: int = 20) -> list[list[int]]:
@@ -256,18 +257,22 @@ def test_beam_search_through_a_lora_model(model):
     np.testing.assert_allclose(scores, ex_scores, atol=1e-4)
 
 
-# --------------------------------------------------------------- real GPT-2 BPE, property tests
+# ------------------------------------------------------------ real byte-level BPE, property tests
 
 
-def test_gpt2_leading_space_items(tok, gpt2_model):
+def test_leading_space_items(tok, bpe_model):
     labels = [" Product 100", " Product 1002", " Product 1003", " Product 2002"]
     ids = candidate_token_ids(tok, labels)
-    assert tok.convert_ids_to_tokens(ids[1]) == ["ĠProduct", "Ġ100", "2"]
-    assert ids[0] == ids[1][:2]  # " Product 100" is a prefix of " Product 1002": the end marker separates them
+    pieces = [tok.convert_ids_to_tokens(c) for c in ids]
+    assert all(p[0] == "ĠProduct" for p in pieces)  # the leading space is part of the first token
+    assert len(set(map(tuple, ids))) == 4 and max(map(len, ids)) > 2  # distinct, some multi-token
+    if len(tok) == 50257:  # GPT-2's own merges
+        assert pieces[1] == ["ĠProduct", "Ġ100", "2"]
+        assert ids[0] == ids[1][:2]  # " Product 100" is a prefix of " Product 1002": the end marker separates them
     prompt = tok("User 1 viewed Product 1002. User 1 viewed")["input_ids"]
-    idx, scores = beam_search_items(gpt2_model, [prompt], ids, top_k=4, num_beams=4, end_id=tok.eos_token_id)
+    idx, scores = beam_search_items(bpe_model, [prompt], ids, top_k=4, num_beams=4, end_id=tok.eos_token_id)
     assert sorted(idx[0].tolist()) == [0, 1, 2, 3]
-    exact = sequence_logprobs(gpt2_model, [prompt], ids, end_id=tok.eos_token_id)[0]
+    exact = sequence_logprobs(bpe_model, [prompt], ids, end_id=tok.eos_token_id)[0]
     np.testing.assert_allclose(scores[0], np.sort(exact)[::-1], atol=1e-4)
     assert [labels[i] for i in idx[0]] == [tok.decode(ids[i]) for i in idx[0]]
 
@@ -295,12 +300,12 @@ def unique_labels(tok, labels):
 
 @SETTINGS
 @given(labels=st.lists(LABEL, min_size=2, max_size=14, unique=True), n_beams=st.integers(1, 6), seed=st.integers(0, 99))
-def test_property_every_decoded_answer_is_a_label(tok, gpt2_model, labels, n_beams, seed):
+def test_property_every_decoded_answer_is_a_label(tok, bpe_model, labels, n_beams, seed):
     labels = unique_labels(tok, labels)
     ids = candidate_token_ids(tok, labels)
-    prompts = random_prompts(2, 50257, seed=seed, max_len=12)
+    prompts = random_prompts(2, len(tok), seed=seed, max_len=12)
     k = min(n_beams, 3)
-    idx, scores = beam_search_items(gpt2_model, prompts, ids, top_k=k, num_beams=n_beams)
+    idx, scores = beam_search_items(bpe_model, prompts, ids, top_k=k, num_beams=n_beams)
     for row, sc in zip(idx, scores):
         found = [i for i in row.tolist() if i >= 0]
         assert len(found) == min(k, len(labels))  # beams always find enough distinct labels
@@ -309,20 +314,20 @@ def test_property_every_decoded_answer_is_a_label(tok, gpt2_model, labels, n_bea
         assert all(d in labels for d in decoded)
         assert np.all(np.diff(sc[: len(found)]) <= 1e-6)  # best first
     if len({c[0] for c in ids}) == len(ids):
-        probs = first_token_probs(gpt2_model, prompts, ids)
+        probs = first_token_probs(bpe_model, prompts, ids)
         np.testing.assert_allclose(probs.sum(axis=1), 1.0, atol=1e-9)
 
 
 @SETTINGS
 @given(labels=st.lists(LABEL, min_size=2, max_size=10, unique=True), seed=st.integers(0, 99), data=st.data())
-def test_property_beams_equal_exhaustive_top_k(tok, gpt2_model, labels, seed, data):
+def test_property_beams_equal_exhaustive_top_k(tok, bpe_model, labels, seed, data):
     # with num_beams >= catalog size the trie beam search is exact (no prefix is ever pruned)
     ids = candidate_token_ids(tok, unique_labels(tok, labels))
-    prompts = random_prompts(2, 50257, seed=seed, max_len=10)
+    prompts = random_prompts(2, len(tok), seed=seed, max_len=10)
     k = data.draw(st.integers(1, len(ids)))
     exclude = data.draw(st.lists(st.lists(st.integers(0, len(ids) - 1), max_size=2), min_size=2, max_size=2))
-    idx, scores = beam_search_items(gpt2_model, prompts, ids, top_k=k, num_beams=len(ids), exclude=exclude)
-    exact = sequence_logprobs(gpt2_model, prompts, ids)
+    idx, scores = beam_search_items(bpe_model, prompts, ids, top_k=k, num_beams=len(ids), exclude=exclude)
+    exact = sequence_logprobs(bpe_model, prompts, ids)
     ex_idx, ex_scores = top_k_from_scores(exact, k, exclude)
     np.testing.assert_allclose(scores, ex_scores, atol=1e-4)
     # indices agree up to exact ties: each returned item's own exhaustive score is its beam score

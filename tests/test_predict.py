@@ -141,7 +141,7 @@ def test_next_item_predictions_are_label_space_items_and_csv(history, tmp_path):
     {"name": "purchase"}, {"name": "purchase", "level": "session"}, {"name": "next_action", "formulation": "example"},
     {"name": "next_item", "formulation": "example"},
 ])
-def test_prediction_prompts_equal_training_prompts(task, gpt2_tokenizer_dir, tmp_path):
+def test_prediction_prompts_equal_training_prompts(task, tokenizer_dir, tmp_path):
     """now_prompts at an example's label time == the training prompt's ids, truncation included.
     (Stream runs read windows instead: tests/test_stream.py checks prediction reads the same position.)"""
     from transformers import AutoTokenizer
@@ -150,8 +150,8 @@ def test_prediction_prompts_equal_training_prompts(task, gpt2_tokenizer_dir, tmp
     from evtlm.inference import now_prompts
 
     recipe = Recipe.model_validate({"data": {"synthetic": {"users": 40, "items": 30, "days": 28}}, "task": {**task, "max_tokens": 48},
-                                    "split": {"valid_days": 5, "test_days": 5}, "model": {"base": str(gpt2_tokenizer_dir)}})
-    tok = AutoTokenizer.from_pretrained(gpt2_tokenizer_dir)
+                                    "split": {"valid_days": 5, "test_days": 5}, "model": {"base": str(tokenizer_dir)}})
+    tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     p = prepare(recipe, tokenizer=tok, cache_dir=tmp_path, progress=False, use_cache=False)
     ev = p.events.events
     ts = ev["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)

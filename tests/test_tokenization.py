@@ -13,9 +13,10 @@ TEXTS = ["User 1 viewed Product 7. 3 minutes later added it to cart. Seconds lat
 PIECES = [" viewed Product 7.", " 3 minutes later added it to cart.", " New visit 2 days later: viewed Product 1002."]
 
 
-def test_local_gpt2_directory(gpt2_tokenizer_dir, tmp_path):
-    tok, info = load_tokenizer(ModelConfig(base=str(gpt2_tokenizer_dir)), None, tmp_path)
-    assert info.source == "pretrained" and info.vocab_size == 50257
+def test_local_tokenizer_directory(tokenizer_dir, tmp_path):
+    tok, info = load_tokenizer(ModelConfig(base=str(tokenizer_dir)), None, tmp_path)
+    assert info.source == "pretrained" and info.name == str(tokenizer_dir) and info.vocab_size == len(tok)
+    assert info.vocab_size == 50257 or tokenizer_dir.name.startswith("scratch-")  # GPT-2's, or built in-process
     assert tok.pad_token == tok.eos_token == "<|endoftext|>"
     # pieces tokenize to the same ids separately as joined: what evtlm.data relies on
     joined = tok("User 1" + "".join(PIECES), add_special_tokens=False)["input_ids"]

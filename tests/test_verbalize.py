@@ -200,10 +200,10 @@ def test_action_labels_are_distinct_bare_verbs():
         action_label("purchas", cfg)
 
 
-def test_pieces_tokenize_separately_like_the_whole_text(ev, cat, gpt2_tokenizer_dir):
+def test_pieces_tokenize_separately_like_the_whole_text(ev, cat, tokenizer_dir):
     from tokenizers import Tokenizer  # the fast tokenizer itself: no transformers import (seconds)
 
-    tok = Tokenizer.from_file(str(gpt2_tokenizer_dir / "tokenizer.json"))
+    tok = Tokenizer.from_file(str(tokenizer_dir / "tokenizer.json"))
     for item in ("id", "template"):
         cfg = VerbalizeConfig(item=item, item_template=TEMPLATE)
         text = verbalize_events(ev, cat, cfg)

@@ -25,7 +25,7 @@ that render alike (``verbalize.item: title``, two stock codes with one title) ar
 the baselines too, in their histories, training targets, rankings and history masks
 (`evtlm.answers`).
 
-next_action decisions: macro-F1 rewards the rare actions an argmax over calibrated
+next_action decisions: macro-F1 rewards the rare actions an argmax over the
 probabilities never predicts, so every method (the model and each baseline alike) gets per-class
 offsets fitted on its own validation predictions (`evtlm.metrics.fit_class_offsets`); accuracy
 and macro-F1 judge those decisions, log loss / Brier / ECE the probabilities as they are. The

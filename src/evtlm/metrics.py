@@ -346,8 +346,8 @@ def ranking_metrics(ranked, true, ks=(1, 5, 10, 20)) -> dict[str, float]:
 def fit_class_offsets(y_true, probs, rounds: int = 3, grid: int = 41) -> np.ndarray:
     """Per-class log offsets that maximise macro-F1 of ``argmax(log p + offset)`` on (validation)
     data: coordinate ascent over a grid, one class at a time. Rare classes get predicted when the
-    evidence for them is relatively high, which an argmax over calibrated probabilities never
-    does when one class dominates. Fit on validation, apply to test (`apply_offsets`).
+    evidence for them is relatively high, which an argmax over the probabilities never does
+    when one class dominates. Fit on validation, apply to test (`apply_offsets`).
 
     >>> p = np.array([[0.7, 0.3]] * 6 + [[0.6, 0.4]] * 4)
     >>> y = np.array([0] * 6 + [1] * 4)
