@@ -156,6 +156,30 @@ def test_label_space_entries_without_an_item_id_are_never_ranked():
         get_baselines("next_item", names=["popularity"])[0].fit(ex, ev, labels=["a", "b", "a", "c"])
 
 
+def test_excluded_items_are_never_ranked_and_rows_stay_full():
+    """decode.exclude_history_items masks the baselines as it masks the model (issue 12 finding
+    14): the lists evaluate passes are never ranked, and rankings go deeper so k items remain."""
+    rng = np.random.default_rng(1)
+    n_users, length = 25, 8
+    users = np.repeat(np.arange(n_users), length)
+    items = [f"i{v}" for v in rng.integers(15, size=len(users))]
+    ev = events(users, items, ["view"] * len(users), np.tile(np.arange(length), n_users))
+    ex = next_examples(ev, "item_id")
+    labels = sorted(set(items))
+    index = HistoryIndex(ev)
+    start, end = index.bounds(ex["user_id"], ex["label_time"])
+    history = [sorted({labels.index(index.item_ids[c]) for c in index.item[a:b]}) for a, b in zip(start, end)]
+    assert max(map(len, history)) >= 5  # deep enough to empty a 5-item list without going deeper
+    for b in get_baselines("next_item", FAST, names=["prior", "popularity", "transitions", "repeat"], k=5):
+        b.fit(ex, ev, labels=labels)
+        r = b.predict(ex, ev, exclude=history)
+        assert r.catalog_index.shape == (len(ex), 5) and (r.catalog_index >= 0).all() and b.k == 5, b.name
+        assert not any(set(row) & set(banned) for row, banned in zip(r.catalog_index.tolist(), history)), b.name
+        assert (np.asarray(labels, dtype=object)[r.catalog_index] == r.items).all() and (np.diff(r.scores, axis=1) <= 0).all()
+        plain = b.predict(ex, ev, exclude=[[] for _ in history])  # nothing to exclude: the usual ranking
+        assert (plain.catalog_index == b.predict(ex, ev).catalog_index).all()
+
+
 # -------------------------------------------------------------------------------- next_action
 def test_markov_learns_the_next_action_from_the_last_one():
     acts = ["view", "cart", "purchase"] * 20

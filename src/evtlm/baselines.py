@@ -47,8 +47,8 @@ import scipy.sparse as sp
 from evtlm.errors import DataError, TaskError, did_you_mean
 from evtlm.events import EventLog
 from evtlm.history import (HistoryIndex, action_order, binary_labels, check_examples, check_labels_in,
-                           default_catalog, item_popularity, positions_in, rfm_features, strictly_earlier, top_per_row,
-                           with_fallback)
+                           default_catalog, drop_excluded, item_popularity, positions_in, rfm_features, strictly_earlier,
+                           top_per_row, with_fallback)
 from evtlm.recipe import ACTIONS, EvalConfig
 
 EventsLike = pd.DataFrame | EventLog | HistoryIndex
@@ -100,14 +100,31 @@ class Baseline:
         self._fitted = True
         return self
 
-    def predict(self, examples: pd.DataFrame, events: EventsLike) -> np.ndarray | Ranking:
-        """Predictions for ``examples`` from their users' events strictly before label_time."""
+    def predict(self, examples: pd.DataFrame, events: EventsLike, *,
+                exclude: Sequence[Sequence[int]] | None = None) -> np.ndarray | Ranking:
+        """Predictions for ``examples`` from their users' events strictly before label_time.
+
+        ``exclude[i]`` (next_item): catalog positions never ranked for example i, the mask the
+        model gets under ``decode.exclude_history_items``; the ranking goes deeper by the most
+        any row loses, so every row still holds k items where the catalog has them.
+        """
         if not self._fitted:
             raise TaskError(f"baseline {self.name!r} is not fitted", fix="call fit(train_examples, events) first")
         index = as_index(events)
         frame = check_examples(examples, "examples", with_label=False)
         start, end = index.bounds(frame["user_id"], frame["label_time"])
-        return self._predict(frame, index, start, end)
+        if exclude is None or self.task != "next_item":
+            return self._predict(frame, index, start, end)
+        k = self.k
+        self.k = k + max((len(e) for e in exclude), default=0)  # every _predict ranks self.k items
+        try:
+            out = self._predict(frame, index, start, end)
+        finally:
+            self.k = k
+        codes, col = drop_excluded(out.catalog_index, exclude, k)
+        at = np.maximum(col, 0)
+        return Ranking(np.where(col >= 0, np.take_along_axis(out.items, at, axis=1), None),
+                       np.where(col >= 0, np.take_along_axis(out.scores, at, axis=1), -np.inf), codes)
 
     def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
         raise NotImplementedError

@@ -16,9 +16,11 @@ next_item       top-K over the full catalog (label space)   prior, popularity, t
 ==============  ==========================================  ======================================
 
 Answers outside the label space (a cold item, an action first seen after training,
-``label_index = -1``) stay in N and count as misses for every method. The run directory gets
-``metrics.json``, ``report.md`` and plots (`evtlm.report`); next_item runs also get
-``label_items.json`` (item id of each label-space answer), which `evtlm predict` reads.
+``label_index = -1``) stay in N and count as misses for every method. Under
+``decode.exclude_history_items`` (next_item) every method ranks without the items of each
+example's history: the same lists mask the model and each baseline (`evtlm.history.drop_excluded`).
+The run directory gets ``metrics.json``, ``report.md`` and plots (`evtlm.report`); next_item runs
+also get ``label_items.json`` (item id of each label-space answer), which `evtlm predict` reads.
 
 next_item answers are judged by the rendered answer for every method, as the model's are: item ids
 that render alike (``verbalize.item: title``, two stock codes with one title) are one item for
@@ -60,6 +62,7 @@ import pandas as pd
 
 from evtlm.answers import answer_index, as_answers
 from evtlm.errors import TaskError
+from evtlm.history import drop_excluded
 from evtlm.inference import LABEL_ITEMS, Decoder, action_names, check_task, history_exclusions, label_item_ids
 from evtlm.recipe import Recipe
 
@@ -229,13 +232,14 @@ def model_predictions(model: Any, recipe: Recipe, dataset: Any, example_ids: np.
 # ------------------------------------------------------------------------------- evaluate_run
 def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None = None, prepared: Any = None,
                  model: Any = None, progress: bool = True, *, max_examples: int | None = None,
-                 baselines: Sequence[str] | None = None, write: bool = True) -> dict[str, Any]:
+                 baselines: Sequence[str] | None = None, write: bool = True, overrides: Sequence[str] = ()) -> dict[str, Any]:
     """Score the run's model and the task's baselines on the same examples; write the report.
 
     ``recipe``/``prepared``/``model`` default to what the run directory holds (the recipe and
     model it saved; the data prepared again with the run's tokenizer, from the cache when
     possible). ``max_examples`` overrides ``eval.max_examples``; ``baselines`` overrides
-    ``eval.baselines``. Returns the content of ``metrics.json``.
+    ``eval.baselines``; ``overrides`` (the ``key=value`` strings ``recipe`` was loaded with) are
+    stated in the report. Returns the content of ``metrics.json``.
     """
     from evtlm.inference import load_run_recipe
     from evtlm.splits import SPLITS
@@ -248,6 +252,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     check_task(task, "evaluate")
     if split not in SPLITS:
         raise TaskError(f"unknown split {split!r}", where="--split", fix=f"use one of {', '.join(SPLITS)}")
+    if prepared is None:  # the log is read again: stop now, in one line, if it moved or changed
+        from evtlm.provenance import check_data_files
+
+        check_data_files(run_dir, recipe.data)
     tokenizer = prepared.tokenizer if prepared is not None else None
     if model is None:
         from evtlm.inference import load_for_inference
@@ -280,16 +288,23 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     ks = sorted(set(recipe.eval.k))
     depth = max(ks)
     item_ids = answers = None
+    exclude = None  # decode.exclude_history_items: one mask, each example's history items, for every method
     if task == "next_item":
         item_ids = label_item_ids(space, prepared.events.events, prepared.events.catalog, recipe.verbalize)
         answers = answer_index(space, prepared.events.events, prepared.events.catalog, recipe.verbalize)
+        if recipe.decode.exclude_history_items:
+            exclude = history_exclusions(chosen["history_items"], answers)
 
     preds: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     # ---- the model
     t0 = time.perf_counter()
     offsets: dict[str, np.ndarray] = {}  # next_action: each method's decision rule, fitted on validation
-    if stream:
+    if stream and exclude is not None:  # the stream masks its window; the full history is masked as for the rest
+        deep = depth + max(map(len, exclude), default=0)
+        preds[MODEL] = drop_excluded(model_predictions(model, recipe, ds, ds_ids[rows], deep, progress=progress),
+                                     exclude, depth)[0]
+    elif stream:
         preds[MODEL] = model_predictions(model, recipe, ds, ds_ids[rows], depth, progress=progress)
         if task == "next_action":
             from evtlm import metrics as M
@@ -299,9 +314,6 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
             offsets[MODEL] = M.fit_class_offsets(truth(task, vix["label_index"].to_numpy(), space), v_pred)
     else:
         decoder = Decoder(model, tokenizer, task, space, recipe.decode)
-        exclude = None
-        if task == "next_item" and recipe.decode.exclude_history_items:
-            exclude = history_exclusions(chosen["history_items"], answers)
         preds[MODEL] = score_model(decoder, task, _prompts(ds, rows), top_k=depth, exclude=exclude)
     seconds[MODEL] = time.perf_counter() - t0
 
@@ -318,7 +330,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     for base in get_baselines(task, recipe.eval, names=baselines, k=depth, level=recipe.task.level, progress=progress):
         t0 = time.perf_counter()
         base.fit(train, index, labels=labels)
-        out = base.predict(chosen, index)
+        out = base.predict(chosen, index, exclude=exclude)
         preds[base.name] = out.catalog_index if task == "next_item" else np.asarray(out, dtype=np.float64)
         if task == "next_action" and MODEL in offsets:  # the same decision-rule fitting for every method
             from evtlm import metrics as M
@@ -342,6 +354,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     result = {
         "task": task, "split": split, "n": n, "n_split": n_split, "sampled": n < n_split, "seed": recipe.train.seed,
         "formulation": recipe.task.formulation,
+        "exclude_history_items": exclude is not None, "overrides": list(overrides),
         "decision_rule": ({k: [round(float(x), 3) for x in v] for k, v in offsets.items()} if offsets else None),
         "primary_metric": metric, "greater_is_better": greater, "label_space_size": len(space),
         "outside_label_space": int((y < 0).sum()) if task != "purchase" else 0, "k": ks,

@@ -348,16 +348,50 @@ def with_fallback(primary: np.ndarray, pscores: np.ndarray, fallback: np.ndarray
     fb, fs = fallback[: k + primary.shape[1]], fscores[: k + primary.shape[1]] - 1.0
     n = len(primary)
     out_codes, out_scores = np.empty((n, k), np.int64), np.empty((n, k))
-    for lo in range(0, n, 20_000):  # [rows, F, P] duplicate test; chunks bound the memory
-        p, ps = primary[lo : lo + 20_000], pscores[lo : lo + 20_000]
-        dup = (fb[None, :, None] == p[:, None, :]).any(axis=2)
+    # duplicates found by (row, item) keys, not an [rows, F, P] comparison: long lists (deep
+    # rankings for history exclusion, k in the hundreds) stay linear in rows x (F + P)
+    width = int(max(fb.max(initial=-1), primary.max(initial=-1))) + 1
+    step = max(1, 4_000_000 // max(1, fb.size + primary.shape[1]))  # rows per chunk: ~4M candidates
+    for lo in range(0, n, step):
+        p, ps = primary[lo : lo + step], pscores[lo : lo + step]
+        row = np.arange(len(p), dtype=np.int64)[:, None] * width
+        dup = np.isin(row + fb[None, :], (row + p)[p >= 0])
         cand = np.concatenate([p, np.broadcast_to(fb, (len(p), len(fb)))], axis=1)
         score = np.concatenate([ps, np.broadcast_to(fs, (len(p), len(fb)))], axis=1)
         valid = np.concatenate([p >= 0, ~dup], axis=1)
         order = np.argsort(~valid, axis=1, kind="stable")[:, :k]  # valid first, order kept
-        out_codes[lo : lo + 20_000] = np.take_along_axis(cand, order, axis=1)
-        out_scores[lo : lo + 20_000] = np.take_along_axis(score, order, axis=1)
+        out_codes[lo : lo + step] = np.take_along_axis(cand, order, axis=1)
+        out_scores[lo : lo + step] = np.take_along_axis(score, order, axis=1)
     return out_codes, out_scores
+
+
+def drop_excluded(codes: np.ndarray, exclude: Sequence[Sequence[int]], k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rankings ``codes`` [n, K] (-1 padded, best first) without each row's ``exclude[i]`` codes,
+    cut to ``k``: ``(codes [n, k], source column of each kept entry [n, k])``, -1 padded.
+
+    `evtlm.evaluate` masks every method with the same lists (``decode.exclude_history_items``):
+    a ranking ``K = k + max(len(e))`` deep keeps k entries in every row.
+
+    >>> c, col = drop_excluded(np.array([[5, 2, 7, -1], [1, 2, 3, 4]]), [[2], [9]], 3)
+    >>> c.tolist(), col.tolist()
+    ([[5, 7, -1], [1, 2, 3]], [[0, 2, -1], [0, 1, 2]])
+    """
+    codes = np.asarray(codes, dtype=np.int64)
+    n, depth = codes.shape
+    lengths = np.fromiter((len(e) for e in exclude), np.int64, count=len(exclude))
+    if len(lengths) != n:
+        raise DataError(f"exclude has {len(lengths)} rows for {n} rankings", where="drop_excluded",
+                        fix="pass one list of excluded catalog positions per ranked example")
+    width = int(max(codes.max(initial=-1), max((max(e, default=-1) for e in exclude), default=-1))) + 1
+    banned = np.repeat(np.arange(n, dtype=np.int64), lengths) * width
+    if lengths.sum():
+        banned = banned + np.concatenate([np.asarray(e, dtype=np.int64) for e in exclude if len(e)])
+    row = np.arange(n, dtype=np.int64)[:, None] * width
+    keep = (codes >= 0) & ~np.isin(row + codes, banned)
+    col = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # kept entries first, their order unchanged
+    kept = np.take_along_axis(keep, col, axis=1)
+    col = np.where(kept, col, -1)
+    return np.where(kept, np.take_along_axis(codes, np.maximum(col, 0), axis=1), -1), col
 
 
 def top_per_row(rows: np.ndarray, items: np.ndarray, scores: np.ndarray, tiebreak: np.ndarray, n: int, k: int):

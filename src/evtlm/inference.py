@@ -50,21 +50,35 @@ LABEL_ITEMS = "label_items.json"  # item ids aligned to label_space.json (next_i
 
 
 # ------------------------------------------------------------------------------- run directory
-def load_run_recipe(run_dir: str | Path) -> Recipe:
-    """The run's recipe from ``recipe.resolved.yaml``, as the text stages saw it.
+# What may differ between training a run and evaluating it: how answers are decoded, how they are
+# judged, and where the (same, fingerprinted) data files lie now. Anything else (task, split,
+# verbalize, model, ...) would ask the model about text or labels it was not trained on.
+RUN_OVERRIDES = ("decode", "eval", "data.path", "data.catalog.path")
+
+
+def load_run_recipe(run_dir: str | Path, overrides: Sequence[str] = (), *, command: str = "evtlm evaluate") -> Recipe:
+    """The run's recipe from ``recipe.resolved.yaml``, as the text stages saw it, with ``key=value``
+    ``overrides`` of the keys in `RUN_OVERRIDES` (the syntax of `evtlm finetune`).
 
     The file holds the data section with its preset already merged in (`evtlm.run_dir`), so
     loading it back gives exactly the settings the run was trained with; `text_recipe` applies
     what the model options imply for the text (item tokens), as `evtlm.data.prepare` does.
     """
     from evtlm.data import text_recipe
+    from evtlm.errors import RecipeError
     from evtlm.recipe import load_recipe
 
     path = Path(run_dir) / "recipe.resolved.yaml"
     if not path.is_file():
         raise RunDirError(f"{path} is missing", where=str(run_dir),
                           fix="point --run at a directory written by `evtlm finetune`")
-    return text_recipe(load_recipe(path))
+    for item in overrides:
+        key = item.partition("=")[0].strip()
+        if "=" in item and not any(key == k or key.startswith(k + ".") for k in RUN_OVERRIDES):
+            raise RecipeError(f"override {item!r} would change what the run was trained on", where=command,
+                              fix=f"{command} takes overrides of decode.*, eval.*, data.path and data.catalog.path; "
+                              "train a new run for other settings (evtlm finetune RECIPE key=value)")
+    return text_recipe(load_recipe(path, overrides))
 
 
 def read_label_space(run_dir: str | Path) -> list[str]:

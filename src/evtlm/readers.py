@@ -37,7 +37,8 @@ _DELIMITERS = (",", "\t", ";", "|")
 
 
 def resolve_path(path: str | Path, base_dir: str | Path | None, what: str = "data.path") -> Path:
-    """``path`` relative to ``base_dir`` (when relative); a clear error when it does not exist."""
+    """``path`` relative to ``base_dir`` when given, else to the current directory (as a recipe's
+    relative data paths are, `evtlm.recipe.load_recipe`); a clear error when it does not exist."""
     p = Path(path).expanduser()
     if not p.is_absolute() and base_dir is not None:
         p = Path(base_dir) / p
@@ -49,10 +50,11 @@ def resolve_path(path: str | Path, base_dir: str | Path | None, what: str = "dat
         hint = f"did you mean {near[0]!r}? " if near else ""
     elif not p.parent.exists():
         hint = f"the folder {str(p.parent)!r} does not exist either; "
+    against = repr(str(base_dir)) if base_dir is not None else f"the current directory, {str(Path.cwd())!r}"
     raise DataError(
         f"file not found: {str(p)!r}",
         where=what,
-        fix=f"{hint}check {what} (relative paths are resolved against the recipe's folder)",
+        fix=f"{hint}check {what} (relative paths are resolved against {against})",
     )
 
 

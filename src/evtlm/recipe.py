@@ -59,7 +59,7 @@ class TimestampConfig(Section):
 class CatalogConfig(Section):
     """An item catalog joined on item id: item -> title, category, brand, price, …"""
 
-    path: str
+    path: str  # the catalog file; relative: to the current directory
     item: str = "item_id"
     fields: dict[str, str] = Field(default_factory=dict)  # canonical field -> raw column
     format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
@@ -81,7 +81,7 @@ class DataConfig(Section):
     """Where events come from and how they are mapped to the canonical table."""
 
     preset: str | None = None  # a known public format (see evtlm.presets); fields below override it
-    path: str | None = None  # None: the embedded synthetic shop (see `synthetic`)
+    path: str | None = None  # None: the embedded synthetic shop (see `synthetic`); relative: to the current directory
     options: dict[str, Any] = Field(default_factory=dict)  # preset-specific options
     format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
     delimiter: str | None = None
@@ -196,7 +196,7 @@ class TaskConfig(Section):
     level: Literal["user", "session"] = "user"  # purchase only
     horizon_days: float = Field(7.0, gt=0)  # purchase (user level): buys within H after cutoff
     min_history: int = Field(1, ge=1)  # events a prompt needs at least
-    examples_per_user: int | None = Field(None, ge=1)  # cap on examples per user and split (latest)
+    examples_per_user: int | None = Field(None, ge=1)  # cap on training examples per user (latest); valid/test keep all
     target_actions: list[Action] | None = None  # next_*: only these events are targets; None: all
     max_tokens: int = Field(512, ge=16)  # context budget; oldest events are dropped first
     # stream: one forward pass over a window of the user's events supervises every target in it
@@ -435,6 +435,8 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
     Override values are parsed as YAML, so ``train.lr=3e-4`` is a float and
     ``eval.k=[1,10]`` a list. Every problem is reported at once, each with its dotted path.
+    Relative data paths (``data.path``, ``data.catalog.path``) are resolved against the current
+    directory and kept absolute.
 
     >>> load_recipe(None, ["train.lr=3e-4", "task.name=next_action"]).train.lr
     0.0003
@@ -447,6 +449,7 @@ def load_recipe(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     raw: dict[str, Any] = {} if path is None else _read_yaml(Path(path))
     for item in overrides:
         _apply_override(raw, item)
+    _absolute_data_paths(raw)
     if path is not None and not raw.get("name"):
         raw["name"] = Path(path).stem
     where = source + (f" with overrides {' '.join(overrides)}" if overrides else "")
@@ -482,6 +485,21 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise RecipeError(f"a recipe must be a mapping of sections, got {type(data).__name__}", where=str(path))
     return data
+
+
+def _absolute_data_paths(raw: dict[str, Any]) -> None:
+    """``data.path`` and ``data.catalog.path`` made absolute, relative ones against the current
+    directory (where `make finetune` and the shipped recipes' ``../shared/data/...`` expect them,
+    as for any path given on a command line). The loaded recipe then names the same files from
+    any directory, and so does the run's ``recipe.resolved.yaml`` (`evtlm evaluate --run`)."""
+    data = raw.get("data")
+    if not isinstance(data, dict):
+        return
+    for node in (data, data.get("catalog")):
+        value = node.get("path") if isinstance(node, dict) else None
+        if isinstance(value, str) and value.strip():
+            path = Path(value).expanduser()
+            node["path"] = str(path if path.is_absolute() else path.resolve())
 
 
 def _apply_override(raw: dict[str, Any], item: str) -> None:

@@ -122,7 +122,22 @@ def reading(result: dict[str, Any]) -> str:
                  "and count as misses for every method.")
     if result.get("sampled"):
         extra += f" The {n} examples are a seeded sample of the {result['n_split']} in the split."
-    return f"{head}: {verdict}{extra}"
+    return f"{head}: {verdict}{extra}{settings(result)}"
+
+
+def settings(result: dict[str, Any]) -> str:
+    """What the reading must say about how every method was run: history exclusion, overrides.
+
+    >>> settings({"task": "next_item", "exclude_history_items": True, "overrides": ["decode.exclude_history_items=true"]})
+    " Items already in an example's history are excluded from every method's ranking, the model's and each baseline's alike (decode.exclude_history_items). Evaluated with overrides of the run's recipe: decode.exclude_history_items=true."
+    """
+    out = ""
+    if result.get("exclude_history_items"):
+        out += (" Items already in an example's history are excluded from every method's ranking, the model's and each "
+                "baseline's alike (decode.exclude_history_items).")
+    if result.get("overrides"):
+        out += f" Evaluated with overrides of the run's recipe: {' '.join(result['overrides'])}."
+    return out
 
 
 def model_row(name: str) -> bool:
