@@ -96,9 +96,26 @@ def test_next_item_cold_items_kept():
 def test_next_action_label_space_and_cap():
     _, ex = examples(EVENTS, task={"name": "next_action", "examples_per_user": 1}, split={"method": "leave_one_out"})
     assert ex.label_space == [" viewed", " added to cart", " bought"]  # canonical order, training actions only
-    assert ex.table.groupby(["user_id", "split"]).size().max() == 1
+    assert ex.table[ex.table["split"] == TRAIN].groupby("user_id").size().max() == 1
     _, only = examples(EVENTS, task={"name": "next_action", "target_actions": ["purchase"]}, split=SPLIT)
     assert set(only.table["label"]) == {"purchase"}
+
+
+@pytest.mark.parametrize("task", [{"name": "next_action"}, {"name": "next_item"}, {"name": "purchase", "horizon_days": 2},
+                                  {"name": "purchase", "level": "session"}])
+def test_examples_per_user_caps_training_only(task):
+    """Issue 12 finding 8: the cap bounds training cost; the reported test figure is on the full split."""
+    _, full = examples(EVENTS, task=task, split=SPLIT)
+    ctx, capped = examples(EVENTS, task={**task, "examples_per_user": 1}, split=SPLIT)
+    t, f = capped.table, full.table
+    train = t[t["split"] == TRAIN]
+    assert train.groupby("user_id").size().max() == 1  # each user's latest training example only
+    latest = f[f["split"] == TRAIN].groupby("user_id")["label_time"].max()
+    assert (train.set_index("user_id")["label_time"] == latest.reindex(train["user_id"]).to_numpy()).all()
+    for code in (VALID, TEST):  # every held-out example, exactly as without a cap
+        pd.testing.assert_frame_equal(t[t["split"] == code].reset_index(drop=True), f[f["split"] == code].reset_index(drop=True))
+    assert ctx.capped == {"train": int((f["split"] == TRAIN).sum()) - len(train), "valid": 0, "test": 0}
+    assert (f["split"] == TEST).sum() > f[f["split"] == TEST]["user_id"].nunique() or task["name"] == "purchase"
 
 
 def test_first_token_clash_is_an_error():
