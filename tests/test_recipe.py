@@ -169,3 +169,27 @@ def test_valid_neighbours_of_the_checks_still_load() -> None:
                                 "model.scratch.n_embd=96", "model.scratch.n_head=3", "verbalize.timezone=utc",
                                 "task.max_tokens=512", "model.when_unavailable=scratch", "eval.baselines=[gbt]"])
     assert recipe.data.start == "2017-11-25" and recipe.split.method == "leave_one_out"
+
+
+def test_validate_takes_the_three_bad_recipes_in_one_call(tmp_path: Path, capsys) -> None:
+    """The acceptance of issue 12 (4): one `evtlm validate` call rejects each, naming every problem."""
+    paths = []
+    for name, text in (("preset", BAD_PRESET), ("split", BAD_SPLIT), ("shape", BAD_SHAPE)):
+        paths.append(tmp_path / f"{name}.yaml")
+        paths[-1].write_text(text)
+    assert main(["validate", *map(str, paths)]) == 2
+    err = capsys.readouterr().err
+    assert [line.split(" in the recipe ")[1].split(" ")[0] for line in err.splitlines() if line.startswith("error:")] == \
+        [str(p) for p in paths]
+    for field in ("data.preset: got 'taobo'", "split.method: got 'leave_one_out'", "model.scratch.n_embd: got 100"):
+        assert f"\n  {field}" in err
+
+
+def test_a_flag_a_section_rejects_is_one_line_not_a_traceback(tmp_path: Path, capsys) -> None:
+    """Commands build recipe sections from their flags; the semantic checks then reject them there."""
+    log = tmp_path / "log.csv"
+    log.write_text("user_id,item_id,action,timestamp\n1,a,view,2017-11-25 08:00\n")
+    assert main(["verbalize", str(log), "--preset", "taobo"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: preset: got 'taobo', expected a known preset: did you mean 'taobao'?")
+    assert err.count("\n") == 1 and "see `evtlm verbalize --help`" in err
