@@ -10,15 +10,17 @@ TORCH  ?= torch==2.13.0
 BIN    := $(VENV)/bin
 RECIPE ?= purchase
 ARGS   ?=
+PYTEST_ARGS ?=
 NUM_GPUS ?= 1
 ACCELERATE_CONFIG ?=
 
-.PHONY: setup test test-all finetune bench bench-prepare bench-train bench-predict bench-quality bench-stream lint clean help
+.PHONY: setup test test-all test-floors finetune bench bench-prepare bench-train bench-predict bench-quality bench-stream lint clean help
 
 help:
 	@echo "make setup                      create $(VENV) and install evtlm[dev] (CPU torch unless TORCH=... is given)"
 	@echo "make test                       run the default test suite (offline, CPU)"
 	@echo "make test-all                   also run tests marked slow"
+	@echo "make test-floors                the default suite in $(FLOORS_VENV) at the declared dependency floors"
 	@echo "make finetune RECIPE=purchase [ARGS='train.epochs=1'] [NUM_GPUS=N]"
 	@echo "make bench [BENCH_ARGS=--quick]  run the benchmarks into bench/results/ (latest.md, latest.json)"
 	@echo "make bench-prepare | bench-train | bench-predict | bench-quality | bench-stream   one benchmark (see bench/README.md)"
@@ -38,6 +40,18 @@ test:
 
 test-all:
 	$(BIN)/python -m pytest -m ""
+
+# The oldest versions pyproject.toml declares, pinned in requirements-floors.txt (with why each floor
+# is where it is), in a venv of their own. torch comes first and pinned, as in `setup`: an unpinned
+# torch would pull a multi-GB CUDA build. The constraints keep every pin even where a package asks
+# for more; the editable install puts this checkout's evtlm on top.
+FLOORS_VENV ?= .venv-floors
+test-floors:
+	test -x $(FLOORS_VENV)/bin/python || $(PYTHON) -m venv $(FLOORS_VENV)
+	$(FLOORS_VENV)/bin/python -m pip install --quiet "$$(grep '^torch==' requirements-floors.txt)"
+	$(FLOORS_VENV)/bin/python -m pip install --quiet -c requirements-floors.txt -r requirements-floors.txt -e ".[dev]"
+	@$(FLOORS_VENV)/bin/python -c "import importlib.metadata as m; print(' | '.join(p + ' ' + m.version(p) for p in ('torch', 'transformers', 'peft', 'accelerate', 'datasets', 'pandas', 'numpy')))"
+	$(FLOORS_VENV)/bin/python -m pytest $(PYTEST_ARGS)
 
 # A recipe name resolves to recipes/<name>.yaml; a path is used as it is.
 RECIPE_PATH = $(if $(wildcard $(RECIPE)),$(RECIPE),recipes/$(RECIPE).yaml)

@@ -46,6 +46,7 @@ COVERAGE: list[tuple[str, str]] = [
     (r"make test$", "ci"),
     (r"make setup TORCH=", "dry-run"),
     (r"make test-all$", "dry-run"),
+    (r"make test-floors$", "dry-run"),
     (r"make bench$", "dry-run"),
     (r"make bench-(prepare|train|predict|quality|stream)$", "dry-run"),
     (r"make finetune RECIPE=purchase$", "quickstart"),
@@ -141,8 +142,11 @@ def sandbox(tmp_path_factory) -> Path:
     """A working directory that looks like a clone (Makefile, recipes, .venv) and writes nothing
     into the repository; fixture files for the troubleshooting examples."""
     root = tmp_path_factory.mktemp("readme")
-    for name in ("Makefile", "recipes", ".venv"):
+    for name in ("Makefile", "recipes"):
         (root / name).symlink_to(REPO / name)
+    # `.venv` is the environment running the tests: under `make test-floors` the quickstart's
+    # `make finetune` and `source .venv/bin/activate` then use the floor versions too
+    (root / ".venv").symlink_to(Path(sys.prefix))
     (root / "bad.yaml").write_text("train:\n  epochs: many\n  lr_rate: 3.0e-4\n")
     (root / "events.csv").write_text("user_id,item_id,action,timestamp\n1,5,view,2024-01-01T00:00:00Z\n"
                                      "1,6,clik,2024-01-01T00:01:00Z\n2,5,purchase,2024-01-01T00:03:00Z\n")

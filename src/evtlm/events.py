@@ -346,7 +346,7 @@ class Ingest:
             mask = dropped & (raw_str == value).fillna(False).to_numpy()
             out = bad.drop(out, mask, reason=f"action {value!r} in data.drop_actions", bad=False)
             canon, dropped, raw_str = canon[~mask], dropped[~mask], raw_str[~mask]
-        out["action"] = canon
+        out = out.assign(action=canon)  # a new frame: out may be a slice of the input (pandas 2 warns)
         if cfg.actions:
             known = ", ".join(f"{k} -> {v}" for k, v in cfg.actions.items())
             expected = f"a value mapped in data.actions ({known})"

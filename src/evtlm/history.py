@@ -67,7 +67,10 @@ def check_examples(frame: pd.DataFrame, what: str, with_label: bool) -> pd.DataF
 
 def binary_labels(labels: pd.Series) -> np.ndarray:
     """purchase labels as 0/1 ints; anything else names its rows."""
-    values = pd.to_numeric(pd.Series(labels).astype("object").replace({True: 1, False: 0}), errors="coerce")
+    raw = pd.Series(labels).astype("object").to_numpy()
+    # bools as ints, element by element (pandas 2's replace warns about downcasting); 1 == True, so 1/0 stay
+    ints = np.where(raw == True, 1, np.where(raw == False, 0, raw))  # noqa: E712
+    values = pd.to_numeric(pd.Series(ints), errors="coerce")
     bad = np.flatnonzero(~values.isin([0, 1]).to_numpy())
     if bad.size:
         shown = pd.Series(labels).iloc[bad[:5]].tolist()

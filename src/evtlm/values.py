@@ -26,6 +26,7 @@ Timestamp('2010-11-30 23:26:00+0000', tz='UTC')
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -175,12 +176,19 @@ def read_timestamps(values: pd.Series, cfg: TimestampConfig, now: pd.Timestamp |
                 else "ISO-8601 times such as '2017-11-25 08:30:00' (or set data.timestamp.format)")
     strings = values.astype("string").str.strip()
     try:
-        ts = _localize(pd.to_datetime(strings, format=fmt, errors="coerce"), cfg.timezone)
-    except ValueError:  # several offsets, or offsets mixed with naive times: parse each kind apart
+        with warnings.catch_warnings():  # pandas 2 warns about several offsets, and returns objects
+            warnings.simplefilter("ignore", FutureWarning)
+            parsed = pd.to_datetime(strings, format=fmt, errors="coerce")
+        mixed = not pd.api.types.is_datetime64_any_dtype(parsed.dtype)
+    except ValueError:  # pandas 3 raises
+        mixed = True
+    if mixed:  # several offsets, or offsets mixed with naive times: parse each kind apart
         aware = strings.str.contains(_ZONE_SUFFIX, regex=True).fillna(False)
         ts = pd.Series(pd.NaT, index=strings.index, dtype="datetime64[ns, UTC]")
         ts[aware] = pd.to_datetime(strings[aware], format=fmt, errors="coerce", utc=True)
         ts[~aware] = _localize(pd.to_datetime(strings[~aware], format=fmt, errors="coerce"), cfg.timezone)
+    else:
+        ts = _localize(parsed, cfg.timezone)
     return _check_times(ts, "iso", expected, lo, hi,
                         "fix the values or set data.timestamp.unit / data.timestamp.format")
 
