@@ -195,7 +195,7 @@ def text_recipe(recipe: Recipe) -> Recipe:
     - ``task.formulation: auto`` becomes ``stream`` for next_action and for next_item with item
       tokens, ``example`` otherwise; ``model.item_tokens: null`` becomes true for next_item
       unless the formulation is ``example``; ``model.copy_path: null`` becomes true for next_item
-      streams, ``model.history_features: null`` for next_action streams.
+      streams, ``model.history_features: null`` for next_action and purchase streams.
     - With item tokens, items are written as their own tokens (``verbalize.item: token``) and the
       "added it to cart" shortcut is off: the item token is always in the text, where the copy
       path and attention can find it.
@@ -215,7 +215,8 @@ def text_recipe(recipe: Recipe) -> Recipe:
     formulation = task.formulation
     if formulation == "auto":
         formulation = "stream" if task.name == "next_action" or (task.name == "next_item" and item_tokens) else "example"
-    if formulation == "stream" and (task.name not in ("next_item", "next_action") or (task.name == "next_item" and not item_tokens)):
+    if formulation == "stream" and (task.name not in ("next_item", "next_action", "purchase")
+                                    or (task.name == "next_item" and not item_tokens)):
         from evtlm.errors import RecipeError
 
         raise RecipeError(f"task.formulation=stream does not apply to task {task.name}"
@@ -223,7 +224,8 @@ def text_recipe(recipe: Recipe) -> Recipe:
                           where="task.formulation", fix="use task.formulation=example (or auto)"
                           + (", or model.item_tokens=true" if task.name == "next_item" else ""))
     copy = model.copy_path if model.copy_path is not None else (task.name == "next_item" and formulation == "stream")
-    feats = model.history_features if model.history_features is not None else (task.name == "next_action" and formulation == "stream")
+    feats = model.history_features if model.history_features is not None else (
+        task.name in ("next_action", "purchase") and formulation == "stream")
     update: dict = {}
     if (formulation, item_tokens, copy, feats) != (task.formulation, model.item_tokens, model.copy_path, model.history_features):
         update["task"] = task.model_copy(update={"formulation": formulation})

@@ -28,7 +28,7 @@ import pandas as pd
 from evtlm.events import DataReport, EventLog
 from evtlm.recipe import DataConfig, Recipe
 
-CACHE_VERSION = 4  # bump when the example format or the builders change (4: examples_per_user caps training only)
+CACHE_VERSION = 5  # bump when the example format or the builders change (5: purchase streams, tgt_feat)
 
 
 def data_fingerprint(cfg: DataConfig, log: EventLog | None = None, base_dir: str | Path | None = None) -> dict[str, Any]:

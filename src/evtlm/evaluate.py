@@ -118,8 +118,8 @@ def method_metrics(task: str, pred: np.ndarray, y: np.ndarray, ks: Sequence[int]
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", M.MetricWarning)  # NaN AUC on one class: visible in the table
-        if task == "purchase":
-            return M.binary_metrics(y, pred, n_bins=n_bins)
+        if task == "purchase":  # p_std: the spread of P(yes); near 0, a model that learned only the base rate
+            return {**M.binary_metrics(y, pred, n_bins=n_bins), "p_std": float(np.std(pred)) if len(pred) else float("nan")}
         if task == "next_action":
             probs, truth = closed_with_unseen(pred, y)
             decisions = None
@@ -218,13 +218,14 @@ def _stream_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable, str, b
 
 def model_predictions(model: Any, recipe: Recipe, dataset: Any, example_ids: np.ndarray, depth: int,
                       progress: bool = False) -> np.ndarray:
-    """A stream model's predictions for ``example_ids``: probabilities [n, C] (next_action) or the
-    top-``depth`` label-space indices [n, depth] (next_item)."""
+    """A stream model's predictions for ``example_ids``: P(" yes") [n] (purchase), probabilities
+    [n, C] (next_action) or the top-``depth`` label-space indices [n, depth] (next_item)."""
     from evtlm.stream_model import stream_predictions
 
     exclude = recipe.decode.exclude_history_items
-    if recipe.task.name == "next_action":
-        return stream_predictions(model, dataset, example_ids, batch_size=recipe.decode.batch_size, progress=progress)
+    if recipe.task.name in ("next_action", "purchase"):
+        probs = stream_predictions(model, dataset, example_ids, batch_size=recipe.decode.batch_size, progress=progress)
+        return probs[:, 1] if recipe.task.name == "purchase" else probs  # purchase answers: [" no", " yes"]
     return stream_predictions(model, dataset, example_ids, top_k=depth, batch_size=recipe.decode.batch_size,
                               exclude_history=exclude, progress=progress)[0]
 

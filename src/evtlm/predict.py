@@ -136,12 +136,13 @@ def _decision_offsets(run_dir: Path) -> np.ndarray | None:
 
 
 def _stream_records(model, part, catalog, recipe, tokenizer, space, task, k, actions, item_ids, batch_size, offsets,
-                    calibrator=None):
-    """Records of one chunk of users for a stream model: one window each, read after the last event."""
+                    calibrator=None, cutoff=None):
+    """Records of one chunk of users for a stream model: one window each, read after the last event
+    (purchase: its features as of ``cutoff``, the prediction time)."""
     from evtlm.stream import now_windows
     from evtlm.stream_model import stream_predictions
 
-    now = now_windows(part, catalog, recipe, tokenizer, space)
+    now = now_windows(part, catalog, recipe, tokenizer, space, cutoff_ns=cutoff)
     bs = batch_size or recipe.decode.batch_size
     ok = now.ok.tolist()
     users = [now.user_ids[i] for i in ok]
@@ -152,6 +153,8 @@ def _stream_records(model, part, catalog, recipe, tokenizer, space, task, k, act
                                     exclude_history=recipe.decode.exclude_history_items)
     else:
         result = stream_predictions(model, now.dataset, now.ok, batch_size=bs)
+        if task == "purchase":
+            result = result[:, space.index(" yes")]
     good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets, calibrator)))
     return [good[i] if i in good else {"user_id": now.user_ids[i], "error": now.errors[i]} for i in range(len(now.user_ids))]
 
@@ -266,7 +269,7 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
             part = events.iloc[bounds[lo]:bounds[hi]]
             if stream:
                 records = _stream_records(model, part, log.catalog, recipe, tokenizer, space, task, k, actions,
-                                          item_ids, batch_size, offsets, calibrator)
+                                          item_ids, batch_size, offsets, calibrator, cutoff)
                 writer.write(records)
                 n_ok = sum("error" not in r for r in records)
                 n_pred, n_err = n_pred + n_ok, n_err + len(records) - n_ok

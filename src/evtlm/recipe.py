@@ -195,6 +195,10 @@ class TaskConfig(Section):
     name: Literal["next_action", "next_item", "purchase", "pretrain"] = "purchase"
     level: Literal["user", "session"] = "user"  # purchase only
     horizon_days: float = Field(7.0, gt=0)  # purchase (user level): buys within H after cutoff
+    # purchase (user level): days between training cutoffs, each labelled over its full horizon
+    # inside the training window. None: one every horizon_days. Denser cutoffs give every user
+    # more labels (the stream formulation reads them all in one pass per window)
+    cutoff_every_days: float | None = Field(None, gt=0)
     min_history: int = Field(1, ge=1)  # events a prompt needs at least
     examples_per_user: int | None = Field(None, ge=1)  # cap on training examples per user (latest); valid/test keep all
     target_actions: list[Action] | None = None  # next_*: only these events are targets; None: all

@@ -220,13 +220,13 @@ def _context_problems(task: Any, model: Any) -> list[InitErrorDetails]:
 
 
 def _formulation_problems(task: Any, model: Any) -> list[InitErrorDetails]:
-    """The stream formulation exists for next_item (with item tokens) and next_action only."""
+    """The stream formulation exists for next_item (with item tokens), next_action and purchase."""
     if task.formulation != "stream":
         return []
-    if task.name not in ("next_item", "next_action"):
+    if task.name not in ("next_item", "next_action", "purchase"):
         return [problem(["task", "formulation"], task.formulation,
                         f"got 'stream' for task {task.name}, expected 'example' or 'auto' (streams are for "
-                        "next_item and next_action)")]
+                        "next_item, next_action and purchase)")]
     if task.name == "next_item" and model.item_tokens is False:
         return [problem(["task", "formulation"], task.formulation,
                         "got 'stream' with model.item_tokens=false, expected model.item_tokens true or unset "

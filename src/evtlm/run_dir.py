@@ -68,7 +68,8 @@ def save_model(model: torch.nn.Module, tokenizer: Any, run_dir: Path, base_info:
         from evtlm.stream_model import HEAD_FILE
 
         save_file(model.head_state(), str(run_dir / HEAD_FILE))
-        stream = {"answer_ids": model.answer_ids.tolist(), "copy_path": bool(model.copy), "history_features": bool(model.features)}
+        stream = {"answer_ids": model.answer_ids.tolist(), "copy_path": bool(model.copy), "history_features": bool(model.features),
+                  "target_features": int(model.target_features)}
         model = model.lm
     if isinstance(model, PeftModel):
         # save_embedding_layers=False: item-token rows travel as trainable tokens inside the
@@ -117,7 +118,8 @@ def load_run_model(run_dir: str | Path, device: str | torch.device | None = None
         from evtlm.stream_model import HEAD_FILE, StreamLM
 
         model = StreamLM(model, meta["stream"]["answer_ids"], copy=meta["stream"]["copy_path"],
-                         features=meta["stream"].get("history_features", False))
+                         features=meta["stream"].get("history_features", False),
+                         target_features=meta["stream"].get("target_features", 0))
         model.load_state_dict(load_file(str(run_dir / HEAD_FILE)), strict=False)
     if device is not None:
         model.to(device)

@@ -39,7 +39,16 @@ tgt_local      [T] which event of the window each target is (E for "after the la
 tgt_read       [T] position its answer is read at
 tgt_label      [T] label-space index of the answer (-1: outside it, e.g. a cold item)
 tgt_example    [T] row of the split's example table (`Prepared.index`) the target answers
+tgt_feat       [T x F] (purchase with ``model.history_features``) what a tree reads at each
+               target's cutoff (`purchase_features`), flattened target-major
 =============  ===========================================================================
+
+**Purchase streams.** A target is a ``(user, cutoff)`` pair, read after the last event before
+the cutoff. Several cutoffs can share one read position (a user idle for days), so what only the
+cutoff knows (how long ago the last event, cart and purchase were; the counts of the last 1, 3
+and 7 days) travels as ``tgt_feat``: the same recency / frequency / monetary features the gbt
+baseline reads (`evtlm.history.rfm_features`), computed over the user's whole history strictly
+before the cutoff, log-scaled, with a flag per "never".
 
 >>> cum = np.array([0, 3, 6, 9, 12])             # one user, 4 events of 3 tokens
 >>> w = plan_windows(cum, np.array([0]), np.array([4]), np.array([1]), np.zeros(3, np.int64),
@@ -60,12 +69,23 @@ from evtlm.encode import EventTokens, gather_ranges
 from evtlm.errors import TaskError
 from evtlm.recipe import ACTIONS
 
-__all__ = ["STREAM_COLUMNS", "Windows", "plan_windows", "event_attributes", "stream_table", "stream_splits",
+__all__ = ["STREAM_COLUMNS", "PURCHASE_FEATURES", "N_PURCHASE_FEATURES", "purchase_features", "Windows", "plan_windows", "event_attributes", "stream_table", "stream_splits",
            "now_windows", "is_stream_dataset"]
 
 EVENT_COLUMNS = ("ev_end", "ev_pos", "ev_item", "ev_action", "ev_time", "ev_cat")
 TARGET_COLUMNS = ("tgt_local", "tgt_read", "tgt_label", "tgt_example")
-STREAM_COLUMNS = ("input_ids", *EVENT_COLUMNS, *TARGET_COLUMNS)
+FEATURE_COLUMN = "tgt_feat"  # per-target features (purchase), flattened [T * F]
+STREAM_COLUMNS = ("input_ids", *EVENT_COLUMNS, *TARGET_COLUMNS, FEATURE_COLUMN)
+
+# `purchase_features` columns, fixed whatever the log has (a missing one reads as "never"/0):
+# the model's input width cannot depend on whether a prediction file has prices
+PURCHASE_FEATURES = (
+    "n_events", *[f"n_{a}" for a in ACTIONS], *[f"n_{a}_{d}d" for d in (1, 3, 7) for a in ACTIONS],
+    "hours_since_last", "hours_since_first", "hours_since_cart", "hours_since_purchase", "hours_since_favorite",
+    "carts_since_purchase", "removals_since_purchase", "n_sessions", "session_events", "session_carts",
+    "purchases_per_session", "spend",
+)
+N_PURCHASE_FEATURES = 2 * len(PURCHASE_FEATURES)  # log1p value + a "missing / never" flag each
 
 
 def is_stream_dataset(ds) -> bool:
@@ -162,9 +182,34 @@ def item_token_mask(tokenizer) -> np.ndarray:
     return mask
 
 
+def purchase_features(log, user_ids, label_time_ns: np.ndarray, level: str = "user") -> np.ndarray:
+    """[n, N_PURCHASE_FEATURES] float32: `evtlm.history.rfm_features` of each ``(user, cutoff)``
+    over the events strictly before the cutoff, ``sign(x) log1p(|x|)`` of each, then a 1/0 flag
+    per column for "never" (NaN: no cart yet) or absent from this log (no prices). Session-level
+    labels measure durations from the last event, as the gbt baseline does (the label time itself
+    depends on the label there).
+
+    >>> ev = pd.DataFrame({"user_id": ["u"] * 2, "item_id": ["a", "b"], "action": ["view", "cart"],
+    ...     "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True)})
+    >>> f = purchase_features(ev, ["u"], pd.to_datetime(["2024-01-03"], utc=True).asi8)
+    >>> i = PURCHASE_FEATURES.index("hours_since_cart"); round(float(np.expm1(f[0, i])), 3), float(f[0, len(PURCHASE_FEATURES) + i])
+    (24.0, 0.0)
+    """
+    from evtlm.history import HistoryIndex, rfm_features
+
+    index = log if isinstance(log, HistoryIndex) else HistoryIndex(log)
+    times = pd.to_datetime(np.asarray(label_time_ns, dtype=np.int64), utc=True)
+    start, end = index.bounds(pd.Series(list(user_ids), dtype=object), times)
+    frame = rfm_features(index, start, end, times, "label_time" if level == "user" else "last_event")
+    x = frame.reindex(columns=list(PURCHASE_FEATURES)).to_numpy(dtype=np.float64)
+    never = np.isnan(x)
+    x = np.where(never, 0.0, np.sign(x) * np.log1p(np.abs(x)))
+    return np.concatenate([x, never.astype(np.float64)], axis=1).astype(np.float32)
+
+
 def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], tgt_pos: np.ndarray,
-                 tgt_label: np.ndarray, tgt_example: np.ndarray, is_item_token: np.ndarray | None = None
-                 ) -> tuple[pa.Table, np.ndarray]:
+                 tgt_label: np.ndarray, tgt_example: np.ndarray, is_item_token: np.ndarray | None = None,
+                 tgt_feat: np.ndarray | None = None) -> tuple[pa.Table, np.ndarray]:
     """The Arrow table of windows (columns in the module doc) and each target's context tokens.
 
     ``is_item_token`` ([vocab] bool) locates each event's item token (``ev_pos``): the read-out
@@ -212,6 +257,10 @@ def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], t
         "tgt_label": _ragged(np.asarray(tgt_label)[order], t_off), "tgt_example": _ragged(np.asarray(tgt_example)[order], t_off),
         "n_targets": pa.array(np.diff(t_off).astype(np.int32)),
     }
+    if tgt_feat is not None:  # [n_targets, F] -> per window, target-major
+        F = tgt_feat.shape[1]
+        columns[FEATURE_COLUMN] = pa.LargeListArray.from_arrays(pa.array(t_off * F, pa.int64()),
+                                                                pa.array(np.asarray(tgt_feat, np.float32)[order].ravel()))
     context = np.empty(len(tgt_pos), np.int64)
     context[order] = t_read + 1
     return pa.table(columns), context
@@ -226,6 +275,10 @@ def stream_splits(tok: EventTokens, table: pd.DataFrame, ctx, log, label_space: 
 
     item_label = event_items(log.events, log.catalog, recipe, label_space)
     attrs = event_attributes(log.events, log.catalog, item_label)
+    feats = None
+    if recipe.task.name == "purchase" and recipe.model.history_features:
+        users = pd.Index(ctx.index.user_ids)[table["user_code"].to_numpy()]
+        feats = purchase_features(log, users, table["label_time"].to_numpy(), recipe.task.level)
     kept = np.zeros(len(table), np.int64)
     context = np.zeros(len(table), np.int64)
     tables = {}
@@ -239,7 +292,7 @@ def stream_splits(tok: EventTokens, table: pd.DataFrame, ctx, log, label_space: 
         win = plan_windows(tok.piece_cum, ctx.index.user_start, ctx.index.user_stop, tok.actor_len,
                            part["user_code"].to_numpy(), stop, recipe.task.max_tokens, min_context)
         tables[code], context[rows] = stream_table(tok, win, attrs, stop, part["label_index"].to_numpy(), rows,
-                                                   item_token_mask(tokenizer))
+                                                   item_token_mask(tokenizer), None if feats is None else feats[rows])
         kept[rows] = win.start[win.of_target]
     return tables, kept, context
 
@@ -278,9 +331,11 @@ class NowWindows:
     errors: dict[int, str]
 
 
-def now_windows(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe, tokenizer, label_space: list[str]) -> NowWindows:
+def now_windows(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe, tokenizer, label_space: list[str],
+                cutoff_ns: int | None = None) -> NowWindows:
     """Windows of the last ``task.max_tokens`` tokens of every user's history, each with one target
-    after the last event: exactly the read position training used (module doc)."""
+    after the last event: exactly the read position training used (module doc). Purchase
+    features are read as of ``cutoff_ns`` (default: just after the last event of the events)."""
     from datasets import Dataset
     from datasets.table import InMemoryTable
 
@@ -302,5 +357,10 @@ def now_windows(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe, toke
     attrs = event_attributes(events, catalog, event_items(events, catalog, recipe, label_space))
     win = plan_windows(tok.piece_cum, index.user_start, index.user_stop, tok.actor_len, ok, index.user_stop[ok],
                        recipe.task.max_tokens, 0.0)
-    table, _ = stream_table(tok, win, attrs, index.user_stop[ok], np.full(len(ok), -1), ok, item_token_mask(tokenizer))
+    feats = None
+    if recipe.task.name == "purchase" and recipe.model.history_features:
+        if cutoff_ns is None:
+            cutoff_ns = int(index.ts.max()) + 1 if len(events) else 0
+        feats = purchase_features(events, [users[u] for u in ok], np.full(len(ok), cutoff_ns, np.int64), recipe.task.level)
+    table, _ = stream_table(tok, win, attrs, index.user_stop[ok], np.full(len(ok), -1), ok, item_token_mask(tokenizer), feats)
     return NowWindows(users, Dataset(InMemoryTable(table)), ok, errors)

@@ -26,9 +26,12 @@ last event, how often the item occurred before t and how often beyond a view, an
 its latest occurrence. ``psi_t`` says how much history there is. The gate and the scores are
 learned: this is the model, not a blend with a baseline.
 
-**History features** (``model.history_features``, next_action): `history_features` reads the
+**History features** (``model.history_features``). next_action: `history_features` reads the
 counts and recency a tree would (last actions, action counts, a returning item, the last gap)
-and a small MLP adds a learned bias to every answer's logit.
+and a small MLP adds a learned bias to every answer's logit. purchase: the window carries each
+cutoff's recency / frequency / monetary features (``tgt_feat``, `evtlm.stream.purchase_features`,
+the gbt baseline's own) and an MLP over them adds to the " no" / " yes" logits: the cutoff's
+clock, which the text at the read position cannot know, reaches the answer this way.
 """
 
 from __future__ import annotations
@@ -76,11 +79,12 @@ class StreamLM(nn.Module):
     is_stream = True
 
     def __init__(self, lm: nn.Module, answer_token_ids: list[int], copy: bool = False, negatives: int | None = None,
-                 features: bool = False) -> None:
+                 features: bool = False, target_features: int = 0) -> None:
         super().__init__()
         self.lm = lm
         self.negatives = negatives  # training: sampled softmax over this many items plus the batch's answers
         self.features = features
+        self.target_features = int(target_features)  # width of tgt_feat (purchase); 0: none
         self.register_buffer("answer_ids", torch.tensor(answer_token_ids, dtype=torch.long), persistent=False)
         self.answer_bias = nn.Parameter(torch.zeros(len(answer_token_ids)))
         self.copy = copy
@@ -93,6 +97,9 @@ class StreamLM(nn.Module):
             self.gate = nn.Linear(d + 2, 1)
         if features:  # history features -> a learned bias on every answer (next_action)
             self.feature_mlp = nn.Sequential(nn.Linear(N_HISTORY_FEATURES, 32), nn.GELU(), nn.Linear(32, len(answer_token_ids)))
+        if self.target_features:  # per-target features of the cutoff (purchase) -> a learned bias
+            self.target_mlp = nn.Sequential(nn.Linear(self.target_features, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(),
+                                            nn.Linear(64, len(answer_token_ids)))
 
     @property
     def config(self):  # fit() and the run card read the LM's config
@@ -113,8 +120,8 @@ class StreamLM(nn.Module):
 
     # ------------------------------------------------------------------------------- forward
     def forward(self, input_ids, attention_mask, ev_end, ev_item, ev_action, ev_time, ev_cat, tgt_local, tgt_read,
-                tgt_label=None, ev_pos=None, return_log_probs: bool = False, exclude_history: bool = False,
-                **_: object) -> StreamOutput:
+                tgt_label=None, ev_pos=None, tgt_feat=None, return_log_probs: bool = False,
+                exclude_history: bool = False, **_: object) -> StreamOutput:
         """Loss (mean NLL of the answers in the label space) and, for scoring, log p [N, C] of the
         N real targets in row-major (window, target) order.
 
@@ -143,6 +150,11 @@ class StreamLM(nn.Module):
         explore = (h_t @ answers.T + bias).float()  # [N, C']
         if self.features:
             explore = explore + self.feature_mlp(history_features(ev_item, ev_action, ev_time, tgt_local, real).to(h_t.dtype)).float()
+        if self.target_features:
+            if tgt_feat is None:
+                raise ValueError("this model reads per-target features (tgt_feat) and the batch has none: "
+                                 "build the windows with model.history_features on (evtlm.stream.purchase_features)")
+            explore = explore + self.target_mlp(tgt_feat[real].to(h_t.dtype)).float()
         attn = gate = None
         if self.copy:
             attn, gate = self._pointer(h, h_t, ev_end, ev_pos, ev_item, ev_action, ev_time, ev_cat, tgt_local, real)
@@ -308,6 +320,10 @@ class StreamCollator:
             out[key] = torch.full((n, n_ev), -1, dtype=torch.long)
         for key in self.target_keys:
             out[key] = torch.full((n, n_t), -100 if key == "tgt_label" else -1, dtype=torch.long)
+        n_feat = 0
+        if "tgt_feat" in rows[0]:  # flattened [T * F] per window (purchase)
+            n_feat = next((len(r["tgt_feat"]) // len(r["tgt_read"]) for r in rows if len(r["tgt_read"])), 0)
+            out["tgt_feat"] = torch.zeros((n, n_t, n_feat), dtype=torch.float32)
         for i, r in enumerate(rows):  # per window in a batch, not per event
             k = len(r["input_ids"])
             out["input_ids"][i, :k] = torch.as_tensor(r["input_ids"])
@@ -318,6 +334,8 @@ class StreamCollator:
             for key in self.target_keys:
                 if key in r:
                     out[key][i, : len(r[key])] = torch.as_tensor(r[key])
+            if n_feat and len(r["tgt_read"]):
+                out["tgt_feat"][i, : len(r["tgt_read"])] = torch.as_tensor(r["tgt_feat"], dtype=torch.float32).view(-1, n_feat)
         out["tgt_read"] = out["tgt_read"].clamp(min=0)
         out["real_tokens"] = out["attention_mask"].sum()
         out["slot_tokens"] = torch.tensor(n * width)

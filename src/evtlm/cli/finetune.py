@@ -84,13 +84,16 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
         say("adaptation: full fine-tuning of the scratch base (lora.full_finetune_scratch=true)")
     model = apply_lora(model, lora_cfg, trainable_token_ids=token_ids)
     if recipe.task.formulation == "stream":  # every target of a window read in one pass (evtlm.stream_model)
+        from evtlm.stream import N_PURCHASE_FEATURES
         from evtlm.stream_model import StreamLM, answer_token_ids
 
+        purchase_feats = recipe.task.name == "purchase" and bool(recipe.model.history_features)
         model = StreamLM(model, answer_token_ids(tokenizer, prepared.label_space), copy=bool(recipe.model.copy_path),
                          negatives=recipe.train.negatives if recipe.task.name == "next_item" else None,
-                         features=bool(recipe.model.history_features))
+                         features=bool(recipe.model.history_features) and recipe.task.name == "next_action",
+                         target_features=N_PURCHASE_FEATURES if purchase_feats else 0)
         say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}; "
-            f"history features {'on' if model.features else 'off'}")
+            f"history features {'on' if model.features or model.target_features else 'off'}")
     else:
         say("formulation: example (one prompt per target)")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

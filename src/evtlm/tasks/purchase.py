@@ -6,7 +6,8 @@ Two levels (``task.level``):
   prompt is every event before the cutoff, then how long ago the last one was (recency is the
   strongest purchase signal, and the model cannot see it otherwise) and the question. Cutoffs:
   the test window's start (test), the valid window's start (valid), and in the training window
-  one every H days counted back from its end, so each user gives several training examples. A
+  one every ``task.cutoff_every_days`` (default: H) counted back from H before its end, so each
+  user gives several training examples, each labelled over a full horizon. A
   label window ``[cutoff, cutoff + H)`` is clipped at the start of the next split's window: a
   training label never looks at validation or test events. Needs ``split.method=time``.
 - ``session``: "does this session end in a purchase?" The prompt is the user's earlier events
@@ -97,9 +98,11 @@ class Purchase:
         w, idx = ctx.windows, ctx.index
         horizon = int(round(ctx.task.horizon_days * NS_PER_DAY))
         train_end, valid_end, end = w.train_end.value, w.valid_end.value, w.end.value
-        # training cutoffs: train_end - H, train_end - 2H, ... while some history can precede them
-        k = np.arange(1, max(1, int((train_end - w.start.value) // horizon)) + 1)
-        train_cuts = train_end - k * horizon
+        # training cutoffs: train_end - H, then every task.cutoff_every_days (default H) back while
+        # some history can precede them; each label window [c, c + H) ends inside the training window
+        every = int(round((ctx.task.cutoff_every_days or ctx.task.horizon_days) * NS_PER_DAY))
+        k = np.arange(0, max(1, int((train_end - horizon - w.start.value) // every) + 1))
+        train_cuts = train_end - horizon - k * every
         train_cuts = train_cuts[train_cuts > w.start.value]
         cuts = np.concatenate([train_cuts, [train_end, valid_end]]).astype(np.int64)
         stops = np.concatenate([train_cuts + horizon, [min(train_end + horizon, valid_end), min(valid_end + horizon, end)]])
