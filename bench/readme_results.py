@@ -35,7 +35,8 @@ def render(quality: dict[str, Any]) -> str:
         if not res or "methods" not in res:
             continue
         metrics = [k for k, _ in spec[1]]
-        extra = [k for k in ("accuracy", "log_loss") if name.endswith("next_action")]
+        extra = (["accuracy", "log_loss"] if name.endswith("next_action")
+                 else ["log_loss", "ece", "p_std"] if name.endswith("purchase") else [])  # p_std: spread of P(yes)
         cols = metrics + extra
         methods = res["methods"]
         best = {c: max((v.get(c) for v in methods.values() if v.get(c) is not None), default=None) for c in metrics}

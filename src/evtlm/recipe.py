@@ -204,8 +204,8 @@ class TaskConfig(Section):
     target_actions: list[Action] | None = None  # next_*: only these events are targets; None: all
     max_tokens: int = Field(512, ge=16)  # context budget; oldest events are dropped first
     # stream: one forward pass over a window of the user's events supervises every target in it
-    # (evtlm.stream); example: one prompt per target with a question. auto: stream for next_item
-    # (with item tokens) and next_action, example otherwise
+    # (evtlm.stream; next_item, next_action, purchase); example: one prompt per target with a
+    # question. auto: stream for next_item (with item tokens) and next_action, example otherwise
     formulation: Literal["auto", "stream", "example"] = "auto"
     # stream evaluation: share of a window kept as context before any target it reads
     stream_min_context: float = Field(0.5, ge=0, lt=1)
@@ -255,8 +255,9 @@ class ModelConfig(Section):
     # next_item stream: a learned pointer over the items already in the history, mixed with the
     # catalog distribution (evtlm.stream_model); None: on for next_item streams
     copy_path: bool | None = None
-    # stream: counts and recency of the history (last actions, action counts, a returning item,
-    # the last gap) read by a small MLP into every answer's logit; None: on for next_action streams
+    # stream: counts and recency of the history read by a small MLP into every answer's logit
+    # (next_action: last actions, action counts, a returning item, the last gap; purchase: the
+    # gbt's RFM features as of each cutoff); None: on for next_action and purchase streams
     history_features: bool | None = None
 
 
