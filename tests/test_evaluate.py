@@ -185,7 +185,8 @@ def test_make_evaluate_fn_scores_the_model_on_a_capped_valid_sample(purchase_run
     from evtlm.evaluate import make_evaluate_fn
     from evtlm.inference import load_run_recipe
 
-    recipe = load_run_recipe(purchase_run)
+    recipe = load_run_recipe(purchase_run)  # the per-prompt path (the shipped recipe is a stream)
+    recipe = recipe.model_copy(update={"task": recipe.task.model_copy(update={"formulation": "example"})})
     tok = AutoTokenizer.from_pretrained(purchase_run / "tokenizer")
     prepared = prepare(recipe, tokenizer=tok, progress=False)
     fn, metric, greater = make_evaluate_fn(recipe, prepared)

@@ -207,6 +207,8 @@ def _stream_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable, str, b
     ids = ix["example_id"].to_numpy()
     y = truth(task, ix["label_index"].to_numpy(), prepared.label_space)
     metric, greater = primary_metric(task, ks)
+    if task == "purchase" and len(np.unique(y)) < 2:
+        metric, greater = "log_loss", False  # AUC is undefined on one class; log loss still ranks
 
     def evaluate_fn(model) -> dict[str, float]:
         pred = model_predictions(model, recipe, prepared.datasets["valid"], ids, max(ks))
