@@ -79,7 +79,7 @@ def main(argv=None) -> dict:
         r = _recipe(formulation)
         p = prepare(r, progress=False)
         ds = p.datasets["train"]
-        cols = list(STREAM_COLUMNS) if formulation == "stream" else ["input_ids", "labels"]
+        cols = [c for c in STREAM_COLUMNS if c in ds.column_names] if formulation == "stream" else ["input_ids", "labels"]
         ds = ds.select_columns(cols)
         pick = rng.choice(len(ds), size=args.steps * args.batch_size, replace=len(ds) < args.steps * args.batch_size)
         rows = [ds[int(i)] for i in pick]

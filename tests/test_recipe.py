@@ -132,7 +132,7 @@ def test_validate_lists_every_problem_of_one_recipe_one_per_line(tmp_path: Path,
 
 def test_every_semantic_check_names_field_value_and_expectation() -> None:
     overrides = ["verbalize.timezone=Asia/Shangai", "data.start=yesterday", "eval.k=[0, 5]", "eval.sasrec.dim=30",
-                 "eval.sasrec.heads=4", "task.formulation=stream", "data.options={x: 1}"]
+                 "eval.sasrec.heads=4", "task.name=pretrain", "task.formulation=stream", "data.options={x: 1}"]
     with pytest.raises(RecipeError) as info:
         load_recipe(None, overrides)
     lines = info.value.problems
@@ -143,8 +143,8 @@ def test_every_semantic_check_names_field_value_and_expectation() -> None:
         "eval.k: got [0, 5], expected list lengths of at least 1 ([0] cannot rank anything)",
         "eval.sasrec.dim: got 30, expected a multiple of eval.sasrec.heads=4 (e.g. 28 or 32): each attention head "
         "gets dim / heads dimensions",
-        "task.formulation: got 'stream' for task purchase, expected 'example' or 'auto' (streams are for next_item "
-        "and next_action)",
+        "task.formulation: got 'stream' for task pretrain, expected 'example' or 'auto' (streams are for next_item, "
+        "next_action and purchase)",
         "verbalize.timezone: unknown time zone 'Asia/Shangai' in verbalize.timezone, did you mean 'Asia/Shanghai'? "
         "(IANA names such as 'Asia/Shanghai', 'Europe/London', 'UTC')",
     ]

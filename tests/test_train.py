@@ -186,7 +186,8 @@ def test_finetune_cli_writes_a_complete_run_dir(tmp_path, monkeypatch, capsys):
     args = ["finetune", str(REPO / "recipes/purchase.yaml"), "data.synthetic.users=120", "task.max_tokens=64",
             f"output.dir={tmp_path / 'runs'}", "model.scratch.n_layer=1", "model.scratch.n_head=2", "model.scratch.n_embd=32",
             "model.scratch.vocab_size=512", "model.scratch.pretrain_max_steps=3", "model.scratch.pretrain_block=32",
-            "train.max_steps=4", "train.eval_every=2", "train.save_every=2", "lora.full_finetune_scratch=false", "--no-progress"]
+            "train.max_steps=4", "train.eval_every=2", "train.save_every=2", "lora.full_finetune_scratch=false",
+            "task.formulation=example", "task.cutoff_every_days=7", "--no-progress"]  # the per-prompt path, with LoRA
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "base: scratch GPT-2" in out and "unavailable" in out  # says which base and why
@@ -232,6 +233,7 @@ def test_tiny_scratch_model_learns_the_planted_purchase_signal(tmp_path):
         "model.scratch.n_layer=2", "model.scratch.n_embd=64", "model.scratch.pretrain_max_steps=80",
         "model.scratch.pretrain_block=128", "model.scratch.vocab_size=512",
         "train.max_steps=300", "train.eval_every=1000", "train.lr=1e-3", "lora.enabled=false",
+        "task.formulation=example", "task.cutoff_every_days=7",  # the per-prompt path (streams: test_stream_purchase)
     ])
     prep = prepare(recipe, cache_dir=tmp_path, progress=False)
     model, _ = load_base(recipe.model, prep.tokenizer, prep.train_texts, cache_dir=tmp_path, progress=False)

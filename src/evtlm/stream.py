@@ -191,7 +191,7 @@ def purchase_features(log, user_ids, label_time_ns: np.ndarray, level: str = "us
 
     >>> ev = pd.DataFrame({"user_id": ["u"] * 2, "item_id": ["a", "b"], "action": ["view", "cart"],
     ...     "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True)})
-    >>> f = purchase_features(ev, ["u"], pd.to_datetime(["2024-01-03"], utc=True).asi8)
+    >>> f = purchase_features(ev, ["u"], np.array([pd.Timestamp("2024-01-03", tz="UTC").value]))  # ns
     >>> i = PURCHASE_FEATURES.index("hours_since_cart"); round(float(np.expm1(f[0, i])), 3), float(f[0, len(PURCHASE_FEATURES) + i])
     (24.0, 0.0)
     """
