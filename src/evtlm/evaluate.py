@@ -402,12 +402,13 @@ def _purchase_extras(recipe: Recipe, prepared: Any, model: Any, tokenizer: Any, 
 
     t0 = time.perf_counter()
     space, valid = list(prepared.label_space), prepared.datasets.get("valid")
-    n_valid = 0 if valid is None else len(valid)  # none: the calibrator says why it was skipped
+    stream = recipe.task.formulation == "stream"  # rows of a stream dataset are windows, not examples
+    n_valid = 0 if valid is None else len(prepared.index["valid"]) if stream else len(valid)  # 0: skipped, with why
     vrows = np.arange(n_valid) if report_rows is not None else sample_rows(n_valid, VALID_CAP, recipe.train.seed)
     valid_ex = prepared.examples.get("valid", chosen.head(0)).iloc[vrows].reset_index(drop=True)
     if not n_valid:
         p_valid = np.zeros(0)
-    elif recipe.task.formulation == "stream":
+    elif stream:
         v = np.asarray(model_predictions(model, recipe, valid, prepared.index["valid"]["example_id"].to_numpy()[vrows], 1))
         p_valid = v[:, space.index(" yes")] if v.ndim == 2 else v
     else:
