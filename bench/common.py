@@ -9,13 +9,20 @@ rows without erasing the others'.
 A result is ``{"name", "title", "machine", "rows": [...], "details": {...}}``; a row is one figure
 next to its reference and target::
 
-    {"figure": "events/s, 5M synthetic", "evtlm": 61000.0, "reference": 1900.0,
-     "ratio": 32.1, "target": ">= 20x", "met": true, "note": "naive on 50k events, per event"}
+    {"figure": "events/s, 5M synthetic", "evtlm": 61000.0, "reference": 1900.0, "ratio": 32.1,
+     "target": ">= 20x", "met": true, "verdict": "met", "note": "naive on 50k events, per event"}
 
->>> row("x/s", 30.0, 1.5, ">= 20x", 20.0)["ratio"], row("x/s", 30.0, 1.5, ">= 20x", 20.0)["met"]
-(20.0, True)
+>>> row("x/s", 30.0, 1.5, ">= 20x", 20.0)["ratio"], row("x/s", 30.0, 1.5, ">= 20x", 20.0)["verdict"]
+(20.0, 'met')
 >>> row("peak GB", 3.1, None, "< 4 GB", met=3.1 < 4)["ratio"] is None
 True
+
+A figure within 1% of its reference (:data:`TIE`) is a **tie**: labelled so and never counted as
+met, whatever the target says (a "win" inside the noise is not one):
+
+>>> r = row("tokens/s", 100.5, 100.0, ">= 1.0x", 1.0)
+>>> r["verdict"], r["met"]
+('tie', False)
 """
 
 from __future__ import annotations
@@ -120,14 +127,53 @@ def machine() -> dict[str, Any]:
     return info
 
 
+TIE = 0.01  # |evtlm / reference - 1| below this is a tie: within a shared machine's noise, never a win
+
+
+def is_tie(value: float | None, reference: float | None, tol: float = TIE) -> bool:
+    """True when ``value`` is within ``tol`` (relative) of ``reference``.
+
+    >>> is_tie(0.834, 0.836), is_tie(0.85, 0.80), is_tie(None, 1.0), is_tie(0.0, 0.0)
+    (True, False, False, True)
+    """
+    if value is None or reference is None:
+        return False
+    if reference == 0:
+        return value == 0
+    return abs(value / reference - 1) < tol
+
+
+def verdict(met: bool | None, value: float | None, reference: float | None) -> tuple[str | None, bool | None]:
+    """``(label, met)`` of a figure against its reference: "tie" (met False) when the two are
+    within :data:`TIE`, else "met" / "short"; ``(None, None)`` for a row without a target.
+
+    The one place where a verdict is made: `row` and `bench.quality` both call it.
+
+    >>> verdict(True, 1.005, 1.0), verdict(True, 1.2, 1.0), verdict(False, 0.8, 1.0), verdict(None, 1.0, 1.0)
+    (('tie', False), ('met', True), ('short', False), (None, None))
+    """
+    if met is None:
+        return None, None
+    if is_tie(value, reference):
+        return "tie", False
+    return ("met", True) if met else ("short", False)
+
+
 def row(figure: str, evtlm: float | None, reference: float | None, target: str, min_ratio: float | None = None,
-        *, met: bool | None = None, note: str = "", unit: str = "") -> dict[str, Any]:
-    """One figure next to its reference; ``met`` from ``ratio >= min_ratio`` unless given."""
+        *, met: bool | None = None, note: str = "", unit: str = "", tie_rule: bool = True,
+        tie_with: float | None = None) -> dict[str, Any]:
+    """One figure next to its reference; ``met`` from ``ratio >= min_ratio`` unless given.
+
+    ``verdict`` is "met", "short" or "tie" (`verdict`), a tie judged against ``tie_with`` when
+    given (another figure the target must beat, e.g. the majority prior), else the reference.
+    ``tie_rule=False`` only for a target that a tie meets by definition ("at most 2x the reference").
+    """
     ratio = evtlm / reference if evtlm is not None and reference else None
     if met is None and min_ratio is not None and ratio is not None:
         met = ratio >= min_ratio
+    label, met = verdict(met, evtlm, (reference if tie_with is None else tie_with) if tie_rule else None)
     return {"figure": figure, "evtlm": evtlm, "reference": reference, "ratio": None if ratio is None else round(ratio, 3),
-            "target": target, "met": met, "note": note, "unit": unit}
+            "target": target, "met": met, "verdict": label, "note": note, "unit": unit}
 
 
 def write_result(name: str, title: str, rows: list[dict[str, Any]], details: dict[str, Any],

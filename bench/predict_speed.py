@@ -98,6 +98,7 @@ def stream_rows(details: dict, quick: bool) -> list[dict]:
             res["naive_stream_loop_users_per_s"], "(context)", note="the same read-out with batch size 1"),
         row("users/s, plain forward vs stream", res["plain_forward_users_per_s"], res["stream_users_per_s_excl_text"],
             "<= 2x", met=res["plain_forward_users_per_s"] <= 2 * res["stream_users_per_s_excl_text"],
+            tie_rule=False,  # "at most 2x": a tie with the plain forward meets it
             note="ranking the whole catalog costs at most as much as reading the history"),
     ]
 

@@ -25,8 +25,9 @@ model (``model calibrated``, ``model+gbt``) are never a "best baseline".
 
 Every figure is on the **full test split** (a recipe that samples its test split is reported as
 sampled); the model and every baseline are scored on the same examples by one
-``evtlm.evaluate.evaluate_run``. A model within 1% of its reference is reported as a **tie**,
-which never counts as met. Needs ``../shared/data``; each recipe whose file is absent is
+``evtlm.evaluate.evaluate_run``. A model within 1% of its reference, or of any baseline (the
+majority prior included), is reported as a **tie**, which never counts as met
+(`bench.common.verdict`, the one rule every benchmark uses). Needs ``../shared/data``; each recipe whose file is absent is
 skipped with the reason. ``--quick`` caps training for a smoke run (its figures are not the
 reported ones).
 
@@ -45,7 +46,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import REPO, SHARED_DATA, row, write_result
+from bench.common import REPO, SHARED_DATA, is_tie, row, verdict, write_result
 from evtlm.calibration import CALIBRATED, STACKED
 
 MODEL_ROWS = ("model", CALIBRATED, STACKED)  # the model's rows: never a baseline to beat
@@ -61,7 +62,6 @@ RECIPES = {  # recipe -> (data file, [(metric, label)], target kind, parameter)
     "taobao_purchase": ("taobao/UserBehavior_head84k.csv", [("roc_auc", "ROC-AUC")], "margin_best", (0.0, 0.02)),
     "purchase": (None, [("roc_auc", "ROC-AUC")], "ratio_best", 1.0),  # the main job: the embedded synthetic shop
 }
-TIE = 0.01  # |model / reference - 1| below this is a tie, whatever the target
 # --quick: a smoke run in minutes (not the reported figures)
 QUICK = {
     "common": ["train.max_steps=30", "train.eval_every=15", "train.save_every=1000", "eval.fit_max_examples=100",
@@ -162,18 +162,36 @@ def summarize(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
         else:
             ref_name, ref = best, baselines.get(best) if best else None
             met = None if model is None or ref is None else model >= param * ref
-        tie = model is not None and ref and abs(model / ref - 1) < TIE
-        verdict = "tie" if tie else ("met" if met else "short")
-        met = False if tie else met
+        tied = tied_with(model, ref_name, baselines)
+        label, met = verdict(met, model, baselines[tied] if tied else None)
+        label = (label or "short") + (f" with {tied}" if tied and tied != ref_name else "")
         sampled = f"N={res['n']} of {res['n_split']}" + (" (SAMPLED)" if res["n"] < res["n_split"] else " (full test split)")
-        note = (f"{verdict}; reference: {ref_name}; best baseline: {best} {baselines.get(best, float('nan')):.4f}; {sampled}; "
+        note = (f"{label}; reference: {ref_name}; best baseline: {best} {baselines.get(best, float('nan')):.4f}; {sampled}; "
                 + (f"{res['seconds'] / 60:.1f} min" if res.get("seconds") else "wall time unknown"))
-        out.append(row(figure, model, ref, _target_text(kind, param), met=met, note=note))
+        out.append(row(figure, model, ref, _target_text(kind, param), met=met, note=note,
+                       tie_with=baselines[tied] if tied else None))
         stacked, gbt = methods.get(STACKED, {}).get(metric), baselines.get("gbt")
         if stacked is not None and gbt is not None:  # purchase: the stack against the trees it reads
+            stack_label, _ = verdict(stacked >= gbt, stacked, gbt)
             out.append(row(f"{figure} ({STACKED})", stacked, gbt, ">= gbt", met=stacked >= gbt,
-                           note=f"{'met' if stacked >= gbt else 'short'}; reference: gbt; {sampled}"))
+                           note=f"{stack_label}; reference: gbt; {sampled}"))
     return out
+
+
+def tied_with(model: float | None, ref_name: str | None, baselines: dict[str, float]) -> str | None:
+    """The baseline the model ties (`bench.common.is_tie`): its reference first, then the
+    majority prior, then any other; None when it ties none.
+
+    A model within 1% of the prior has learned nothing the label counts do not know, whatever
+    the target says about the other baselines.
+
+    >>> tied_with(0.503, "repeat", {"repeat": 0.40, "prior": 0.50, "popularity": 0.45})
+    'prior'
+    >>> tied_with(0.60, "gbt", {"gbt": 0.50, "prior": 0.50}) is None
+    True
+    """
+    order = ([ref_name] if ref_name in baselines else []) + (["prior"] if "prior" in baselines else []) + sorted(baselines)
+    return next((name for name in order if is_tie(model, baselines[name])), None)
 
 
 def _target_text(kind: str, param) -> str:

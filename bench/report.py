@@ -54,18 +54,27 @@ def markdown(results: list[dict[str, Any]]) -> str:
         lines += [f"## {res.get('title', res['name'])}", "",
                   f"_{m.get('date', '?')}, {m.get('cpus', '?')} CPUs ({m.get('device', 'cpu')}), "
                   f"load {m.get('load_avg_1m', '?')}, commit {m.get('git_commit') or '?'}_", "",
-                  "| figure | evtlm | reference | ratio | target | met | note |",
+                  "| figure | evtlm | reference | ratio | target | verdict | note |",
                   "|---|---:|---:|---:|---|:-:|---|"]
         for r in res["rows"]:
             unit = f" {r['unit']}" if r.get("unit") else ""
             ratio = "—" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
             lines.append(f"| {r['figure']}{unit} | {fmt(r.get('evtlm'))} | {fmt(r.get('reference'))} | {ratio} | "
-                         f"{r.get('target', '')} | {fmt(r.get('met'))} | {r.get('note', '')} |")
+                         f"{r.get('target', '')} | {_verdict(r)} | {r.get('note', '')} |")
         notes = res.get("details", {}).get("notes")
         if notes:
             lines += [""] + [f"- {n}" for n in notes]
         lines.append("")
     return "\n".join(lines)
+
+
+def _verdict(r: dict[str, Any]) -> str:
+    """met / short / tie (`bench.common.verdict`); results written before verdicts existed show yes/no.
+
+    >>> _verdict({"met": False, "verdict": "tie"}), _verdict({"met": True}), _verdict({"met": None})
+    ('tie', 'yes', '—')
+    """
+    return r.get("verdict") or fmt(r.get("met"))
 
 
 def rebuild(out_dir: Path) -> None:
