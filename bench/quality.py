@@ -16,6 +16,7 @@ taobao_next_action.yaml         macro-F1    >= 0.42 and >= the best baseline + 0
 yoochoose_next_item.yaml        HR@20,      >= the best baseline, each
                                 MRR@20
 taobao_purchase.yaml            ROC-AUC     >= the best baseline + 0.02
+online_retail_repurchase.yaml   ROC-AUC     >= the best baseline (gbt)
 purchase.yaml (synthetic shop)  ROC-AUC     >= the best baseline (gbt)
 ==============================  ==========  ==================================================
 
@@ -60,6 +61,7 @@ RECIPES = {  # recipe -> (data file, [(metric, label)], target kind, parameter)
     "yoochoose_next_item": ("yoochoose/yoochoose-clicks-100k_train_full.txt", [("hr@20", "HR@20"), ("mrr@20", "MRR@20")],
                             "ratio_best", 1.0),
     "taobao_purchase": ("taobao/UserBehavior_head84k.csv", [("roc_auc", "ROC-AUC")], "margin_best", (0.0, 0.02)),
+    "online_retail_repurchase": ("online_retail/online_retail.csv.gz", [("roc_auc", "ROC-AUC")], "ratio_best", 1.0),
     "purchase": (None, [("roc_auc", "ROC-AUC")], "ratio_best", 1.0),  # the main job: the embedded synthetic shop
 }
 # --quick: a smoke run in minutes (not the reported figures)

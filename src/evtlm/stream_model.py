@@ -98,8 +98,24 @@ class StreamLM(nn.Module):
         if features:  # history features -> a learned bias on every answer (next_action)
             self.feature_mlp = nn.Sequential(nn.Linear(N_HISTORY_FEATURES, 32), nn.GELU(), nn.Linear(32, len(answer_token_ids)))
         if self.target_features:  # per-target features of the cutoff (purchase) -> a learned bias
+            # standardised with the training targets' statistics (`fit_feature_scale`): counts and
+            # hours on a log scale still span 0-9 with very different spreads per column
+            self.register_buffer("feat_mean", torch.zeros(self.target_features))
+            self.register_buffer("feat_std", torch.ones(self.target_features))
             self.target_mlp = nn.Sequential(nn.Linear(self.target_features, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(),
                                             nn.Linear(64, len(answer_token_ids)))
+
+    def fit_feature_scale(self, dataset) -> None:
+        """Set the per-target feature standardisation from a stream dataset's ``tgt_feat`` (the
+        training split's: validation and test are scaled with the same numbers)."""
+        import numpy as np
+
+        if not self.target_features or "tgt_feat" not in getattr(dataset, "column_names", ()):
+            return
+        x = np.concatenate([np.asarray(v, np.float64) for v in dataset["tgt_feat"]]).reshape(-1, self.target_features)
+        if len(x):
+            self.feat_mean.copy_(torch.as_tensor(x.mean(0), dtype=self.feat_mean.dtype))
+            self.feat_std.copy_(torch.as_tensor(np.maximum(x.std(0), 1e-3), dtype=self.feat_std.dtype))
 
     @property
     def config(self):  # fit() and the run card read the LM's config
@@ -154,7 +170,8 @@ class StreamLM(nn.Module):
             if tgt_feat is None:
                 raise ValueError("this model reads per-target features (tgt_feat) and the batch has none: "
                                  "build the windows with model.history_features on (evtlm.stream.purchase_features)")
-            explore = explore + self.target_mlp(tgt_feat[real].to(h_t.dtype)).float()
+            z = (tgt_feat[real] - self.feat_mean) / self.feat_std
+            explore = explore + self.target_mlp(z.to(h_t.dtype)).float()
         attn = gate = None
         if self.copy:
             attn, gate = self._pointer(h, h_t, ev_end, ev_pos, ev_item, ev_action, ev_time, ev_cat, tgt_local, real)
