@@ -177,6 +177,9 @@ class VerbalizeConfig(Section):
     session_breaks: bool = True
     session_phrase: str = "New visit"  # opens the first event of each later visit
     repeat_shortcut: bool = True  # "added it to cart" when the item repeats
+    # before each later visit, what a tree would count so far: " So far: 12 views, 3 carts,
+    # 1 purchase; last purchase 5 days ago." (events strictly before the visit's first event)
+    summaries: bool = False
 
     @field_validator("timezone")
     @classmethod
