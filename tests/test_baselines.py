@@ -6,16 +6,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.metrics import roc_auc_score
+from sklearn.metrics import f1_score, roc_auc_score
 
 from evtlm.baselines import BASELINES, Ranking, get_baselines
 from evtlm.errors import DataError, TaskError
 from evtlm.events import finalize_events
-from evtlm.history import HistoryIndex, rfm_features
-from evtlm.recipe import EvalConfig, GbtConfig
+from evtlm.history import HistoryIndex, next_action_features, rfm_features
+from evtlm.recipe import ACTIONS, ActionGbtConfig, EvalConfig, GbtConfig
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
-FAST = EvalConfig(gbt=GbtConfig(max_iter=40, learning_rate=0.1, threads=1))  # 1 thread: 80x faster on a busy box
+# 1 thread: 80x faster on a busy box
+FAST = EvalConfig(gbt=GbtConfig(max_iter=40, learning_rate=0.1, threads=1),
+                  gbt_action=ActionGbtConfig(max_iter=40, learning_rate=0.1, threads=1))
 
 
 def events(users, items, actions, hours) -> pd.DataFrame:
@@ -239,6 +241,84 @@ def test_same_as_last_keeps_the_previous_action_as_its_decision_when_it_rarely_r
     assert same.weight < 0.5 and p.min() > 0
 
 
+VERBS = ["view", "cart", "favorite", "purchase"]
+
+
+def two_step_log(n_users=80, length=14, seed=0) -> pd.DataFrame:
+    """Each user's next action is a fixed function of the previous two (codes into VERBS): after a
+    view, the successor of the action before it; after anything else, a view. From a random pair
+    this runs view, cart, view, favorite, view, purchase, view, view, cart, ...: what follows a
+    view depends on the action before it, which no single previous action (Markov) can tell."""
+    rng = np.random.default_rng(seed)
+    acts = np.zeros((n_users, length), np.int64)
+    acts[:, :2] = rng.integers(0, 4, (n_users, 2))
+    for s in range(2, length):
+        acts[:, s] = np.where(acts[:, s - 1] == 0, (acts[:, s - 2] + 1) % 4, 0)
+    users = np.repeat(np.arange(n_users), length)
+    items = [f"i{k}" for k in rng.integers(0, 30, users.size)]
+    hours = np.tile(np.arange(length), n_users) + rng.uniform(0, 0.5, users.size)  # distinct, irregular times
+    return events(users, items, np.array(VERBS)[acts.ravel()].tolist(), hours)
+
+
+def rule_examples(ev: pd.DataFrame) -> pd.DataFrame:
+    """next_action examples with at least two earlier events (the rule's inputs)."""
+    ex = next_examples(ev, "action")
+    return ex[ex.groupby("user_id").cumcount() >= 1].reset_index(drop=True)
+
+
+def test_next_action_features_read_only_the_slice():
+    ev = events([1] * 5, ["a", "b", "a", "a", "c"], ["view", "cart", "view", "purchase", "view"], [0, 1, 1.2, 5, 9])
+    idx = HistoryIndex(ev)
+    t = pd.Series([T0 + pd.Timedelta(hours=9)])
+    f = next_action_features(idx, *idx.bounds(["1"], t)).iloc[0]
+    assert f["action_1"] == ACTIONS.index("purchase") and f["action_2"] == ACTIONS.index("view")
+    assert f["gap_1_s"] == pytest.approx(3.8 * 3600) and f["gap_2_s"] == pytest.approx(0.2 * 3600)
+    assert (f["n_events"], f["item_seen"], f["item_purchase"], f["item_cart"]) == (4, 3, 1, 0)
+    assert (f["same_item"], f["session_events"], f["session_purchase"], f["last10_view"]) == (1, 1, 1, 2)
+    assert np.isnan(f["same_category"]) and np.isnan(f["category_seen"])  # no categories in this log
+    empty = next_action_features(idx, *idx.bounds(["nobody"], t)).iloc[0]
+    assert empty["n_events"] == 0 and empty["action_1"] == -1 and np.isnan(empty[["gap_1_s", "hour", "item_seen"]]).all()
+
+
+def test_next_action_gbt_learns_a_rule_of_the_previous_two_actions():
+    ev = two_step_log()
+    ex = rule_examples(ev)
+    train, test = ex[ex["user_id"].astype(int) < 60], ex[ex["user_id"].astype(int) >= 60]
+    order = VERBS + ["remove_from_cart"]  # never a training label: kept at its small prior share
+    gbt, markov = get_baselines("next_action", FAST, names=["gbt", "markov"])
+    p = gbt.fit(train, ev, labels=order).predict(test, ev)
+    assert p.shape == (len(test), 5) and np.allclose(p.sum(axis=1), 1) and p.min() > 0
+    y = test["label"].map(order.index).to_numpy()
+    assert f1_score(y, p.argmax(axis=1), average="macro", labels=range(4)) > 0.97
+    q = markov.fit(train, ev, labels=order).predict(test, ev)
+    assert f1_score(y, q.argmax(axis=1), average="macro", labels=range(4)) < 0.5  # one previous action is not enough
+
+
+def test_next_action_gbt_never_reads_events_at_or_after_label_time():
+    ev = two_step_log(n_users=40, seed=1)
+    ex = rule_examples(ev)
+    probe = ex.sort_values("label_time").groupby("user_id").tail(1)  # each user's last example
+    gbt = get_baselines("next_action", FAST, names=["gbt"])[0].fit(ex, ev, labels=VERBS)
+    clean = gbt.predict(probe, ev)
+    # each user's events at or after the probe's label time rewritten (action, item), more added
+    late = (ev["timestamp"] >= ev["user_id"].map(probe.set_index("user_id")["label_time"])).to_numpy()
+    assert late.sum() >= len(probe)  # the probes' own targets at least
+    rewritten = ev.copy()
+    rewritten.loc[late, ["action", "item_id"]] = ["remove_from_cart", "zz"]
+    rewritten = finalize_events(pd.concat([rewritten, future_of(probe, np.random.default_rng(2))], ignore_index=True))
+    np.testing.assert_allclose(gbt.predict(probe, rewritten), clean)
+    # fitting: events after each user's last training label time are not read
+    after = future_of(probe.assign(label_time=probe["label_time"] + pd.Timedelta(seconds=1)), np.random.default_rng(3))
+    refit = get_baselines("next_action", FAST, names=["gbt"])[0]
+    refit.fit(ex, HistoryIndex(finalize_events(pd.concat([ev, after], ignore_index=True))), labels=VERBS)
+    np.testing.assert_allclose(refit.predict(probe, ev), clean)
+    # and the check has teeth: one more event just before a label time changes that prediction
+    one = probe.iloc[[0]]
+    before = events([one["user_id"].iloc[0]], ["b"], ["purchase"], [0]).assign(
+        timestamp=pd.Timestamp(one["label_time"].iloc[0]) - pd.Timedelta(seconds=1))
+    assert not np.allclose(gbt.predict(one, finalize_events(pd.concat([ev, before], ignore_index=True))), clean[:1])
+
+
 # ----------------------------------------------------------------------------------- purchase
 def planted_purchase_log(n_users=400, seed=0):
     """Users with a cart not followed by a purchase buy in the next week with P 0.85, else 0.1."""
@@ -296,7 +376,7 @@ def test_session_level_never_measures_time_from_a_label_time_that_depends_on_the
 # ------------------------------------------------------------------------------------ leakage
 CASES = {
     "purchase": lambda: planted_purchase_log(120),
-    "next_action": lambda: (cycle_log(12), next_examples(cycle_log(12), "action")),
+    "next_action": lambda: (two_step_log(12), next_examples(two_step_log(12), "action")),  # actions that vary
     "next_item": lambda: (cycle_log(12), next_examples(cycle_log(12), "item_id")),
 }
 
@@ -340,7 +420,7 @@ def test_get_baselines_follows_the_eval_config():
     got = get_baselines("next_item", cfg)
     assert [b.name for b in got] == ["repeat", "prior"] and got[0].k == 7
     assert {b.name for b in get_baselines("next_item")} == {"prior", "popularity", "transitions", "repeat", "sasrec"}
-    assert [b.name for b in get_baselines("next_action")] == ["prior", "markov", "same_as_last"]
+    assert [b.name for b in get_baselines("next_action")] == ["prior", "markov", "same_as_last", "gbt"]
     assert get_baselines("pretrain") == []
 
 

@@ -24,7 +24,7 @@ user, the events up to their last training example's label time (its target incl
 ...     "label_time": pd.to_datetime([2, 3, 4], unit="h", utc=True)})
 >>> test = pd.DataFrame({"user_id": ["v"], "label_time": pd.to_datetime([2], unit="h", utc=True)})
 >>> [b.name for b in get_baselines("next_action")]
-['prior', 'markov', 'same_as_last']
+['prior', 'markov', 'same_as_last', 'gbt']
 >>> m = get_baselines("next_action", names=["markov"])[0].fit(train, ev, labels=["view", "cart"])
 >>> m.predict(test, ev).round(2).tolist()                # v: last action view; P(cart|view) = (2 + 5 * 0.6) / (2 + 5)
 [[0.29, 0.71]]
@@ -47,9 +47,9 @@ import scipy.sparse as sp
 from evtlm.errors import DataError, TaskError, did_you_mean
 from evtlm.events import EventLog
 from evtlm.history import (HistoryIndex, action_order, binary_labels, check_examples, check_labels_in,
-                           default_catalog, drop_excluded, item_popularity, positions_in, rfm_features, strictly_earlier,
-                           top_per_row, with_fallback)
-from evtlm.recipe import ACTIONS, EvalConfig
+                           default_catalog, drop_excluded, item_popularity, next_action_features, positions_in, rfm_features,
+                           strictly_earlier, top_per_row, with_fallback)
+from evtlm.recipe import ACTIONS, EvalConfig, GbtConfig
 
 EventsLike = pd.DataFrame | EventLog | HistoryIndex
 
@@ -365,9 +365,6 @@ class GradientBoosting(Baseline):
     description = "gradient-boosted trees on recency/frequency/monetary/session features"
 
     def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
-        from sklearn.ensemble import HistGradientBoostingClassifier
-        from threadpoolctl import threadpool_limits
-
         bounds = index.bounds(train["user_id"], train["label_time"])
         x = rfm_features(index, *bounds, train["label_time"], self.clock)
         y = train["label"].to_numpy()
@@ -384,16 +381,7 @@ class GradientBoosting(Baseline):
         # one class, or no feature that varies: nothing to learn, predict the training rate
         self.constant = float(y.mean()) if len(np.unique(y)) < 2 or not self.columns else None
         if self.constant is None:
-            g = self.cfg.gbt
-            # on a busy machine OpenMP workers spinning against other processes cost far more
-            # than they bring on small data (9 s vs 0.1 s measured on 300 rows): threads is a knob
-            model = HistGradientBoostingClassifier(
-                max_iter=g.max_iter, learning_rate=g.learning_rate, max_leaf_nodes=g.max_leaf_nodes,
-                l2_regularization=g.l2_regularization, random_state=g.seed,
-                early_stopping=len(y) >= 2000, validation_fraction=0.1, n_iter_no_change=20,
-            )
-            with threadpool_limits(g.threads):
-                self.model = model.fit(x, y)
+            self.model = _fit_trees(self.cfg.gbt, x, y)
 
     def features(self, examples: pd.DataFrame, events: EventsLike) -> pd.DataFrame:
         """The fitted trees' input columns for ``examples`` (events strictly before each label_time):
@@ -418,6 +406,64 @@ class GradientBoosting(Baseline):
             return self.model.predict_proba(x)[:, 1]
 
 
+class ActionGradientBoosting(Baseline):
+    """next_action: a multiclass HistGradientBoostingClassifier on the latest events
+    (:func:`evtlm.history.next_action_features`: the last three actions, the last gap, action
+    counts overall and recently, the last item's own history, the visit so far), each computed
+    only from events strictly before label_time. Settings: ``eval.gbt_action``.
+
+    Probabilities come in the label order. A label the training examples never show keeps its
+    Laplace prior share (the rest scaled down), so no class gets probability 0 and the log loss
+    stays finite; the decision rule (per-class offsets) is fitted on validation by `evtlm.evaluate`
+    as for every method.
+    """
+
+    name = "gbt"
+    description = "gradient-boosted trees on the last actions, gaps, counts and the last item's history"
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        x = next_action_features(index, *index.bounds(train["user_id"], train["label_time"]))
+        y = positions_in(self.labels, train["label"])  # columns of the label order
+        counts = np.bincount(y, minlength=len(self.labels)).astype(float)
+        self.prior = (counts + 1.0) / (counts.sum() + len(self.labels))  # Laplace: no zero
+        # a column without two distinct values carries nothing (and an all-NaN one fails binning)
+        self.columns = [c for c in x.columns if x[c].nunique(dropna=False) > 1]
+        one_class = np.count_nonzero(counts) < 2
+        self.model = None if one_class or not self.columns else _fit_trees(self.cfg.gbt_action, x[self.columns], y)
+
+    def _predict(self, examples, index, start, end):
+        if self.model is None:  # one training class, or nothing that varies: the prior
+            return np.tile(self.prior, (len(examples), 1))
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(self.cfg.gbt_action.threads):
+            proba = self.model.predict_proba(next_action_features(index, start, end)[self.columns])
+        seen = self.model.classes_  # label columns present in training, sorted
+        unseen = np.setdiff1d(np.arange(len(self.labels)), seen)
+        out = np.zeros((len(examples), len(self.labels)))
+        out[:, seen] = proba * (1.0 - self.prior[unseen].sum())  # unseen labels: their prior share
+        out[:, unseen] = self.prior[unseen]
+        return out
+
+
+def _fit_trees(g: GbtConfig, x: pd.DataFrame, y: np.ndarray):
+    """A HistGradientBoostingClassifier with the section's settings, fitted under a thread cap."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from threadpoolctl import threadpool_limits
+
+    # early stopping holds out a stratified 10%: every class needs two examples to be split
+    stop = len(y) >= 2000 and np.unique(y, return_counts=True)[1].min() >= 2
+    model = HistGradientBoostingClassifier(
+        max_iter=g.max_iter, learning_rate=g.learning_rate, max_leaf_nodes=g.max_leaf_nodes,
+        l2_regularization=g.l2_regularization, random_state=g.seed,
+        early_stopping=stop, validation_fraction=0.1, n_iter_no_change=20,
+    )
+    # on a busy machine OpenMP workers spinning against other processes cost far more than they
+    # bring on small data (9 s vs 0.1 s measured on 300 rows): threads is a knob
+    with threadpool_limits(g.threads):
+        return model.fit(x, y)
+
+
 def _separates(gap: np.ndarray, y: np.ndarray) -> bool:
     """True when one threshold on ``gap`` splits the labels perfectly (a leaked label)."""
     ok = ~np.isnan(gap)
@@ -437,7 +483,7 @@ def _sasrec(task: str, k: int, cfg: EvalConfig, progress: bool, level: str = "us
 Factory = Callable[..., Baseline]
 BASELINES: dict[str, dict[str, Factory]] = {
     "purchase": {"prior": Prior, "popularity": Popularity, "gbt": GradientBoosting},
-    "next_action": {"prior": Prior, "markov": Markov, "same_as_last": SameAsLast},
+    "next_action": {"prior": Prior, "markov": Markov, "same_as_last": SameAsLast, "gbt": ActionGradientBoosting},
     "next_item": {"prior": Prior, "popularity": Popularity, "transitions": Transitions, "repeat": Repeat, "sasrec": _sasrec},
     "pretrain": {},
 }

@@ -10,7 +10,7 @@ label time). Every method is judged by the same `evtlm.metrics` functions on the
 task            model                                       baselines
 ==============  ==========================================  ======================================
 purchase        P(" yes") (softmax over " no"/" yes")       prior, popularity, gbt
-next_action     distribution over the action label space    prior, markov, same_as_last
+next_action     distribution over the action label space    prior, markov, same_as_last, gbt
 next_item       top-K over the full catalog (label space)   prior, popularity, transitions, repeat,
                                                             sasrec
 ==============  ==========================================  ======================================

@@ -108,7 +108,9 @@ class HistoryIndex:
     Attributes (one entry per event, in the sorted order): ``user`` (code into ``user_ids``),
     ``ts`` (int64 ns), ``item`` (code into ``item_ids``, -1 when null), ``action`` (index into
     :data:`evtlm.recipe.ACTIONS`, -1 when null), ``session_start`` (first event of a visit),
-    ``price`` (float, NaN when unknown; None when neither the events nor the catalog have one).
+    ``price`` (float, NaN when unknown; None when neither the events nor the catalog have one),
+    ``category`` (code of the item's category, from the events' ``category`` column or else the
+    catalog; -1 when unknown).
     """
 
     def __init__(self, events: pd.DataFrame | EventLog, session_gap_minutes: float = 30.0) -> None:
@@ -139,6 +141,7 @@ class HistoryIndex:
         self.user_start = np.searchsorted(self.user, np.arange(len(self.user_ids)))
         self.session_start = self._sessions(events, order, session_gap_minutes)
         self.price = self._prices(events, order, catalog)
+        self.category = self._categories(events, order, catalog)
 
     def _sessions(self, events: pd.DataFrame, order: np.ndarray, gap_minutes: float) -> np.ndarray:
         """True on the first event of each visit: the session id changes, or (no ids) a gap."""
@@ -158,6 +161,16 @@ class HistoryIndex:
             per_code = pd.to_numeric(prices.reindex(self.item_ids), errors="coerce").to_numpy(float)
             return np.where(self.item >= 0, per_code[np.maximum(self.item, 0)], np.nan)
         return None
+
+    def _categories(self, events: pd.DataFrame, order: np.ndarray, catalog: pd.DataFrame | None) -> np.ndarray:
+        """Per sorted event, a category code (-1: unknown), as `evtlm.stream.event_attributes` reads it."""
+        if "category" in events:
+            cat = events["category"]
+        elif catalog is not None and "category" in catalog and "item_id" in catalog:
+            cat = events["item_id"].map(catalog.drop_duplicates("item_id").set_index("item_id")["category"])
+        else:
+            return np.full(self.n, -1, np.int64)
+        return pd.factorize(pd.Series(cat).astype("string"))[0].astype(np.int64)[order]
 
     # ------------------------------------------------------------------------------ slices
     def bounds(self, user_ids, times, inclusive: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -281,9 +294,7 @@ def rfm_features(index: HistoryIndex, start: np.ndarray, end: np.ndarray, times,
         q = np.where(end > start, index.ts[np.clip(end - 1, 0, index.n - 1)], q)
     elif clock not in ("label_time", "last_event"):
         raise ValueError(f"clock must be 'label_time' or 'last_event', got {clock!r}")
-    n_act = len(ACTIONS)
-    onehot = (index.action[:, None] == np.arange(n_act)[None, :]).astype(np.int64)  # [events, A]
-    cum = np.vstack([np.zeros((1, n_act), np.int64), np.cumsum(onehot, axis=0)])  # [events+1, A]
+    cum = action_prefix(index)
     out: dict[str, np.ndarray] = {"n_events": (end - start).astype(float)}
     for a, name in enumerate(ACTIONS):
         out[f"n_{name}"] = (cum[end, a] - cum[start, a]).astype(float)
@@ -317,6 +328,132 @@ def rfm_features(index: HistoryIndex, start: np.ndarray, end: np.ndarray, times,
         spend = np.r_[0.0, np.cumsum(np.nan_to_num(index.price) * (index.action == ACTIONS.index("purchase")))]
         out["spend"] = spend[end] - spend[start]
     return pd.DataFrame(out)
+
+
+def action_prefix(index: HistoryIndex) -> np.ndarray:
+    """[events + 1, len(ACTIONS)] running counts per action: a slice's counts are
+    ``cum[end] - cum[start]`` (row i counts the events before position i)."""
+    onehot = (index.action[:, None] == np.arange(len(ACTIONS))[None, :]).astype(np.int64)  # [events, A]
+    return np.vstack([np.zeros((1, len(ACTIONS)), np.int64), np.cumsum(onehot, axis=0)])
+
+
+def next_action_features(index: HistoryIndex, start: np.ndarray, end: np.ndarray, recent: int = 10) -> pd.DataFrame:
+    """What the next_action trees read: each slice's latest events, as of its newest one.
+
+    Only events in ``[start, end)`` are read, and no duration is measured from the label time:
+    for next_action the label time *is* the target event's time, so "time since the last event"
+    would be the target's own gap, unknown when predicting. Columns:
+
+    - ``action_1..3``: the last three actions (codes into ACTIONS, most recent first; -1: none);
+      ``gap_1_s`` / ``gap_2_s``: seconds between the last two events / the two before the last;
+      ``hour``: UTC hour of the last event;
+    - ``n_events``; per action ``n_<a>``, ``share_<a>`` (of all events), ``last<recent>_<a>``;
+    - the last event's item: ``item_seen`` (its events in the slice, the last one included) and
+      ``item_cart`` / ``item_favorite`` / ``item_purchase`` (how many of those were that action);
+      its category: ``category_seen``, ``category_cart``;
+    - ``same_item`` / ``same_category``: do the last two events share the item / the category;
+    - the current visit (`HistoryIndex.session_start`): ``session_events`` so far (the last one
+      included), ``session_cart`` / ``session_favorite`` / ``session_purchase``.
+
+    NaN means "not defined" (too few events, no item, no category); the trees branch on it.
+
+    >>> ev = pd.DataFrame({"user_id": ["u"] * 4, "item_id": ["a", "b", "a", "a"],
+    ...     "action": ["view", "view", "cart", "view"],
+    ...     "timestamp": pd.to_datetime([0, 60, 120, 9000], unit="s", utc=True)})
+    >>> idx = HistoryIndex(ev)
+    >>> f = next_action_features(idx, *idx.bounds(["u"], pd.to_datetime([9000], unit="s", utc=True)))
+    >>> f.loc[0, ["action_1", "action_2", "action_3", "gap_1_s", "n_view", "item_seen", "item_cart"]].tolist()
+    [1.0, 0.0, 0.0, 60.0, 2.0, 2.0, 1.0]
+    >>> f.loc[0, ["same_item", "session_events", "session_cart", "last10_cart"]].tolist()   # 9000 s: the target
+    [0.0, 3.0, 1.0, 1.0]
+    """
+    cum = action_prefix(index)
+    parts = (_latest_events(index, start, end), _action_counts(cum, start, end, recent),
+             _last_item_history(index, start, end), _current_visit(index, cum, start, end))
+    return pd.DataFrame({k: v for part in parts for k, v in part.items()})
+
+
+def _at(index: HistoryIndex, values: np.ndarray, pos: np.ndarray) -> np.ndarray:
+    """``values[pos]`` where ``pos`` is a position of the index, -1 where it is not (``pos < 0``)."""
+    if not index.n:
+        return np.full(len(pos), -1, values.dtype)
+    return np.where(pos >= 0, values[np.clip(pos, 0, index.n - 1)], -1)
+
+
+def _latest_events(index: HistoryIndex, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+    """The last three actions, the gaps between the last three events, the last event's hour."""
+    out: dict[str, np.ndarray] = {}
+    acts = index.recent(index.action, start, end, 3)  # [rows, 3], most recent first, -1 padded
+    for k in range(3):
+        out[f"action_{k + 1}"] = acts[:, k].astype(float)
+    ts = index.ts if index.n else np.zeros(1, np.int64)
+    t = [ts[np.clip(end - k, 0, len(ts) - 1)] for k in (1, 2, 3)]  # the last three events' times
+    has = [end - k >= start for k in (1, 2, 3)]
+    out["gap_1_s"] = np.where(has[1], (t[0] - t[1]) / 1e9, np.nan)
+    out["gap_2_s"] = np.where(has[2], (t[1] - t[2]) / 1e9, np.nan)
+    out["hour"] = np.where(has[0], (t[0] // NS_PER_HOUR) % 24, np.nan).astype(float)
+    return out
+
+
+def _action_counts(cum: np.ndarray, start: np.ndarray, end: np.ndarray, recent: int) -> dict[str, np.ndarray]:
+    """Events per action, overall (count and share) and among the last ``recent``."""
+    n = end - start
+    out: dict[str, np.ndarray] = {"n_events": n.astype(float)}
+    lo = np.maximum(start, end - recent)  # the window of the last `recent` events
+    for a, name in enumerate(ACTIONS):
+        count = (cum[end, a] - cum[start, a]).astype(float)
+        out[f"n_{name}"], out[f"share_{name}"] = count, count / np.maximum(n, 1)
+        out[f"last{recent}_{name}"] = (cum[end, a] - cum[lo, a]).astype(float)
+    return out
+
+
+def _last_item_history(index: HistoryIndex, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+    """What the slice did before with its last event's item and category, and whether the last
+    two events share them."""
+    last = np.where(end > start, end - 1, -1)
+    prev = np.where(end - 1 > start, end - 2, -1)
+    item, cat = _at(index, index.item, last), _at(index, index.category, last)  # -1: none
+    every = np.ones(index.n, bool)
+    out = {"item_seen": _code_counts(index.item, every, item, start, end)}
+    for name in ("cart", "favorite", "purchase"):
+        out[f"item_{name}"] = _code_counts(index.item, index.action == ACTIONS.index(name), item, start, end)
+    out["category_seen"] = _code_counts(index.category, every, cat, start, end)
+    out["category_cart"] = _code_counts(index.category, index.action == ACTIONS.index("cart"), cat, start, end)
+    for col, codes, here in (("same_item", index.item, item), ("same_category", index.category, cat)):
+        before = _at(index, codes, prev)
+        out[col] = np.where((here >= 0) & (before >= 0), (here == before).astype(float), np.nan)
+    return out
+
+
+def _current_visit(index: HistoryIndex, cum: np.ndarray, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndarray]:
+    """The visit the last event belongs to: its events so far and its carts / favorites / buys.
+    Whether the target opens a new visit is unknown (its gap is the target's own)."""
+    cur = index.last_position(index.session_start, start, end)  # the visit's first event
+    cur = np.where(cur >= 0, cur, start)
+    out = {"session_events": (end - cur).astype(float)}
+    for name in ("cart", "favorite", "purchase"):
+        a = ACTIONS.index(name)
+        out[f"session_{name}"] = (cum[end, a] - cum[cur, a]).astype(float)
+    return out
+
+
+def _code_counts(codes: np.ndarray, flags: np.ndarray, query: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """Per slice, its flagged events in ``[start, end)`` whose code (item, category) is
+    ``query[i]``; NaN where ``query[i] < 0`` (no item / category).
+
+    Flagged events sorted by ``(code, position)`` make each code's positions one sorted run, so a
+    slice's count is the difference of two searchsorted calls: no per-row loop, no groupby.
+
+    >>> _code_counts(np.array([0, 1, 0, 0]), np.array([1, 1, 0, 1], bool), np.array([0, 1, -1]),
+    ...              np.array([0, 0, 0]), np.array([4, 1, 4])).tolist()
+    [2.0, 0.0, nan]
+    """
+    pos = np.flatnonzero(flags & (codes >= 0))
+    width = len(codes) + 1  # keys code * width + position stay far inside int64 (codes x events)
+    keys = np.sort(codes[pos] * width + pos)
+    base = np.maximum(query, 0) * width
+    count = np.searchsorted(keys, base + end, "left") - np.searchsorted(keys, base + start, "left")
+    return np.where(query >= 0, count.astype(float), np.nan)
 
 
 def _key(index: HistoryIndex, start: np.ndarray, q: np.ndarray) -> np.ndarray:

@@ -200,6 +200,8 @@ NOTES: dict[str, str] = {
     "eval.gbt.max_leaf_nodes": "leaves per tree",
     "eval.gbt.l2_regularization": "L2 penalty on leaf values",
     "eval.gbt.seed": "seed of the model",
+    "eval.gbt_action.l2_regularization": "L2 penalty on leaf values",
+    "eval.gbt_action.seed": "seed of the model (and of the early-stopping hold-out)",
     "output.dir": "where run directories go",
     "output.overwrite": "replace an existing run directory (otherwise an existing run is an error unless --resume)",
 }
