@@ -144,3 +144,15 @@ def test_stream_purchase_model_does_not_collapse_to_the_base_rate(tmp_path, monk
     assert result["formulation"] == "stream" and not result["sampled"]
     assert m["model"]["roc_auc"] > 0.7
     assert m["model"]["p_std"] >= 0.5 * m["gbt"]["p_std"]
+
+
+def test_the_data_cache_tells_streams_with_and_without_features_apart(tmp_path):
+    """The cutoff features are part of the prepared data: a cache entry built without them is
+    never reused for a run that reads them (it once was: the key held no model field)."""
+    with_ = prepare(_recipe(cutoff_every_days=7), progress=False, cache_dir=tmp_path)
+    without = _recipe(cutoff_every_days=7)
+    without = without.model_copy(update={"model": without.model.model_copy(update={"history_features": False})})
+    plain = prepare(without, progress=False, cache_dir=tmp_path)
+    again = prepare(_recipe(cutoff_every_days=7), progress=False, cache_dir=tmp_path)
+    assert "tgt_feat" in with_.datasets["train"].column_names and "tgt_feat" not in plain.datasets["train"].column_names
+    assert again.from_cache and "tgt_feat" in again.datasets["train"].column_names

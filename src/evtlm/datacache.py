@@ -67,6 +67,8 @@ def cache_key(recipe: Recipe, data_fp: dict[str, Any], tokenizer_key: str) -> st
         "evtlm": __version__,
         "data_file": data_fp,
         **{name: getattr(recipe, name).model_dump(mode="json") for name in ("data", "verbalize", "task", "split")},
+        # model fields the data stage reads: purchase streams carry tgt_feat only with the features
+        "model": {"history_features": recipe.model.history_features, "item_tokens": recipe.model.item_tokens},
         "tokenizer": tokenizer_key,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
