@@ -261,3 +261,14 @@ def pd_time(seconds: int) -> str:
     import pandas as pd
 
     return (pd.Timestamp("2024-01-01", tz="UTC") + pd.Timedelta(seconds=seconds)).isoformat()
+
+
+def test_report_calls_a_model_within_one_percent_a_tie():
+    """0.3719 against 0.3713 (next_action, model vs gbt) is noise, never a win (issue 10: a tie is a tie)."""
+    from evtlm.report import reading
+
+    r = {"task": "next_action", "split": "test", "n": 10, "primary_metric": "macro_f1", "greater_is_better": True,
+         "methods": {"model": {"macro_f1": 0.3719}, "gbt": {"macro_f1": 0.3713}}}
+    assert "a tie (the model is ahead by 0.0006" in reading(r) and "beats" not in reading(r)
+    r["methods"]["model"]["macro_f1"] = 0.40
+    assert "beats it by 0.0287" in reading(r)

@@ -96,6 +96,9 @@ def text_table(result: dict[str, Any]) -> str:
     return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])
 
 
+TIE = 0.01  # a model within 1% (relative) of the best baseline is reported as a tie, as in bench/quality.py
+
+
 def reading(result: dict[str, Any]) -> str:
     """One paragraph: does the model beat the best baseline on the primary metric, by how much."""
     metric, greater = result["primary_metric"], result.get("greater_is_better", True)
@@ -110,7 +113,9 @@ def reading(result: dict[str, Any]) -> str:
     diff = (model - best) if greater else (best - model)
     rel = f" ({abs(diff) / abs(best):.1%} relative)" if best else ""
     head = f"On {n} {split} examples the model's {label} is {model:.4f} against {best:.4f} for the best baseline ({best_name})"
-    if diff > 0:
+    if best and abs(diff) < TIE * abs(best):  # within 1%: run-to-run noise, never a win (bench/quality.py's rule)
+        verdict = f"a tie (the model is {'ahead' if diff > 0 else 'behind' if diff < 0 else 'level'} by {abs(diff):.4f}{rel})."
+    elif diff > 0:
         verdict = f"the model beats it by {diff:.4f}{rel}."
     elif diff == 0:
         verdict = "a tie."
