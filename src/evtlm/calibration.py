@@ -186,7 +186,9 @@ def fitted_on_name(split: str) -> str:
 
 def save_calibration(run_dir: str | Path, cal: Calibrator) -> Path:
     path = Path(run_dir) / CALIBRATION_FILE
-    path.write_text(json.dumps(cal.to_json(), indent=1) + "\n")
+    from evtlm.fsio import atomic_write_text  # predict reads it back: never half-written
+
+    atomic_write_text(path, json.dumps(cal.to_json(), indent=1) + "\n")
     return path
 
 

@@ -34,6 +34,8 @@ from typing import Any
 
 import torch
 
+from evtlm.fsio import atomic_write_text
+
 __all__ = [
     "TrainerState",
     "step_dir",
@@ -63,9 +65,8 @@ class TrainerState:
     history: list[dict[str, Any]] = field(default_factory=list)  # the rows of train_log.csv
 
     def save(self, directory: Path) -> None:
-        tmp = directory / (STATE_FILE + ".tmp")
-        tmp.write_text(json.dumps(self.__dict__, indent=1, default=float))
-        tmp.replace(directory / STATE_FILE)  # atomic: the checkpoint is complete from here on
+        # atomic and flushed (evtlm.fsio): the checkpoint is complete from here on
+        atomic_write_text(directory / STATE_FILE, json.dumps(self.__dict__, indent=1, default=float))
 
     @classmethod
     def load(cls, directory: Path) -> TrainerState:
@@ -84,11 +85,18 @@ def latest_checkpoint(run_dir: Path) -> Path | None:
 
 
 def prune_checkpoints(run_dir: Path, keep: int) -> None:
-    """Delete all but the ``keep`` newest step checkpoints (``best/`` is never touched)."""
+    """Delete all but the ``keep`` newest complete step checkpoints (``best/`` is never touched).
+
+    Incomplete ones (a run killed while saving) go too: they are never resumed from, and must
+    not count among the ``keep`` newest and push a complete one out.
+    """
     root = Path(run_dir) / "checkpoints"
     steps = sorted(root.glob("step-*"), key=lambda p: int(p.name.split("-")[1]))
-    for old in steps[:-keep] if keep > 0 else steps:
-        shutil.rmtree(old, ignore_errors=True)
+    complete = [p for p in steps if (p / STATE_FILE).is_file()]
+    kept = set(complete[-keep:]) if keep > 0 else set()
+    for old in steps:
+        if old not in kept:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor] | None = None) -> dict[str, torch.Tensor]:

@@ -29,6 +29,7 @@ from evtlm import datacache
 from evtlm.encode import build_event_tokens, chunk_offsets, example_rows, fit_budget, list_array, masked_labels
 from evtlm.errors import TaskError
 from evtlm.events import EventLog
+from evtlm.fsio import writing
 from evtlm.recipe import Recipe
 from evtlm.splits import SPLITS, TRAIN, assert_prompts_before_labels
 from evtlm.tasks import Task, TaskContext, get_task
@@ -98,11 +99,12 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     key = datacache.cache_key(recipe, datacache.data_fingerprint(recipe.data, events, base_dir), tok_key)
     final = root / key
     if use_cache and datacache.is_complete(final):
-        bar.close()
-        prepared = _load(final, recipe, task, tokenizer, info)
-        if recipe.model.item_tokens:  # a given/pretrained tokenizer does not have them yet
-            add_item_tokens(prepared.tokenizer, item_vocabulary(prepared.events))
-        return prepared
+        prepared = _load_cached(final, recipe, task, tokenizer, info)
+        if prepared is not None:
+            bar.close()
+            if recipe.model.item_tokens:  # a given/pretrained tokenizer does not have them yet
+                add_item_tokens(prepared.tokenizer, item_vocabulary(prepared.events))
+            return prepared
 
     bar.set_postfix_str("events")
     if events is None:
@@ -154,32 +156,40 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     table["kept_start"] = kept
     bar.update()
     bar.set_postfix_str("datasets")
-    tmp = datacache.new_entry(root) if use_cache else None
-    dsets, n_tokens = {}, np.zeros(len(table), np.int64)
-    for code, split in enumerate(SPLITS):
-        rows = np.flatnonzero(table["split"].to_numpy() == code)
-        if streams is not None:
-            arrow, n_tokens[rows] = streams[code], stream_tokens[rows]
-        else:
-            arrow, n_tokens[rows] = _split_table(tok, table.iloc[rows], kept[rows], user_first[rows], rows,
-                                                 recipe.task.max_tokens, task.stream)
-        if tmp is not None:  # write now, reopen memory-mapped below: one split in RAM at a time
-            _write_arrow(arrow, tmp / f"{split}.arrow")
-        else:
-            from datasets import Dataset
-            from datasets.table import InMemoryTable
+    where = "writing the data cache (--no-cache skips it, $EVTLM_CACHE moves it)"
+    with writing(root, where):
+        tmp = datacache.new_entry(root) if use_cache else None
+    try:
+        with writing(root, where):  # the cache folder, not the temporary entry, is what a user can act on
+            dsets, n_tokens = {}, np.zeros(len(table), np.int64)
+            for code, split in enumerate(SPLITS):
+                rows = np.flatnonzero(table["split"].to_numpy() == code)
+                if streams is not None:
+                    arrow, n_tokens[rows] = streams[code], stream_tokens[rows]
+                else:
+                    arrow, n_tokens[rows] = _split_table(tok, table.iloc[rows], kept[rows], user_first[rows], rows,
+                                                         recipe.task.max_tokens, task.stream)
+                if tmp is not None:  # write now, reopen memory-mapped below: one split in RAM at a time
+                    _write_arrow(arrow, tmp / f"{split}.arrow")
+                else:
+                    from datasets import Dataset
+                    from datasets.table import InMemoryTable
 
-            dsets[split] = Dataset(InMemoryTable(arrow))  # (this copies: fine for the small, uncached case)
-        del arrow
-    del tok
-    table["n_tokens"] = n_tokens
-    index = {s: table[table["split"] == c].reset_index(drop=True) for c, s in enumerate(SPLITS)}
-    report = build_report(recipe, task, events, exset, index, info, ctx)
-    prepared = Prepared(None, exset.label_space, report, tokenizer, info, events, task, index, train_texts)
-    if tmp is not None:
-        _save(tmp, prepared)
-        prepared = _load(datacache.commit_entry(tmp, final), recipe, task, tokenizer, info, from_cache=False)
-    else:
+                    dsets[split] = Dataset(InMemoryTable(arrow))  # (this copies: fine for the small, uncached case)
+                del arrow
+            del tok
+            table["n_tokens"] = n_tokens
+            index = {s: table[table["split"] == c].reset_index(drop=True) for c, s in enumerate(SPLITS)}
+            report = build_report(recipe, task, events, exset, index, info, ctx)
+            prepared = Prepared(None, exset.label_space, report, tokenizer, info, events, task, index, train_texts)
+            if tmp is not None:
+                _save(tmp, prepared)
+                prepared = _load(datacache.commit_entry(tmp, final), recipe, task, tokenizer, info, from_cache=False)
+    except BaseException:  # a failed or interrupted write: its partial entry is never left to be read
+        if tmp is not None:
+            datacache.discard(tmp)
+        raise
+    if tmp is None:
         from datasets import DatasetDict
 
         prepared.datasets = DatasetDict(dsets)
@@ -187,6 +197,19 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     bar.update()
     bar.close()
     return prepared
+
+
+def _load_cached(path: Path, recipe: Recipe, task: Task, tokenizer, info: TokenizerInfo | None) -> Prepared | None:
+    """A committed cache entry, or None (and the entry discarded) when its files cannot be read:
+    a damaged entry is rebuilt, never trusted and never fatal."""
+    try:
+        return _load(path, recipe, task, tokenizer, info)
+    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # ArrowInvalid, JSONDecodeError are ValueErrors
+        import warnings
+
+        warnings.warn(f"the data cache entry {path} is damaged ({type(exc).__name__}: {exc}); rebuilding it", stacklevel=3)
+        datacache.discard(path)
+        return None
 
 
 def text_recipe(recipe: Recipe) -> Recipe:

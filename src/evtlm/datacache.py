@@ -3,9 +3,14 @@
 The key covers everything the examples depend on: the data file's identity (resolved path,
 size and modification time; the synthetic shop's settings when there is no file; a content hash
 for an in-memory log), the ``data``, ``verbalize``, ``task`` and ``split`` sections, the
-tokenizer's content hash (or the scratch settings), and a format version. A directory is
-written under a temporary name and renamed when complete, so a crash never leaves a half cache
-that a later run would trust.
+tokenizer's content hash (or the scratch settings), and a format version.
+
+A crash, a kill or a full disk never leaves a half cache that a later run trusts: an entry is
+written under a temporary name (``.tmp-*``, with its writer's pid), every file is flushed to disk,
+then its completion marker ``done`` (a manifest: each file's size) is written and the directory
+is renamed into place. An entry counts only when its marker is there and every file has the size
+it lists (`is_complete`); anything else is rebuilt, and the temporary directories of writers that
+died are swept by the next writer (`sweep_stale`).
 
 >>> from evtlm.recipe import Recipe
 >>> a = cache_key(Recipe(), {"synthetic": True}, "tok")
@@ -18,14 +23,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import shutil
+import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from evtlm.events import DataReport, EventLog
+from evtlm.fsio import TMP_PREFIX, fsync_dir, fsync_file, fsync_tree, remove_tree
 from evtlm.recipe import DataConfig, Recipe
 
 CACHE_VERSION = 5  # bump when the example format or the builders change (5: purchase streams, tgt_feat)
@@ -74,24 +82,92 @@ def cache_key(recipe: Recipe, data_fp: dict[str, Any], tokenizer_key: str) -> st
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()[:20]
 
 
+MARKER = "done"  # the completion marker: {"files": {relative path: size}}, written last
+WRITER = "writer"  # inside a temporary entry: "<pid> <host>" of the process writing it
+
+
 def new_entry(root: Path) -> Path:
     """A fresh temporary directory beside the final one (same filesystem: rename is atomic)."""
     root.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
+    sweep_stale(root)
+    tmp = Path(tempfile.mkdtemp(dir=root, prefix=TMP_PREFIX))
+    (tmp / WRITER).write_text(f"{os.getpid()} {socket.gethostname()}\n")
+    return tmp
 
 
 def commit_entry(tmp: Path, final: Path) -> Path:
-    """Move a completed entry into place; a concurrent writer's identical entry wins."""
-    (tmp / "done").write_text("ok\n")
+    """Flush a completed entry, mark it complete and move it into place.
+
+    A concurrent writer's complete entry wins (ours is dropped); an incomplete directory at the
+    final name (a damaged entry, or one left by an older writer) is replaced.
+    """
+    (tmp / WRITER).unlink(missing_ok=True)
+    fsync_tree(tmp)
+    manifest = {"files": {p.relative_to(tmp).as_posix(): p.stat().st_size for p in sorted(tmp.rglob("*")) if p.is_file()}}
+    (tmp / MARKER).write_text(json.dumps(manifest, indent=0) + "\n")
+    fsync_file(tmp / MARKER)
+    if final.exists() and not is_complete(final):
+        discard(final)
     try:
         tmp.rename(final)
-    except OSError:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except OSError:  # the final name exists: another process committed the same entry first
+        remove_tree(tmp)
+    fsync_dir(final.parent)
     return final
 
 
 def is_complete(path: Path) -> bool:
-    return (path / "done").is_file()
+    """True when ``path`` holds a committed entry: its marker, and every file it lists at its size."""
+    try:
+        manifest = json.loads((path / MARKER).read_text())
+        files = manifest["files"]
+        return bool(files) and all((path / name).stat().st_size == size for name, size in files.items())
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # missing, unreadable or an old "ok" marker
+        return False
+
+
+def discard(path: Path) -> None:
+    """Remove an entry that must not be read (incomplete or damaged): renamed aside first, so a
+    reader never sees it half-deleted, then deleted."""
+    aside = path.with_name(f"{TMP_PREFIX}discard-{path.name}-{os.getpid()}")
+    try:
+        path.rename(aside)
+    except OSError:
+        aside = path
+    remove_tree(aside)
+
+
+def sweep_stale(root: Path, max_age_s: float = 86_400.0) -> int:
+    """Delete the temporary entries whose writer is gone (killed mid-write); how many.
+
+    A writer on this host is gone when its pid no longer runs; one on another host (a shared
+    cache) or one that left no pid counts as gone after ``max_age_s``.
+    """
+    removed = 0
+    for tmp in root.glob(f"{TMP_PREFIX}*"):
+        if tmp.is_dir() and not _writer_alive(tmp, max_age_s):
+            remove_tree(tmp)
+            removed += 1
+    return removed
+
+
+def _writer_alive(tmp: Path, max_age_s: float) -> bool:
+    try:
+        pid, host = (tmp / WRITER).read_text().split()
+    except (OSError, ValueError):
+        pid, host = None, None
+    if pid is not None and host == socket.gethostname():
+        try:
+            os.kill(int(pid), 0)  # signal 0: does the process exist?
+        except ProcessLookupError:
+            return False
+        except (PermissionError, ValueError):  # exists under another user / unparseable pid
+            return True
+        return True
+    try:
+        return time.time() - tmp.stat().st_mtime < max_age_s
+    except OSError:
+        return False
 
 
 def save_log(log: EventLog, path: Path) -> None:

@@ -27,6 +27,7 @@ __all__ = [
     "ModelUnavailableError",
     "TaskError",
     "RunDirError",
+    "StorageError",
     "closest",
     "did_you_mean",
     "format_rows",
@@ -82,6 +83,11 @@ class TaskError(EvtlmError):
 
 class RunDirError(EvtlmError):
     """A run directory that is missing files `predict` / `evaluate` need."""
+
+
+class StorageError(EvtlmError):
+    """A file or directory that cannot be read or written: permissions, a full disk, a path
+    that is not there (`evtlm.fsio.writing` names the path when the OS error does not)."""
 
 
 def closest(name: str, candidates: Iterable[str], n: int = 3, cutoff: float = 0.6) -> list[str]:

@@ -251,6 +251,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     from evtlm.data import text_recipe
 
     recipe = text_recipe(recipe or load_run_recipe(run_dir))  # item tokens: labels are <item_…>
+    if model is None:  # the weights come from disk: only those of a finished run (before any work)
+        from evtlm.run_dir import require_finished
+
+        require_finished(run_dir)
     task = recipe.task.name
     check_task(task, "evaluate")
     if split not in SPLITS:
@@ -367,15 +371,16 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     if extras is not None:
         result.update(extras.info)  # "calibration" and "stack": what was fitted, on what, before / after
     if write:
+        from evtlm.fsio import atomic_write_text  # files predict reads back: never half-written
         from evtlm.report import write_report
 
         if task == "next_item":
-            (run_dir / LABEL_ITEMS).write_text(json.dumps(item_ids, ensure_ascii=False))
+            atomic_write_text(run_dir / LABEL_ITEMS, json.dumps(item_ids, ensure_ascii=False))
         if MODEL in offsets:  # evtlm predict answers with the same decision rule
             from evtlm.inference import DECISION_FILE
 
-            (run_dir / DECISION_FILE).write_text(json.dumps({"offsets": offsets[MODEL].tolist(), "fitted_on": "valid",
-                                                             "rule": "argmax(log p + offsets), offsets maximise validation macro-F1"}) + "\n")
+            atomic_write_text(run_dir / DECISION_FILE, json.dumps({"offsets": offsets[MODEL].tolist(), "fitted_on": "valid",
+                                                                   "rule": "argmax(log p + offsets), offsets maximise validation macro-F1"}) + "\n")
         curves = {"y": y, "preds": preds, "label_space": space, "n_bins": recipe.eval.ece_bins,
                   "class_names": action_names(space, recipe.verbalize) if task == "next_action" else None}
         if extras is not None:  # evtlm predict applies the same calibrator
@@ -384,7 +389,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
             save_calibration(run_dir, extras.calibrator)
             curves.update(extras.curves)
         result["files"] = write_report(run_dir, result, curves)
-        (run_dir / "metrics.json").write_text(json.dumps(result, indent=1, allow_nan=True) + "\n")
+        atomic_write_text(run_dir / "metrics.json", json.dumps(result, indent=1, allow_nan=True) + "\n")
         _update_card(run_dir, result)
     return result
 

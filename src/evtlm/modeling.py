@@ -276,9 +276,13 @@ def _scratch_base(scratch_cfg: ModelConfig, tokenizer, texts, cache_dir: Path, p
     info.pretrain = summary
     info.reason = f"pretrained a GPT-2 from scratch on the training event text ({summary.get('steps', 0)} steps), cached at {target}"
     if state.is_main_process:  # write to a temporary name, then rename: a half-written base is never reused
+        from evtlm.fsio import fsync_tree, library_bars_off
+
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
-        model.save_pretrained(tmp, safe_serialization=True)
+        with library_bars_off():
+            model.save_pretrained(tmp, safe_serialization=True)
         (tmp / "evtlm_pretrain.json").write_text(json.dumps({**summary, "created": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+        fsync_tree(tmp)  # on disk before the rename makes it the cached base
         if not target.exists():
             tmp.replace(target)
         else:

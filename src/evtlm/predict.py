@@ -30,6 +30,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,7 @@ import numpy as np
 import pandas as pd
 
 from evtlm.errors import DataError, RecipeError
+from evtlm.fsio import writing
 from evtlm.inference import (
     DECISION_FILE,
     Decoder,
@@ -94,14 +96,42 @@ def raw_user_ids(cfg: DataConfig) -> np.ndarray | None:
     return np.asarray(clean_ids(table.df[col]).dropna().unique(), dtype=object)
 
 
+def parse_as_of(as_of: str) -> int:
+    """``--as-of`` as UTC nanoseconds (a time without a zone is UTC).
+
+    >>> parse_as_of("2024-01-02")
+    1704153600000000000
+    >>> parse_as_of("next tuesday")
+    Traceback (most recent call last):
+    evtlm.errors.DataError: --as-of 'next tuesday' is not a time, evtlm predict, give an ISO time such as 2024-01-31 or 2024-01-31T18:00:00+08:00
+    """
+    try:
+        stamp = pd.Timestamp(as_of)
+    except (ValueError, TypeError, OverflowError) as exc:  # pandas' DateParseError is a ValueError
+        raise DataError(f"--as-of {as_of!r} is not a time", where="evtlm predict",
+                        fix="give an ISO time such as 2024-01-31 or 2024-01-31T18:00:00+08:00") from exc
+    if stamp is pd.NaT:
+        raise DataError(f"--as-of {as_of!r} is not a time", where="evtlm predict", fix="give an ISO time such as 2024-01-31")
+    return int((stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).value)
+
+
 # ------------------------------------------------------------------------------------ writing
 class RecordWriter:
-    """JSONL (one object per line) or CSV (flat columns) records, appended chunk by chunk."""
+    """JSONL (one object per line) or CSV (flat columns) records, appended chunk by chunk.
+
+    Written under a temporary name beside ``path`` and renamed onto it by ``close(commit=True)``:
+    a run that fails or is killed half-way never leaves a prefix of the predictions that reads
+    like a whole file (nor replaces an older complete one).
+    """
 
     def __init__(self, path: Path, task: str, top_k: int, actions: list[str] | None, calibrated: bool = False) -> None:
+        from evtlm.fsio import TMP_PREFIX
+
         self.path, self.task, self.csv = path, task, path.suffix.lower() == ".csv"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.handle = path.open("w", encoding="utf-8", newline="" if self.csv else None)
+        self.tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
+        with writing(path, "writing the predictions (--out)"):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.handle = self.tmp.open("w", encoding="utf-8", newline="" if self.csv else None)
         if self.csv:
             if task == "purchase":
                 cols = ["p_purchase", *(["p_raw"] if calibrated else []), "answer"]
@@ -114,6 +144,10 @@ class RecordWriter:
             self.writer.writeheader()
 
     def write(self, records: list[dict[str, Any]]) -> None:
+        with writing(self.path, "writing the predictions (--out)"):  # a full disk names the output file
+            self._write(records)
+
+    def _write(self, records: list[dict[str, Any]]) -> None:
         if not self.csv:
             self.handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
             return
@@ -125,8 +159,17 @@ class RecordWriter:
                 flat[f"item_{i}"], flat[f"score_{i}"] = it["item_id"], it["score"]
             self.writer.writerow(flat)
 
-    def close(self) -> None:
-        self.handle.close()
+    def close(self, commit: bool = True) -> None:
+        """Finish the file: flushed and renamed into place (``commit``), or deleted."""
+        if not commit:
+            self.handle.close()
+            self.tmp.unlink(missing_ok=True)
+            return
+        with writing(self.path, "writing the predictions (--out)"):
+            self.handle.flush()
+            os.fsync(self.handle.fileno())
+            self.handle.close()
+            os.replace(self.tmp, self.path)
 
 
 def _decision_offsets(run_dir: Path) -> np.ndarray | None:
@@ -204,7 +247,14 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
     if top_k is not None and top_k < 1 or batch_size is not None and batch_size < 1 or chunk_users < 1:
         raise RecipeError(f"top_k={top_k}, batch_size={batch_size}, chunk_users={chunk_users}: each must be >= 1",
                           where="evtlm predict", fix="give positive numbers")
+    as_of_ns = None if as_of is None else parse_as_of(as_of)  # bad input stops before any work
+    with writing(out, "writing the predictions (--out)"):  # so does an output folder that cannot be made
+        out.parent.mkdir(parents=True, exist_ok=True)
     recipe = load_run_recipe(run_dir)
+    if model is None:  # the weights come from disk: only those of a finished run (a killed one may be half-written)
+        from evtlm.run_dir import require_finished
+
+        require_finished(run_dir)
     task = recipe.task.name
     check_task(task, "predict")
     space = read_label_space(run_dir)
@@ -215,11 +265,7 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
     log = load_event_log(cfg)
     events = log.events
     ts = events["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-    if as_of is None:
-        cutoff = int(ts.max()) + 1  # just after the file's last event: every event is history
-    else:
-        stamp = pd.Timestamp(as_of)
-        cutoff = int((stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).value)
+    cutoff = int(ts.max()) + 1 if as_of_ns is None else as_of_ns  # default: after the last event, all is history
     all_users = pd.unique(events["user_id"].to_numpy(dtype=object))
     events = events.loc[ts < cutoff].reset_index(drop=True) if as_of is not None else events
     raw = raw_user_ids(cfg)
@@ -263,6 +309,7 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
     writer = RecordWriter(out, task, k, actions, calibrated=calibrator is not None and calibrator.skipped is None)
     n_pred = n_err = 0
     bar = tqdm(total=len(starts) + len(lost), desc="predict", unit="user", disable=not progress, file=sys.stderr)
+    committed = False
     try:
         for lo in range(0, len(starts), chunk_users):
             hi = min(lo + chunk_users, len(starts))
@@ -296,8 +343,11 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
         writer.write([{"user_id": u, "error": why} for u, why in lost.items()])
         n_err += len(lost)
         bar.update(len(lost))
+        writer.close(commit=True)
+        committed = True
     finally:
         bar.close()
-        writer.close()
+        if not committed:  # an error or Ctrl-C: no partial predictions file is left behind
+            writer.close(commit=False)
     return {"out": str(out), "users": n_pred + n_err, "predicted": n_pred, "errors": n_err,
             "dropped_rows": dict(log.report.dropped), "as_of": pd.Timestamp(cutoff, tz="UTC").isoformat()}

@@ -9,7 +9,8 @@ its absolute path and checked against its fingerprint, so it works from any dire
     base/                  the scratch GPT-2 the adapter sits on (scratch bases only: a few MB)
     tokenizer/             the tokenizer (with item tokens when used)
     run.json               base used and why, model format, training summary, the data files
-                           (absolute path, size, head hash: `evtlm.provenance`)
+                           (absolute path, size, head hash: `evtlm.provenance`); written last
+                           and atomically: without it the directory is not a finished run
     label_space.json       answers the decoder is constrained to
     data_report.json       what the data stage read, dropped and built
     train_log.csv, learning_curve.png, tensorboard/, checkpoints/   (written by fit)
@@ -29,9 +30,12 @@ from typing import Any
 import torch
 
 from evtlm.errors import RunDirError
+from evtlm.fsio import atomic_write_text, fsync_tree, library_bars_off
 from evtlm.recipe import Recipe, dump_recipe
 
-__all__ = ["resolve_run_dir", "prepare_run_dir", "save_model", "load_run_model", "write_run_files", "model_card"]
+RUN_MARKER = "run.json"  # written last, atomically: a run directory without it is not a finished run
+
+__all__ = ["resolve_run_dir", "prepare_run_dir", "save_model", "require_finished", "load_run_model", "write_run_files", "model_card"]
 
 
 def resolve_run_dir(recipe: Recipe) -> Path:
@@ -52,11 +56,18 @@ def prepare_run_dir(recipe: Recipe, resume: bool = False, is_main: bool = True) 
             shutil.rmtree(run_dir)
     if is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
+        # a resumed run rewrites the weights: the directory is incomplete until it writes run.json again
+        (run_dir / RUN_MARKER).unlink(missing_ok=True)
     return run_dir
 
 
 def save_model(model: torch.nn.Module, tokenizer: Any, run_dir: Path, base_info: Any) -> dict[str, Any]:
     """Write adapter/ (peft) or model/ (full fine-tuning), tokenizer/, and base/ for scratch bases."""
+    with library_bars_off():
+        return _save_model(model, tokenizer, run_dir, base_info)
+
+
+def _save_model(model: torch.nn.Module, tokenizer: Any, run_dir: Path, base_info: Any) -> dict[str, Any]:
     from peft import PeftModel
 
     run_dir = Path(run_dir)
@@ -88,15 +99,35 @@ def save_model(model: torch.nn.Module, tokenizer: Any, run_dir: Path, base_info:
     return meta
 
 
+def require_finished(run_dir: str | Path) -> Path:
+    """``run_dir/run.json``, or a one-line error when the run that wrote the directory did not
+    finish (a crash, a kill, a full disk): its weights may be half-written and are never read."""
+    meta_path = Path(run_dir) / RUN_MARKER
+    if not meta_path.is_file():
+        raise RunDirError(f"{meta_path} is missing: not a finished run (`evtlm finetune` writes it last, once the "
+                          "weights are saved)", where=str(run_dir),
+                          fix="point --run at a directory written by `evtlm finetune`, or finish that run with --resume")
+    return meta_path
+
+
 def load_run_model(run_dir: str | Path, device: str | torch.device | None = None) -> tuple[torch.nn.Module, Any]:
     """(model in eval mode, tokenizer) from a run directory written by ``evtlm finetune``."""
+    with library_bars_off():
+        return _load_run_model(run_dir, device)
+
+
+def _load_run_model(run_dir: str | Path, device: str | torch.device | None = None) -> tuple[torch.nn.Module, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     run_dir = Path(run_dir)
-    meta_path = run_dir / "run.json"
-    if not meta_path.is_file():
-        raise RunDirError(f"{meta_path} is missing", where=str(run_dir), fix="point --run at a directory written by `evtlm finetune`")
-    meta = json.loads(meta_path.read_text())["model"]
+    meta = json.loads(require_finished(run_dir).read_text())["model"]
+    needed = ["tokenizer", "model" if meta.get("format") == "model" else "adapter"]
+    if meta.get("format") != "model" and meta.get("base_kind") == "scratch":
+        needed.append("base")
+    missing = [name for name in needed if not (run_dir / name).is_dir()]
+    if missing:  # a copied or pruned directory: say so instead of a loader's guess (e.g. a hub repo id)
+        raise RunDirError(f"the run directory lacks {', '.join(f'{m}/' for m in missing)}", where=str(run_dir),
+                          fix="copy the whole run directory (or re-run `evtlm finetune`)")
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer", trust_remote_code=False)
     if meta["format"] == "model":
         model = AutoModelForCausalLM.from_pretrained(run_dir / "model", use_safetensors=True, trust_remote_code=False)
@@ -134,8 +165,8 @@ def write_run_files(run_dir: Path, recipe: Recipe, *, prepared: Any, base_info: 
     from evtlm.presets import resolve_data_config
 
     resolved = recipe.model_copy(update={"data": resolve_data_config(recipe.data)})
-    (run_dir / "recipe.resolved.yaml").write_text(dump_recipe(resolved))
-    (run_dir / "label_space.json").write_text(json.dumps(list(prepared.label_space), indent=1, ensure_ascii=False))
+    atomic_write_text(run_dir / "recipe.resolved.yaml", dump_recipe(resolved))
+    atomic_write_text(run_dir / "label_space.json", json.dumps(list(prepared.label_space), indent=1, ensure_ascii=False))
     (run_dir / "data_report.json").write_text(json.dumps(prepared.report, indent=1, default=str, ensure_ascii=False))
     summary = _fit_summary(fit_result)
     from evtlm.provenance import data_files
@@ -149,9 +180,10 @@ def write_run_files(run_dir: Path, recipe: Recipe, *, prepared: Any, base_info: 
         # the input files by absolute path, size and head hash: evaluate checks them (evtlm.provenance)
         "data_files": data_files(resolved.data),
     }
-    (run_dir / "run.json").write_text(json.dumps(run, indent=1, default=str))
     (run_dir / "README.md").write_text(model_card(recipe, prepared=prepared, base_info=base_info, model_meta=model_meta,
                                                    training=summary, command=command, metrics=metrics))
+    fsync_tree(run_dir)  # the weights, tokenizer and files above are on disk before the marker
+    atomic_write_text(run_dir / RUN_MARKER, json.dumps(run, indent=1, default=str))  # last: the run is complete
 
 
 def _fit_summary(result: Any) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from evtlm.checkpoint import (
     write_train_log,
 )
 from evtlm.errors import TaskError
+from evtlm.fsio import atomic_path, atomic_write_text, fsync_tree
 from evtlm.recipe import TrainConfig
 
 __all__ = ["fit", "FitResult", "resolve_mixed_precision", "make_accelerator", "distributed_state"]
@@ -242,6 +243,7 @@ def fit(
         acc.save_state(str(directory))
         acc.wait_for_everyone()
         if main:
+            fsync_tree(directory)  # every file on disk before the marker says the checkpoint is complete
             state.save(directory)
             prune_checkpoints(run_dir, keep_checkpoints)
         acc.wait_for_everyone()
@@ -428,8 +430,9 @@ def _track_best(state, value, greater, train_cfg, acc, model, run_dir) -> None:
 
             best = Path(run_dir) / "checkpoints" / "best"
             best.mkdir(parents=True, exist_ok=True)
-            save_file(weights, str(best / "trainable.safetensors"))
-            (best / "best.json").write_text(f'{{"step": {state.global_step}, "metric": {float(value)!r}}}\n')
+            with atomic_path(best / "trainable.safetensors") as tmp:  # a kill mid-write keeps the previous best whole
+                save_file(weights, str(tmp))
+            atomic_write_text(best / "best.json", f'{{"step": {state.global_step}, "metric": {float(value)!r}}}\n')
         acc.wait_for_everyone()
     else:
         state.bad_evals += 1

@@ -43,7 +43,8 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     from evtlm.data import prepare
     from evtlm.errors import TaskError
     from evtlm.modeling import apply_lora, item_token_ids, load_base
-    from evtlm.run_dir import prepare_run_dir, save_model, write_run_files
+    from evtlm.fsio import writing
+    from evtlm.run_dir import prepare_run_dir, resolve_run_dir, save_model, write_run_files
     from evtlm.train import distributed_state, fit
 
     from evtlm.data import text_recipe
@@ -55,7 +56,9 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
         torch.set_num_threads(recipe.train.threads)
     state = distributed_state()  # rank info under `accelerate launch`; one process otherwise
     say = state.print
-    run_dir = prepare_run_dir(recipe, resume=resume, is_main=state.is_main_process)
+    where = "writing the run directory (output.dir / output.name)"  # names the path when a write fails without one
+    with writing(resolve_run_dir(recipe), where):
+        run_dir = prepare_run_dir(recipe, resume=resume, is_main=state.is_main_process)
     state.wait_for_everyone()
     command = command or f"evtlm finetune <recipe> (name {recipe.name})"
 
@@ -102,17 +105,19 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
 
     # 4. the loop; the task's own metric drives best-model selection once evtlm.evaluate offers it
     evaluate_fn, metric, greater = _task_metric(recipe, prepared)
-    result = fit(model, prepared.datasets, recipe.train, run_dir, evaluate_fn=evaluate_fn, pad_id=tokenizer.pad_token_id,
-                 metric_for_best=metric, greater_is_better=greater, resume=resume, progress=progress)
+    with writing(run_dir, where):  # checkpoints, logs, the best weights
+        result = fit(model, prepared.datasets, recipe.train, run_dir, evaluate_fn=evaluate_fn, pad_id=tokenizer.pad_token_id,
+                     metric_for_best=metric, greater_is_better=greater, resume=resume, progress=progress)
 
-    # 5. the run directory (main process only)
+    # 5. the run directory (main process only); run.json last: until then it is not a finished run
     if state.is_main_process:
         from accelerate.utils import extract_model_from_parallel
 
-        meta = save_model(extract_model_from_parallel(model), tokenizer, run_dir, base_info)
-        write_run_files(run_dir, recipe, prepared=prepared, base_info=base_info,
-                        tokenizer_info=getattr(prepared, "tokenizer_info", None), model_meta=meta,
-                        fit_result=result, command=command)
+        with writing(run_dir, where):
+            meta = save_model(extract_model_from_parallel(model), tokenizer, run_dir, base_info)
+            write_run_files(run_dir, recipe, prepared=prepared, base_info=base_info,
+                            tokenizer_info=getattr(prepared, "tokenizer_info", None), model_meta=meta,
+                            fit_result=result, command=command)
     state.wait_for_everyone()
 
     # 6. evaluation on the held-out split with baselines (evtlm.evaluate) — call point
