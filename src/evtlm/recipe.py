@@ -247,7 +247,7 @@ class ScratchConfig(Section):
 
 
 class ModelConfig(Section):
-    base: str = "gpt2"  # HF hub id or local directory of a causal LM
+    base: str = "gpt2"  # HF hub id, local directory of a causal LM, or a named base (smollm2-135m: make base-smollm2)
     tokenizer: str | None = None  # defaults to `base`
     when_unavailable: Literal["error", "scratch"] = "error"
     scratch: ScratchConfig = Field(default_factory=ScratchConfig)
@@ -269,7 +269,9 @@ class LoraConfig(Section):
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["c_attn", "c_proj", "c_fc"])
+    # None: the base architecture's projections (evtlm.modeling.lora_targets): GPT-2 c_attn, c_proj,
+    # c_fc; Llama q/k/v/o_proj, gate/up/down_proj. The run's resolved recipe records the ones used
+    target_modules: list[str] | None = None
     # A scratch base (model.when_unavailable=scratch) is tiny and was pretrained minutes ago:
     # train all its weights. Measured on the synthetic purchase task, LoRA on it learned nothing
     # (test AUC 0.47-0.55) where full fine-tuning reached 0.61 in the same 300 steps.

@@ -164,7 +164,8 @@ NOTES: dict[str, str] = {
     "lora.r": "LoRA rank",
     "lora.alpha": "LoRA scaling numerator (scale = alpha / r)",
     "lora.dropout": "dropout on the LoRA input",
-    "lora.target_modules": "module names that get adapters (GPT-2's Conv1D layers; peft handles fan_in_fan_out)",
+    "lora.target_modules": "module names that get adapters; null: the base architecture's projections (GPT-2 c_attn, "
+                           "c_proj, c_fc; Llama q/k/v/o_proj, gate/up/down_proj), recorded in the run's resolved recipe",
     "train.seed": "seeds data order, dropout and initialisation",
     "train.epochs": "passes over the training examples",
     "train.batch_size": "examples per process per step",

@@ -134,12 +134,15 @@ def _load_run_model(run_dir: str | Path, device: str | torch.device | None = Non
     else:
         from peft import PeftModel
 
-        base_path = run_dir / "base" if meta["base_kind"] == "scratch" else meta["base"]
+        from evtlm.bases import missing_fix, resolve_base
+
+        # a named base (smollm2-135m) is its directory in this machine's evtlm cache
+        base_path = run_dir / "base" if meta["base_kind"] == "scratch" else resolve_base(meta["base"])
         try:
             base = AutoModelForCausalLM.from_pretrained(base_path, use_safetensors=True, trust_remote_code=False)
         except OSError as exc:
             raise RunDirError(f"cannot load the base model {str(base_path)!r} the adapter was trained on", where=str(run_dir / "run.json"),
-                              fix="make the base available locally (a directory or the Hugging Face cache)") from exc
+                              fix=missing_fix(meta["base"]) or "make the base available locally (a directory or the Hugging Face cache)") from exc
         if base.get_input_embeddings().num_embeddings < meta["vocab_size"]:
             base.resize_token_embeddings(meta["vocab_size"], mean_resizing=False)  # rows come from the adapter
         model = PeftModel.from_pretrained(base, run_dir / "adapter")
@@ -253,7 +256,7 @@ def model_card(recipe: Recipe, *, prepared: Any, base_info: Any, model_meta: dic
     source = data.path or (f"preset {data.preset}" if data.preset else
                            f"embedded synthetic shop ({data.synthetic.users} users, seed {data.synthetic.seed})")
     adapter = (f"LoRA r={recipe.lora.r}, alpha={recipe.lora.alpha}, dropout={recipe.lora.dropout}, "
-               f"targets {', '.join(recipe.lora.target_modules)}" if model_meta["format"] == "adapter" else "full fine-tuning (all weights)")
+               f"targets {', '.join(recipe.lora.target_modules or ['the architecture default'])}" if model_meta["format"] == "adapter" else "full fine-tuning (all weights)")
     if model_meta["format"] == "model" and recipe.lora.enabled:
         adapter += " — the base was built from scratch (lora.full_finetune_scratch)"
     lines = [

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from evtlm.bases import missing_fix, resolve_base
 from evtlm.errors import ModelUnavailableError
 from evtlm.recipe import ModelConfig
 
@@ -79,8 +80,8 @@ def load_tokenizer(model_cfg: ModelConfig, train_texts: Iterable[str] | None = N
         raise ModelUnavailableError(
             f"cannot load the tokenizer {name!r} ({why})",
             where=key,
-            fix=f"set {key} to a local directory holding the tokenizer files (e.g. ../shared/tokenizers/gpt2), "
-            "or set model.when_unavailable=scratch to train one on the training events",
+            fix=missing_fix(name) or f"set {key} to a local directory holding the tokenizer files (e.g. "
+            "../shared/tokenizers/gpt2), or set model.when_unavailable=scratch to train one on the training events",
         )
     if train_texts is None:
         raise ModelUnavailableError(
@@ -97,7 +98,7 @@ def try_load_pretrained(model_cfg: ModelConfig) -> tuple[PreTrainedTokenizerBase
     """``(tokenizer, None)`` when the recipe's tokenizer loads (pad set), else ``(None, why)``."""
     name = model_cfg.tokenizer or model_cfg.base
     try:
-        tok = _load_pretrained(name)
+        tok = _load_pretrained(resolve_base(name))  # a named base (smollm2-135m) is its cache directory
     except _Unavailable as why:
         return None, str(why)
     ensure_pad(tok, name)

@@ -73,6 +73,10 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     model, base_info = load_base(recipe.model, tokenizer, pretrain_texts=getattr(prepared, "train_texts", None),
                                  cache_dir=cache_dir, progress=progress, seed=recipe.train.seed)
     say(f"base: {base_info.used} — {base_info.reason}")
+    if recipe.lora.target_modules is None:  # the architecture's own (evtlm.modeling.lora_targets), kept in the run's recipe
+        from evtlm.modeling import lora_targets
+
+        recipe = recipe.model_copy(update={"lora": recipe.lora.model_copy(update={"target_modules": lora_targets(model)})})
 
     # 3. adapter (item tokens: their embedding rows train with it)
     token_ids = None
