@@ -76,6 +76,11 @@ class SyntheticConfig(Section):
     start: str = "2024-01-01"
     seed: int = 7
 
+    @model_validator(mode="after")
+    def _categories_fit_items(self) -> SyntheticConfig:
+        checks.raise_problems(type(self).__name__, checks.synthetic_problems(self))
+        return self
+
 
 class DataConfig(Section):
     """Where events come from and how they are mapped to the canonical table."""

@@ -155,6 +155,15 @@ def scratch_problems(cfg: Any) -> list[InitErrorDetails]:
     return []
 
 
+def synthetic_problems(cfg: Any) -> list[InitErrorDetails]:
+    """The simulated catalog gives every category at least one item: no more categories than items
+    (the simulator would fail drawing the category sizes)."""
+    if cfg.items < cfg.categories:
+        return [problem(["items"], cfg.items, f"got {cfg.items}, expected at least data.synthetic.categories="
+                        f"{cfg.categories} (every category holds at least one item): raise items or lower categories")]
+    return []
+
+
 def sasrec_problems(cfg: Any) -> list[InitErrorDetails]:
     """The SASRec baseline's width must split into its heads (it would fail at evaluation)."""
     if cfg.dim % cfg.heads:
