@@ -145,35 +145,40 @@ def is_tie(value: float | None, reference: float | None, tol: float = TIE) -> bo
     return abs(value / reference - 1) < tol
 
 
-def verdict(met: bool | None, value: float | None, reference: float | None) -> tuple[str | None, bool | None]:
+def verdict(met: bool | None, value: float | None, reference: float | None,
+            noise: float = 0.0) -> tuple[str | None, bool | None]:
     """``(label, met)`` of a figure against its reference: "tie" (met False) when the two are
-    within :data:`TIE`, else "met" / "short"; ``(None, None)`` for a row without a target.
+    within :data:`TIE`, or within ``noise`` (the relative run-to-run spread the benchmark measured,
+    when larger), else "met" / "short"; ``(None, None)`` for a row without a target.
 
     The one place where a verdict is made: `row` and `bench.quality` both call it.
 
     >>> verdict(True, 1.005, 1.0), verdict(True, 1.2, 1.0), verdict(False, 0.8, 1.0), verdict(None, 1.0, 1.0)
     (('tie', False), ('met', True), ('short', False), (None, None))
+    >>> verdict(True, 1.05, 1.0, noise=0.10)  # a 5% lead inside a 10% spread is no lead
+    ('tie', False)
     """
     if met is None:
         return None, None
-    if is_tie(value, reference):
+    if is_tie(value, reference, max(TIE, noise)):
         return "tie", False
     return ("met", True) if met else ("short", False)
 
 
 def row(figure: str, evtlm: float | None, reference: float | None, target: str, min_ratio: float | None = None,
         *, met: bool | None = None, note: str = "", unit: str = "", tie_rule: bool = True,
-        tie_with: float | None = None) -> dict[str, Any]:
+        tie_with: float | None = None, noise: float = 0.0) -> dict[str, Any]:
     """One figure next to its reference; ``met`` from ``ratio >= min_ratio`` unless given.
 
     ``verdict`` is "met", "short" or "tie" (`verdict`), a tie judged against ``tie_with`` when
-    given (another figure the target must beat, e.g. the majority prior), else the reference.
+    given (another figure the target must beat, e.g. the majority prior), else the reference,
+    with a band of 1% or the measured relative ``noise``, whichever is wider.
     ``tie_rule=False`` only for a target that a tie meets by definition ("at most 2x the reference").
     """
     ratio = evtlm / reference if evtlm is not None and reference else None
     if met is None and min_ratio is not None and ratio is not None:
         met = ratio >= min_ratio
-    label, met = verdict(met, evtlm, (reference if tie_with is None else tie_with) if tie_rule else None)
+    label, met = verdict(met, evtlm, (reference if tie_with is None else tie_with) if tie_rule else None, noise)
     return {"figure": figure, "evtlm": evtlm, "reference": reference, "ratio": None if ratio is None else round(ratio, 3),
             "target": target, "met": met, "verdict": label, "note": note, "unit": unit}
 

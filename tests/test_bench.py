@@ -86,6 +86,8 @@ def test_a_tie_is_labelled_tie_and_never_met():
     at_most = row("plain forward vs stream", 1.0, 1.0, "<= 2x", met=True, tie_rule=False)
     assert at_most["verdict"] == "met"
     assert row("context", 1.0, 1.0, "(report)")["verdict"] is None
+    noisy = row("tokens/s", 105.0, 100.0, ">= 1.0x", 1.0, noise=0.17)  # runs spread +-17%: a 5% lead is noise
+    assert (noisy["verdict"], noisy["met"]) == ("tie", False)
 
 
 def test_quality_never_reports_a_model_that_ties_the_prior_as_met():
