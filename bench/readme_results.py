@@ -26,8 +26,11 @@ def render(quality: dict[str, Any]) -> str:
     from bench.quality import RECIPES
 
     m = quality.get("machine", {})
-    lines = [f"_From `make bench-quality` ({m.get('date', '?')}, {m.get('cpus', '?')} CPUs, commit "
-             f"{m.get('git_commit') or '?'}); every method on the same test examples (N of the split below); the best per column in bold._", ""]
+    commits = " and ".join(m["merged_from"]) if m.get("merged_from") else (m.get("git_commit") or "?")
+    lines = [f"_From `make bench-quality` ({m.get('date', '?')}, {m.get('cpus', '?')} CPUs, commit{'s' if m.get('merged_from') else ''} "
+             f"{commits}); every method on the same test examples (N of the split below); the best per column in bold._", ""]
+    if quality.get("details", {}).get("notes_extra"):  # e.g. why wall times are longer than an idle machine's
+        lines += [f"_{quality['details']['notes_extra']}._", ""]
     recipes = quality.get("details", {}).get("recipes", {})
     verdicts = {r["figure"]: r for r in quality.get("rows", [])}
     for name, spec in RECIPES.items():
