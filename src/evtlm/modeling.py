@@ -43,6 +43,7 @@ import torch
 
 from evtlm.bases import missing_fix, resolve_base
 from evtlm.errors import ModelUnavailableError
+from evtlm.fsio import library_bars_off
 from evtlm.recipe import LoraConfig, ModelConfig, ScratchConfig, TrainConfig
 from evtlm.tokenization import (  # one cache root for tokenizers and bases; item tokens live with the tokenizer
     ITEM_TOKEN,
@@ -129,7 +130,8 @@ def _load_pretrained(base: str, dtype: torch.dtype | None) -> tuple[torch.nn.Mod
     kwargs = {"use_safetensors": True, "trust_remote_code": False, "dtype": dtype}
     if Path(base).is_dir():
         try:
-            return AutoModelForCausalLM.from_pretrained(base, **kwargs), str(Path(base).resolve())
+            with library_bars_off():  # a local read: its "Loading weights" bar is noise
+                return AutoModelForCausalLM.from_pretrained(base, **kwargs), str(Path(base).resolve())
         except (OSError, ValueError) as exc:
             return None, f"local directory without a loadable causal LM: {_short(exc)}"
     if Path(base).suffix or base.startswith((".", "/", "~")):
@@ -141,7 +143,8 @@ def _load_pretrained(base: str, dtype: torch.dtype | None) -> tuple[torch.nn.Mod
     cached = try_to_load_from_cache(base, "config.json")
     if isinstance(cached, str):
         try:
-            return AutoModelForCausalLM.from_pretrained(Path(cached).parent, **kwargs), f"hf cache: {Path(cached).parent}"
+            with library_bars_off():
+                return AutoModelForCausalLM.from_pretrained(Path(cached).parent, **kwargs), f"hf cache: {Path(cached).parent}"
         except (OSError, ValueError):
             pass  # incomplete cache entry (e.g. no safetensors): try the network below
     if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
@@ -250,7 +253,8 @@ def _scratch_base(scratch_cfg: ModelConfig, tokenizer, texts, cache_dir: Path, p
     target = cache_dir / "bases" / f"scratch-gpt2-{key}"
     info = BaseInfo(used=f"scratch GPT-2 ({size})", kind="scratch", path=str(target), reason="")
     if (target / "model.safetensors").is_file():
-        model = AutoModelForCausalLM.from_pretrained(target, use_safetensors=True, trust_remote_code=False)
+        with library_bars_off():
+            model = AutoModelForCausalLM.from_pretrained(target, use_safetensors=True, trust_remote_code=False)
         info.cached, info.reason = True, f"reused the scratch base pretrained on the same data and settings ({target})"
         meta = target / "evtlm_pretrain.json"
         info.pretrain = json.loads(meta.read_text()) if meta.is_file() else {}
@@ -285,7 +289,7 @@ def _scratch_base(scratch_cfg: ModelConfig, tokenizer, texts, cache_dir: Path, p
     info.pretrain = summary
     info.reason = f"pretrained a GPT-2 from scratch on the training event text ({summary.get('steps', 0)} steps), cached at {target}"
     if state.is_main_process:  # write to a temporary name, then rename: a half-written base is never reused
-        from evtlm.fsio import fsync_tree, library_bars_off
+        from evtlm.fsio import fsync_tree
 
         tmp = target.with_name(target.name + f".tmp{os.getpid()}")
         with library_bars_off():
