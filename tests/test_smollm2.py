@@ -11,7 +11,8 @@ checking what issue 14 asks of a pretrained base:
   the output layer) and the stream read-out change: every base weight is bit-for-bit the
   converted base's;
 - save then load (`load_run_model`) gives identical logits and read-out weights;
-- ``evtlm predict`` on the run directory works offline (HF_HUB_OFFLINE=1, the base from the cache).
+- ``evtlm predict`` on the run directory works offline (HF_HUB_OFFLINE=1, the base from the cache);
+- ``evtlm export`` of it reloads as a plain LlamaForCausalLM with the run's LM logits, bit for bit.
 """
 
 from __future__ import annotations
@@ -153,3 +154,20 @@ def test_predict_on_the_run_dir_works_offline(trained):
     assert len(records) == SHOP["users"]
     ok = [r for r in records if "error" not in r]
     assert ok and all(len(r["items"]) == 5 and {i["item_id"] for i in r["items"]} <= catalog for r in ok), ok[:2]
+
+
+def test_export_reloads_with_plain_transformers(trained):
+    """`evtlm export` of the SmolLM2 run: LoRA and item rows merged into a plain LlamaForCausalLM."""
+    from transformers import AutoModelForCausalLM
+
+    from evtlm.export import export_run
+    from evtlm.inference import load_for_inference
+
+    out = export_run(trained["run"], trained["tmp"] / "exported")
+    plain = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True, trust_remote_code=False).eval()
+    assert type(plain).__name__ == "LlamaForCausalLM" and not (out / "adapter_config.json").exists()
+    inference, tok = load_for_inference(trained["run"])
+    probe = tok(" viewed <item_1001> . Seconds later viewed <item_1002> .", return_tensors="pt")["input_ids"]
+    with torch.no_grad():
+        torch.testing.assert_close(plain(probe).logits, inference.lm(probe).logits, rtol=0, atol=0)
+    assert "NOT the run's scores" in (out / "README.md").read_text()  # a stream run: the card says so
