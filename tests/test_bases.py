@@ -79,7 +79,7 @@ def test_a_run_on_an_absent_named_base_says_what_to_run(cache, tmp_path):
 
 def test_install_without_the_wheel_names_the_fix(cache, monkeypatch):
     fake = bases.NamedBase(name="smollm2-135m", wheel="evtlm-no-such-wheel-xyz", version="0", gguf="x/y.gguf",
-                           origin="-", license="-", make_target="base-smollm2")
+                           origin="-", license="-", hub_id="-", make_target="base-smollm2")
     monkeypatch.setitem(bases.NAMED_BASES, "smollm2-135m", fake)
     with pytest.raises(ModelUnavailableError, match=r"evtlm-no-such-wheel-xyz wheel is not installed.*make base-smollm2"):
         bases.install("smollm2-135m")

