@@ -130,7 +130,8 @@ def _load_run_model(run_dir: str | Path, device: str | torch.device | None = Non
                           fix="copy the whole run directory (or re-run `evtlm finetune`)")
     tokenizer = AutoTokenizer.from_pretrained(run_dir / "tokenizer", trust_remote_code=False)
     if meta["format"] == "model":
-        model = AutoModelForCausalLM.from_pretrained(run_dir / "model", use_safetensors=True, trust_remote_code=False)
+        with library_bars_off():  # a local read: its "Loading weights" bar is noise (and would surround an error)
+            model = AutoModelForCausalLM.from_pretrained(run_dir / "model", use_safetensors=True, trust_remote_code=False)
     else:
         from peft import PeftModel
 
@@ -139,7 +140,8 @@ def _load_run_model(run_dir: str | Path, device: str | torch.device | None = Non
         # a named base (smollm2-135m) is its directory in this machine's evtlm cache
         base_path = run_dir / "base" if meta["base_kind"] == "scratch" else resolve_base(meta["base"])
         try:
-            base = AutoModelForCausalLM.from_pretrained(base_path, use_safetensors=True, trust_remote_code=False)
+            with library_bars_off():
+                base = AutoModelForCausalLM.from_pretrained(base_path, use_safetensors=True, trust_remote_code=False)
         except OSError as exc:
             raise RunDirError(f"cannot load the base model {str(base_path)!r} the adapter was trained on", where=str(run_dir / "run.json"),
                               fix=missing_fix(meta["base"]) or "make the base available locally (a directory or the Hugging Face cache)") from exc

@@ -74,8 +74,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exit_:  # --help, --version, or a one-line usage error
         return exit_.code if isinstance(exit_.code, int) else EXIT_USER_ERROR
+    from evtlm.fsio import library_bars_off
+
     try:
-        code = args.func(args)
+        # transformers' own bars ("Loading weights", "Writing model shards") come from local reads
+        # and writes of small models: noise around evtlm's progress and around a one-line error.
+        # Hub downloads keep theirs (huggingface_hub's bars are separate)
+        with library_bars_off():
+            code = args.func(args)
         sys.stdout.flush()  # a closed pipe surfaces here, inside the handler, not at exit
     except BrokenPipeError:
         # the reader (`head`) is gone: the standard recipe (Python docs, "Note on SIGPIPE") points
