@@ -60,3 +60,23 @@ def tokenizer_dir(request) -> Path:
     """A tokenizer directory, twice: the in-process BPE (always runs) and GPT-2's (skips without
     ../shared). Invariants that hold for any byte-level BPE are checked under both."""
     return request.getfixturevalue("built_tokenizer_dir" if request.param == "built" else "gpt2_tokenizer_dir")
+
+
+def finetune_metrics(recipe_path: Path, overrides: list[str], tmp_path: Path, monkeypatch) -> dict:
+    """``evtlm finetune`` of a small recipe in this process, its cache under ``tmp_path``; the run's
+    metrics.json. torch's thread count is restored after (recipes may pin train.threads)."""
+    import json
+
+    import torch
+
+    from evtlm.cli.finetune import finetune
+    from evtlm.recipe import load_recipe
+
+    monkeypatch.setenv("EVTLM_CACHE", str(tmp_path / "cache"))
+    recipe = load_recipe(recipe_path, [*overrides, f"output.dir={tmp_path}", "output.name=run"])
+    threads = torch.get_num_threads()
+    try:
+        run = finetune(recipe, progress=False, cache_dir=tmp_path / "cache")
+    finally:
+        torch.set_num_threads(threads)
+    return json.loads((run / "metrics.json").read_text())

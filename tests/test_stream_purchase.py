@@ -4,7 +4,6 @@ the base rate."""
 
 from __future__ import annotations
 
-import json
 
 import numpy as np
 import pandas as pd
@@ -13,11 +12,11 @@ import torch
 
 from evtlm.data import prepare, text_recipe
 from evtlm.modeling import build_scratch_model
-from evtlm.recipe import Recipe, load_recipe
+from evtlm.recipe import Recipe
 from evtlm.splits import NS_PER_DAY
 from evtlm.stream import N_PURCHASE_FEATURES, PURCHASE_FEATURES, now_windows, purchase_features
 from evtlm.stream_model import StreamLM, answer_token_ids, stream_predictions
-from tests.conftest import REPO
+from tests.conftest import REPO, finetune_metrics
 
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 16, "n_positions": 128, "vocab_size": 400, "pretrain_epochs": 0}
 
@@ -125,20 +124,10 @@ def test_stream_purchase_model_does_not_collapse_to_the_base_rate(tmp_path, monk
     """The main job's formulation on a small shop: test predictions spread at least half as much
     as gbt's, and rank buyers well above chance (the old per-prompt model returned ~the base
     rate for everyone: standard deviation 0.004)."""
-    from evtlm.cli.finetune import finetune
-
-    monkeypatch.setenv("EVTLM_CACHE", str(tmp_path / "cache"))
-    threads = torch.get_num_threads()
-    recipe = load_recipe(REPO / "recipes/purchase.yaml", [
+    result = finetune_metrics(REPO / "recipes/purchase.yaml", [
         "data.synthetic.users=400", "model.scratch={n_layer: 1, n_head: 2, n_embd: 32, vocab_size: 400, pretrain_max_steps: 10}",
-        "train.max_steps=120", "train.eval_every=60", "train.save_every=1000", "train.threads=1",
-        "eval.baselines=[gbt]", f"output.dir={tmp_path}", "output.name=run",
-    ])
-    try:
-        run = finetune(recipe, progress=False, cache_dir=tmp_path / "cache")
-    finally:
-        torch.set_num_threads(threads)
-    result = json.loads((run / "metrics.json").read_text())
+        "train.max_steps=120", "train.eval_every=60", "train.save_every=1000", "train.threads=1", "eval.baselines=[gbt]",
+    ], tmp_path, monkeypatch)
     m = result["methods"]
     print({k: {a: round(b, 4) for a, b in v.items() if a in ("roc_auc", "ece")} for k, v in m.items()})
     assert result["formulation"] == "stream" and not result["sampled"]
