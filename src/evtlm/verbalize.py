@@ -384,7 +384,8 @@ def _summaries(ucode: np.ndarray, action: np.ndarray, ts_ns: np.ndarray) -> pa.A
             return x
         if isinstance(x, str):
             return pa.scalar(x, pa.large_string())
-        return pc.cast(pa.array(x), pa.large_string()) if np.asarray(x).dtype.kind in "iu" else pa.array(x, pa.large_string())
+        x = np.asarray(x)  # numpy str arrays go through object: pyarrow < 16 cannot convert them to large_string
+        return pc.cast(pa.array(x), pa.large_string()) if x.dtype.kind in "iu" else pa.array(x.astype(object), pa.large_string())
 
     def join(*parts) -> pa.Array:
         return pc.binary_join_element_wise(*[text(p) for p in parts], text(""))
