@@ -142,7 +142,7 @@ def _load_run_model(run_dir: str | Path, device: str | torch.device | None = Non
         try:
             with library_bars_off():
                 base = AutoModelForCausalLM.from_pretrained(base_path, use_safetensors=True, trust_remote_code=False)
-        except OSError as exc:
+        except (OSError, ValueError) as exc:  # older transformers read an absent directory as a repo id (HFValidationError)
             raise RunDirError(f"cannot load the base model {str(base_path)!r} the adapter was trained on", where=str(run_dir / "run.json"),
                               fix=missing_fix(meta["base"]) or "make the base available locally (a directory or the Hugging Face cache)") from exc
         if base.get_input_embeddings().num_embeddings < meta["vocab_size"]:
