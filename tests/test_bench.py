@@ -130,3 +130,12 @@ def test_the_trainer_reference_groups_by_length_with_full_mega_batches():
     batches = [[lengths[i] for i in order[b:b + 8]] for b in range(0, 192, 8)]
     real, slots = sum(lengths), sum(max(b) * len(b) for b in batches)
     assert real / slots > 0.95  # one sorted mega-batch: near-perfect padding
+
+
+def test_pretrained_base_bench_skips_without_the_converted_base(tmp_path, monkeypatch, capsys):
+    """bench.pretrained_base needs `make base-smollm2`; without it, one line says so and nothing runs."""
+    from bench.pretrained_base import main
+
+    monkeypatch.setenv("EVTLM_CACHE", str(tmp_path))
+    assert main(["--runs", str(tmp_path / "runs")]) == 0
+    assert "skipped" in capsys.readouterr().out and not (tmp_path / "runs").exists()
