@@ -112,7 +112,8 @@ class StreamLM(nn.Module):
 
         if not self.target_features or "tgt_feat" not in getattr(dataset, "column_names", ()):
             return
-        x = np.concatenate([np.asarray(v, np.float64) for v in dataset["tgt_feat"]]).reshape(-1, self.target_features)
+        column = dataset.data.column("tgt_feat").combine_chunks()  # the flat values: no loop over windows
+        x = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, self.target_features)
         if len(x):
             self.feat_mean.copy_(torch.as_tensor(x.mean(0), dtype=self.feat_mean.dtype))
             self.feat_std.copy_(torch.as_tensor(np.maximum(x.std(0), 1e-3), dtype=self.feat_std.dtype))
