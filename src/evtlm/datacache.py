@@ -57,6 +57,12 @@ def data_fingerprint(cfg: DataConfig, log: EventLog | None = None, base_dir: str
 
 
 def _stat(path: Path) -> list[Any]:
+    from evtlm.sources import is_glob
+
+    if is_glob(path):  # every file the pattern matches (a new or changed part changes the key)
+        import glob
+
+        return [str(path)] + [_stat(Path(p)) for p in sorted(glob.glob(str(path), recursive=True)) if Path(p).is_file()]
     path = path.resolve()
     if path.is_dir():
         return [str(path)] + [_stat(p) for p in sorted(path.rglob("*")) if p.is_file()]

@@ -41,6 +41,7 @@ assigned on the index of the rows still kept) -> drop exact duplicates -> ``data
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from evtlm.errors import DataError, closest
-from evtlm.readers import ROW, BadRows, RawTable, detect_format, read_table, resolve_path, table_columns
+from evtlm.chunks import iter_chunks, part_columns, read_table
+from evtlm.readers import MALFORMED, ROW, BadRows, RawTable, detect_format, resolve_path, table_columns
 from evtlm.recipe import ACTIONS, CatalogConfig, DataConfig
+from evtlm.sources import Source, describe, find_sources
 from evtlm.values import clean_ids, map_actions, read_timestamps, to_number
 
 CANONICAL_COLUMNS: tuple[str, ...] = ("user_id", "timestamp", "action", "item_id", "session_id")
@@ -86,6 +89,9 @@ class DataReport:
     notes: list[str] = field(default_factory=list)
     raw_actions: dict[str, int] = field(default_factory=dict)
     catalog_items: int = 0
+    # a log in several files: each one's path, data rows and first row in the numbering above
+    # (row numbers run on from file to file, so dropped_rows name rows of the whole log)
+    files: list[dict[str, Any]] = field(default_factory=list)
 
     def add_dropped(self, reason: str, row_numbers: np.ndarray | list[int]) -> None:
         """Count rows dropped for ``reason`` (1-based source row numbers)."""
@@ -255,8 +261,13 @@ class Ingest:
                             "shop through evtlm.presets.load_event_log)")
         self.cfg = cfg
         self.base_dir = base_dir
-        self.path = resolve_path(cfg.path, base_dir)
-        self.report = DataReport(source=str(self.path))
+        self.sources: list[Source] = find_sources(cfg.path, base_dir)
+        given = Path(cfg.path).expanduser()
+        # the log's own path: its file, or the folder / glob naming its parts
+        self.path = self.sources[0].path if len(self.sources) == 1 else (
+            given if given.is_absolute() or base_dir is None else Path(base_dir) / given)
+        self.report = DataReport(source=describe(self.sources, self.path))
+        self._units: dict[str, str] = {}  # timestamp column -> the unit its first chunk was read in
 
     def roles(self) -> dict[str, str]:
         """Recipe path -> raw column for every column the mapping needs."""
@@ -273,20 +284,54 @@ class Ingest:
 
     def read(self, path: str | Path | None = None, roles: dict[str, str] | None = None, *,
              what: str = "data.path") -> RawTable:
-        """Read a table (the main file by default) after checking that every role's column exists."""
-        cfg = self.cfg
-        p = self.path if path is None else resolve_path(path, self.path.parent, what)
-        roles = self.roles() if roles is None else roles
-        fmt = detect_format(p) if cfg.format == "auto" or path is not None else cfg.format
-        names, delim = table_columns(p, fmt, cfg.delimiter, cfg.has_header, cfg.column_names, cfg.encoding)
-        check_columns(roles, names, str(p), header=cfg.has_header)
-        wanted = list(dict.fromkeys(roles.values()))
-        malformed = sum(self.report.dropped.values())
-        table = read_table(p, fmt=fmt, delimiter=delim, has_header=cfg.has_header, names=names, wanted=wanted,
-                           on_bad_rows=cfg.on_bad_rows, report=self.report, encoding=cfg.encoding)
-        check_columns(roles, list(table.df.columns), str(p), header=True)  # JSONL: keys known now
-        self.report.rows_read += len(table.df) + sum(self.report.dropped.values()) - malformed
+        """Read a table (the main log by default, all its parts) after checking that every role's
+        column exists in every part."""
+        parts, fmt, names, delim, roles = self._plan(path, roles, what)
+        malformed = self.report.dropped.get(MALFORMED, 0)
+        table = read_table(parts, fmt=fmt, delimiter=delim, has_header=self.cfg.has_header, names=names,
+                           wanted=list(dict.fromkeys(roles.values())), on_bad_rows=self.cfg.on_bad_rows,
+                           report=self.report, encoding=self.cfg.encoding,
+                           source=describe(parts, self.path if path is None else path))
+        check_columns(roles, list(table.df.columns), table.source, header=True)  # JSONL: keys known now
+        self.report.rows_read += len(table.df) + self.report.dropped.get(MALFORMED, 0) - malformed
+        self._record_files(parts)
         return table
+
+    def chunks(self, chunk_rows: int, roles: dict[str, str] | None = None) -> Iterator[RawTable]:
+        """The main log in chunks of about ``chunk_rows`` rows (memory: one chunk at a time), with
+        the same rows, numbers and counts as `read`: `to_events` per chunk adds up to the whole."""
+        parts, fmt, names, delim, roles = self._plan(None, roles, "data.path")
+        malformed = self.report.dropped.get(MALFORMED, 0)
+        for chunk in iter_chunks(parts, fmt=fmt, delimiter=delim, has_header=self.cfg.has_header, names=names,
+                                 wanted=list(dict.fromkeys(roles.values())), on_bad_rows=self.cfg.on_bad_rows,
+                                 report=self.report, encoding=self.cfg.encoding, chunk_rows=chunk_rows):
+            check_columns(roles, list(chunk.df.columns), chunk.source, header=True)
+            self.report.rows_read += len(chunk.df)
+            yield chunk
+        self.report.rows_read += self.report.dropped.get(MALFORMED, 0) - malformed
+        self._record_files(parts)
+
+    def _plan(self, path, roles, what) -> tuple[list[Source], str, list[str], str | None, dict[str, str]]:
+        """The parts to read, their format, the first part's columns and delimiter, the roles."""
+        cfg = self.cfg
+        parts = self.sources if path is None else [Source(resolve_path(path, self.path.parent, what))]
+        roles = self.roles() if roles is None else roles
+        fmts = {detect_format(p.path) if cfg.format == "auto" or path is not None else cfg.format for p in parts}
+        if len(fmts) > 1:
+            raise DataError(f"the log's files mix formats ({', '.join(sorted(fmts))})", where=str(self.path),
+                            fix="keep one format per log (or set data.format to read every file as one)")
+        fmt = fmts.pop()
+        first: tuple[list[str], str | None] | None = None
+        for part in parts:  # every part must have every mapped column: all are checked before reading
+            cols, delim = part_columns(part, fmt, cfg.delimiter, cfg.has_header, cfg.column_names, cfg.encoding)
+            check_columns(roles, cols, str(part.path), header=cfg.has_header)
+            first = first or (cols, delim)
+        assert first is not None
+        return parts, fmt, first[0], first[1], roles
+
+    def _record_files(self, parts: list[Source]) -> None:
+        if len(parts) > 1 and parts is self.sources:
+            self.report.files = [{"path": str(p.path), "rows": p.rows, "first_row": p.first_row} for p in parts]
 
     def to_events(self, table: RawTable, cfg: DataConfig | None = None) -> pd.DataFrame:
         """Raw table -> canonical columns (+ extras, + ``_row``); bad rows raise or are dropped.
@@ -309,7 +354,8 @@ class Ingest:
         else:
             out["item_id"] = pd.Series(pd.NA, index=out.index, dtype=STRING_DTYPE)
         raw_ts = df[c.timestamp].loc[out.index]
-        parsed = read_timestamps(raw_ts, cfg.timestamp)
+        parsed = read_timestamps(raw_ts, cfg.timestamp, unit_seen=self._units.get(c.timestamp))
+        self._units.setdefault(c.timestamp, parsed.unit)  # later chunks of this column read it the same way
         out["timestamp"] = _aligned(parsed.ts, out.index, "timestamp")
         for check in parsed.checks:  # unparseable, another unit, before 1990, in the future
             keep = pd.Series(check.mask, index=raw_ts.index).loc[out.index]
@@ -371,7 +417,7 @@ class Ingest:
                 report.notes.append(f"exact duplicate rows removed: {int(dup.sum()):,} "
                                     f"(first: data rows {', '.join(map(str, np.sort(df[ROW].to_numpy()[dup])[:5]))})")
                 df = df.loc[~dup]
-        fake = BadRows(RawTable(df, str(self.path)), "skip", report)
+        fake = BadRows(RawTable(df, str(self.path), parts=self.sources), "skip", report)
         tz = cfg.timestamp.timezone
         if cfg.start:
             start, label = _bound(cfg.start, tz, "data.start")

@@ -164,15 +164,18 @@ def read_rees46(cfg: DataConfig, base_dir: Path | None) -> EventLog:
 
 
 def read_evtlm_shop(cfg: DataConfig, base_dir: Path | None) -> EventLog:
-    """A file written by `evtlm simulate`: its catalog (``<stem>.catalog.csv``) is read when it
-    lies beside the events and the recipe names no other catalog."""
+    """A file (or a folder of parts, ``evtlm simulate --part-users``) written by `evtlm simulate`:
+    its catalog (``<stem>.catalog.csv``) is read when it lies beside the events and the recipe
+    names no other catalog."""
     from evtlm.events import read_events
-    from evtlm.readers import resolve_path
+    from evtlm.simulate import catalog_path_for
+    from evtlm.sources import find_sources
 
     if cfg.catalog is None and cfg.options.get("catalog", "auto") == "auto":
-        events_path = resolve_path(cfg.path, base_dir, "data.path")
-        stem = events_path.name.removesuffix(".gz").removesuffix(".csv")
-        beside = events_path.with_name(f"{stem}.catalog.csv")
+        parts = find_sources(cfg.path, base_dir)
+        given = Path(cfg.path).expanduser()
+        root = given if given.is_absolute() or base_dir is None else Path(base_dir) / given
+        beside = catalog_path_for(parts[0].path if len(parts) == 1 and root.is_file() else root)
         if beside.is_file():
             cfg = cfg.model_copy(update={"catalog": CatalogConfig(path=str(beside))})
     return read_events(cfg, base_dir)

@@ -27,6 +27,7 @@ from typing import Any
 
 from evtlm.errors import RunDirError
 from evtlm.recipe import DataConfig
+from evtlm.sources import find_sources, is_glob
 
 __all__ = ["HEAD_BYTES", "fingerprint", "data_files", "differences", "check_data_files"]
 
@@ -34,13 +35,34 @@ HEAD_BYTES = 1 << 20  # hashed bytes at the start of each file: milliseconds, an
 
 
 def fingerprint(path: str | Path) -> dict[str, Any]:
-    """``path`` (absolute), its size, a SHA-256 of its first `HEAD_BYTES` and its modification time."""
+    """``path`` (absolute), its size, a SHA-256 of its first `HEAD_BYTES` and its modification time.
+
+    A folder or a glob (a log in several files, `evtlm.sources`) is fingerprinted over all its
+    files: their total size, a SHA-256 of each one's name and head, the newest time.
+    """
+    if is_glob(path) or Path(path).is_dir():
+        root = Path(path) if is_glob(path) else Path(path).resolve()
+        parts = [fingerprint(s.path) for s in find_sources(root, None)]
+        h = hashlib.sha256()
+        for part in parts:
+            h.update(f"{Path(part['path']).name}:{part['head_sha256']}\n".encode())
+        return {"path": str(root), "size": sum(p["size"] for p in parts), "head_sha256": h.hexdigest(),
+                "mtime": max(p["mtime"] for p in parts), "files": len(parts)}
     path = Path(path).resolve()
     st = path.stat()
     with path.open("rb") as fh:
         head = hashlib.sha256(fh.read(HEAD_BYTES)).hexdigest()
     mtime = dt.datetime.fromtimestamp(st.st_mtime, dt.timezone.utc).isoformat(timespec="seconds")
     return {"path": str(path), "size": st.st_size, "head_sha256": head, "mtime": mtime}
+
+
+def _exists(path: str | Path) -> bool:
+    """A file, a folder, or a glob matching at least one file."""
+    if is_glob(path):
+        import glob
+
+        return any(Path(p).is_file() for p in glob.iglob(str(path), recursive=True))
+    return Path(path).exists()
 
 
 def _paths(cfg: DataConfig) -> dict[str, str]:
@@ -53,7 +75,7 @@ def _paths(cfg: DataConfig) -> dict[str, str]:
 
 def data_files(cfg: DataConfig) -> dict[str, dict[str, Any]]:
     """Recipe key -> `fingerprint` of each input file that exists (``run.json``'s ``data_files``)."""
-    return {key: fingerprint(p) for key, p in _paths(cfg).items() if Path(p).is_file()}
+    return {key: fingerprint(p) for key, p in _paths(cfg).items() if _exists(p)}
 
 
 def differences(recorded: dict[str, Any], now: dict[str, Any]) -> list[str]:
@@ -81,8 +103,8 @@ def check_data_files(run_dir: str | Path, cfg: DataConfig) -> None:
     paths = _paths(cfg)
     for key, was in recorded.items():
         path = Path(paths.get(key, was["path"]))
-        moved = f" (trained on {was['path']})" if str(path.resolve()) != was["path"] else ""
-        if not path.is_file():
+        moved = f" (trained on {was['path']})" if str(path if is_glob(path) else path.resolve()) != was["path"] else ""
+        if not _exists(path):
             raise RunDirError(f"the data file {str(path)!r} the run was trained on is missing{moved}",
                               where=f"{key} in {run_dir / 'recipe.resolved.yaml'}",
                               fix=f"put the file back, or give its new place: evtlm evaluate --run {run_dir} {key}=NEW_PATH")

@@ -27,11 +27,12 @@ from typing import Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 
 from evtlm.errors import DataError, closest, format_rows
+from evtlm.sources import Source
 
 ROW = "_row"  # the column holding 1-based source data row numbers
+MALFORMED = "malformed line (wrong number of fields)"  # the report's reason for lines pyarrow skipped
 Format = Literal["csv", "tsv", "parquet", "jsonl"]
 _DELIMITERS = (",", "\t", ";", "|")
 
@@ -77,13 +78,16 @@ def sniff_delimiter(first_line: str) -> str:
     return best if counts[best] else ","
 
 
-def data_rows_after_skips(n: int, skipped: Sequence[int]) -> np.ndarray:
-    """Source row numbers (1-based) of the ``n`` rows kept when rows ``skipped`` were left out.
+def data_rows_after_skips(n: int, skipped: Sequence[int], start: int = 0) -> np.ndarray:
+    """Source row numbers (1-based) of the ``n`` kept rows from kept index ``start`` on, when rows
+    ``skipped`` were left out (``start``: rows kept before these, for a file read in chunks).
 
     The j-th skipped row b_j (sorted, 0-based j) has b_j - 1 - j kept rows before it, so kept row
     i (0-based) lies after every b_j with b_j - 1 - j <= i: its number is i + 1 + that count.
+    Skips after the last kept row change nothing, so a chunk may be numbered as soon as every
+    skip before it is known.
     """
-    kept = np.arange(n, dtype=np.int64)
+    kept = np.arange(start, start + n, dtype=np.int64)
     b = np.sort(np.asarray(skipped, dtype=np.int64))
     before = b - 1 - np.arange(b.size)
     return kept + 1 + np.searchsorted(before, kept, side="right")
@@ -91,12 +95,17 @@ def data_rows_after_skips(n: int, skipped: Sequence[int]) -> np.ndarray:
 
 @dataclass
 class RawTable:
-    """Raw columns (as read) plus ``_row``; ``source`` and ``header`` word error messages."""
+    """Raw columns (as read) plus ``_row``; ``source``, ``header`` and ``parts`` word error messages.
+
+    ``parts`` are the files the rows came from (`evtlm.sources`): ``_row`` numbers rows across
+    them, and `where` turns those numbers back into a file and its own row numbers.
+    """
 
     df: pd.DataFrame
     source: str
     header: bool = True
     fmt: str = "csv"
+    parts: list[Source] | None = None
 
     @property
     def numbering(self) -> str:
@@ -105,6 +114,23 @@ class RawTable:
         if self.header and self.fmt != "jsonl":
             return "1-based data rows, header line not counted"
         return "1-based data rows = file lines"
+
+    def where(self, rows: np.ndarray, n: int, column: str | None = None) -> str:
+        """``file, column 'c', rows 4, 9 (2 rows) (numbering)`` for bad ``rows`` (whole-log numbers)."""
+        col = f"column {column!r}, " if column else ""
+        parts = self.parts or [Source(Path(self.source))]
+        starts = np.array([p.first_row for p in parts], dtype=np.int64)
+        which = np.searchsorted(starts, rows, side="right") - 1
+        first = int(which[0]) if len(which) else 0
+        here = rows[which == first]
+        local = here - starts[first] + 1
+        others = n - len(here) if len(parts) > 1 else 0
+        more = ""
+        if others > 0:
+            files = len(np.unique(which)) - 1
+            more = f"; {others:,} more in {files if files else 'other'} other file{'' if files == 1 else 's'}"
+        shown_n = len(here) if len(parts) > 1 else n
+        return f"{parts[first].path}, {col}{format_rows(local, shown_n)} ({self.numbering}){more}"
 
 
 class BadRows:
@@ -138,11 +164,10 @@ class BadRows:
             if shown is not None:
                 uniq = pd.unique(pd.Series(np.asarray(shown, dtype=object)[mask]))[:5]
                 sample = ": " + ", ".join(repr("" if pd.isna(v) else v) for v in uniq)
-            col = f"column {column!r}, " if column else ""
             raise DataError(
                 f"{n:,} {'row' if n == 1 else 'rows'} with {reason}{sample}"
                 + (f" (expected {expected})" if expected else ""),
-                where=f"{self.table.source}, {col}{format_rows(rows, n)} ({self.table.numbering})",
+                where=self.table.where(rows, n, column),
                 fix=(fix + ", or " if fix else "") + "set data.on_bad_rows: skip to drop and count them",
             )
         self.report.add_dropped(reason, rows)
@@ -202,89 +227,3 @@ def table_columns(path: Path, fmt: Format, delimiter: str | None, has_header: bo
             "(validate-data: --column-names user_id,item_id,action,timestamp)",
         )
     return fields, delim
-
-
-def read_table(path: Path, *, fmt: Format, delimiter: str | None, has_header: bool,
-               names: list[str], wanted: list[str], on_bad_rows: str, report,
-               encoding: str = "utf-8") -> RawTable:
-    """Read ``wanted`` columns of ``path`` (names as from `table_columns`) into a `RawTable`.
-
-    CSV/TSV columns come back as strings (ids like ``007`` keep their zeros; values are parsed
-    later, with row numbers for whatever fails). Malformed lines are collected by a pyarrow
-    ``invalid_row_handler`` and reported by file line (an error), or dropped and counted.
-    """
-    source = str(path)
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        df = pq.read_table(path, columns=wanted).to_pandas()
-    elif fmt == "jsonl":
-        df = _read_jsonl(path)
-    else:
-        df = _read_csv(path, delimiter or ",", has_header, names, wanted, on_bad_rows, report, encoding)
-    if fmt in ("parquet", "jsonl"):
-        df = df.reset_index(drop=True)
-        df[ROW] = np.arange(1, len(df) + 1, dtype=np.int64)
-    if len(df) == 0:
-        raise DataError(f"no data rows in {source!r} (only a header?)", fix="point data.path at the event log")
-    return RawTable(df, source, header=has_header, fmt=fmt)
-
-
-def _read_jsonl(path: Path) -> pd.DataFrame:
-    import pyarrow.json as pj
-
-    try:
-        return pj.read_json(path).to_pandas()
-    except pa.ArrowInvalid as err:
-        raise DataError(f"malformed JSON lines in {str(path)!r}: {err}",
-                        fix="one JSON object per line is expected (JSON Lines)") from err
-
-
-def _read_csv(path: Path, delimiter: str, has_header: bool, names: list[str], wanted: list[str],
-              on_bad_rows: str, report, encoding: str = "utf-8") -> pd.DataFrame:
-    from pyarrow import csv as pacsv
-
-    bad: list[tuple[int | None, int, int, str]] = []
-
-    def on_invalid(row) -> str:  # called by pyarrow for malformed lines only (rare): keep going
-        bad.append((row.number, row.expected_columns, row.actual_columns, row.text))
-        return "skip"
-
-    def read(threads: bool) -> pa.Table:
-        return pacsv.read_csv(
-            path,
-            read_options=pacsv.ReadOptions(column_names=names, skip_rows=int(has_header),
-                                           use_threads=threads, encoding=encoding),
-            parse_options=pacsv.ParseOptions(delimiter=delimiter, invalid_row_handler=on_invalid),
-            convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in wanted}, include_columns=wanted,
-                strings_can_be_null=False),
-        )
-
-    try:
-        table = read(threads=True)
-        if bad and any(b[0] is None for b in bad):
-            bad.clear()  # line numbers are only known to a serial read: redo it (bad files only)
-            table = read(threads=False)
-    except pa.ArrowInvalid as err:
-        raise DataError(f"cannot parse {str(path)!r} as delimited text: {err}",
-                        fix=f"check data.format, data.delimiter (using {delimiter!r}) and data.encoding "
-                        f"({encoding!r}; e.g. latin-1 for old spreadsheet exports)") from err
-    lines = np.array([b[0] for b in bad], dtype=np.int64)
-    skipped = lines - int(has_header)  # file line -> data row
-    if bad:
-        reason = "malformed line (wrong number of fields)"
-        if on_bad_rows == "error":
-            _, expected, actual, text = bad[0]
-            raise DataError(
-                f"{len(bad):,} malformed {'line' if len(bad) == 1 else 'lines'}: expected {expected} "
-                f"fields separated by {delimiter!r}, line {lines[0]} has {actual} ({text[:120]!r})",
-                where=f"{path}, file lines {', '.join(map(str, lines[:5]))}{' …' if len(bad) > 5 else ''} "
-                f"({len(bad):,} lines; data rows {', '.join(map(str, skipped[:5]))})",
-                fix="quote fields that contain the delimiter, check data.delimiter, "
-                "or set data.on_bad_rows: skip to drop and count them",
-            )
-        report.add_dropped(reason, skipped)
-    df = table.to_pandas()
-    df[ROW] = data_rows_after_skips(len(df), skipped)
-    return df

@@ -86,7 +86,7 @@ class DataConfig(Section):
     """Where events come from and how they are mapped to the canonical table."""
 
     preset: str | None = None  # a known public format (see evtlm.presets); fields below override it
-    path: str | None = None  # None: the embedded synthetic shop (see `synthetic`); relative: to the current directory
+    path: str | None = None  # a file, a folder of files or a glob (one log); None: the embedded synthetic shop (see `synthetic`); relative: to the current directory
     options: dict[str, Any] = Field(default_factory=dict)  # preset-specific options
     format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
     delimiter: str | None = None

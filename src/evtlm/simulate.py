@@ -60,6 +60,7 @@ True
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -71,7 +72,8 @@ from evtlm.recipe import ACTIONS, SyntheticConfig
 from evtlm.shop_catalog import Catalog, build_catalog
 from evtlm.shop_journeys import simulate_journeys
 
-__all__ = ["Shop", "simulate_shop", "simulate_world", "write_shop", "catalog_path_for"]
+__all__ = ["Shop", "simulate_shop", "simulate_world", "simulate_parts", "write_shop", "write_shop_parts",
+           "catalog_path_for"]
 
 DAY = 86_400
 PREF_ALPHA = 0.3
@@ -108,7 +110,28 @@ def simulate_world(cfg: SyntheticConfig) -> Shop:
     """Simulate the shop and keep the latent truth (affinities, engagement) beside the log."""
     rng = np.random.default_rng(cfg.seed)
     catalog = build_catalog(rng, cfg.items, cfg.categories)
-    U, C, horizon = cfg.users, cfg.categories, cfg.days * DAY
+    return _simulate_users(cfg, rng, catalog, cfg.users, first_user=0)
+
+
+def simulate_parts(cfg: SyntheticConfig, users_per_part: int) -> Iterator[EventLog]:
+    """The shop of ``cfg.users`` users as parts of ``users_per_part`` users each, one at a time
+    (memory: one part), for shops too large to hold: 1M users are about 80M events.
+
+    Every part shares the catalog of `simulate_shop` (drawn first from ``seed``); part k draws
+    its users from its own generator, seeded by ``(seed, k)``, and numbers them on from the
+    parts before. So the parts are deterministic and independent of each other, though not the
+    same users as a one-piece shop of the same seed.
+    """
+    catalog = build_catalog(np.random.default_rng(cfg.seed), cfg.items, cfg.categories)
+    for k, first in enumerate(range(0, cfg.users, users_per_part)):
+        n = min(users_per_part, cfg.users - first)
+        yield _simulate_users(cfg, np.random.default_rng([cfg.seed, k]), catalog, n, first_user=first).log
+
+
+def _simulate_users(cfg: SyntheticConfig, rng: np.random.Generator, catalog: Catalog, U: int,
+                    first_user: int) -> Shop:
+    """``U`` users (ids ``first_user + 1`` on) and their journeys in the shop of ``catalog``."""
+    C, horizon = cfg.categories, cfg.days * DAY
     pref = rng.dirichlet(np.full(C, PREF_ALPHA), size=U)  # [U, C]
     sens = rng.lognormal(0.0, 0.5, U)
     z = rng.normal(0.0, 1.0, U)
@@ -132,12 +155,12 @@ def simulate_world(cfg: SyntheticConfig) -> Shop:
     ev = {k: v[keep[ev["sess"]]] for k, v in ev.items()}
     ev["t"] = start[ev["sess"]] + ev["t"]
     ev = _add_returns(rng, ev, catalog, sess_user, start, keep)
-    events = _to_frame(ev, catalog, sess_user, keep, cfg)
+    events = _to_frame(ev, catalog, sess_user, keep, cfg, first_user)
     report = DataReport(source=f"synthetic shop (seed {cfg.seed}, {U} users, {cfg.items} items, {cfg.days} days)")
     report.rows_read = len(events)
     report.summarize(events)
     report.catalog_items = len(catalog.table)
-    users = pd.DataFrame({"user_id": (np.arange(U) + 1).astype(str), "engagement": z,
+    users = pd.DataFrame({"user_id": (np.arange(U) + first_user + 1).astype(str), "engagement": z,
                           "price_sensitivity": sens, "visit_rate": rate, "active_from": join,
                           "active_to": leave})
     return Shop(EventLog(events, catalog.table.copy(), report), catalog, users, C * pref)
@@ -202,14 +225,14 @@ def _add_returns(rng, ev: dict, catalog: Catalog, sess_user, start, keep) -> dic
 
 
 def _to_frame(ev: dict, catalog: Catalog, sess_user: np.ndarray, keep: np.ndarray,
-              cfg: SyntheticConfig) -> pd.DataFrame:
+              cfg: SyntheticConfig, first_user: int = 0) -> pd.DataFrame:
     """Canonical events: ids as strings, ``user-visit`` session ids, the item's price."""
     order = np.lexsort((ev["step"], ev["t"], ev["sess"]))
     ev = {k: v[order] for k, v in ev.items()}
     visit_no = np.zeros(sess_user.size, np.int64)  # 1-based visit number among kept visits
     visit_no[keep] = pd.Series(np.ones(int(keep.sum()), np.int64)).groupby(sess_user[keep]).cumsum().to_numpy()
     # strings are built once per visit and gathered per event with Arrow's take (fast, compact)
-    user_str = pd.Series(sess_user + 1, dtype="int64").astype(str).astype(STRING_DTYPE)
+    user_str = pd.Series(sess_user + first_user + 1, dtype="int64").astype(str).astype(STRING_DTYPE)
     session_str = user_str + "-" + pd.Series(visit_no).astype(str).astype(STRING_DTYPE)
     item_str = catalog.table["item_id"].astype(STRING_DTYPE)
     t0 = pd.Timestamp(cfg.start)  # naive dates are UTC
@@ -240,23 +263,10 @@ def write_shop(log: EventLog, path: str | Path) -> tuple[Path, Path]:
     """
     import gzip
 
-    import pyarrow as pa
-    import pyarrow.compute as pc
     import pyarrow.csv as pacsv
 
     path = Path(path)
-    ev = log.events
-    # "2024-01-05 08:26:13" (Arrow's cast, fast) -> "2024-01-05T08:26:13Z"
-    seconds = pa.array(ev["timestamp"].dt.tz_convert(None).to_numpy().astype("datetime64[s]"))
-    iso = pc.binary_join_element_wise(pc.binary_replace_slice(seconds.cast(pa.string()), 10, 11, "T"),
-                                      pa.scalar("Z"), pa.scalar(""))
-    price = ev["price"].to_numpy(dtype=float) if "price" in ev else np.full(len(ev), np.nan)
-    table = pa.table({
-        "user_id": pa.array(ev["user_id"]), "timestamp": iso,
-        "action": pa.array(ev["action"]).cast(pa.string()),
-        "item_id": pa.array(ev["item_id"]), "session_id": pa.array(ev["session_id"]),
-        "price": pa.array(np.round(price, 2)),
-    })
+    table = _events_table(log.events)
     path.parent.mkdir(parents=True, exist_ok=True)
     with (gzip.GzipFile(path, "wb", compresslevel=6, mtime=0) if path.suffix == ".gz" else open(path, "wb")) as fh:
         fh.write((",".join(table.column_names) + "\n").encode())
@@ -266,3 +276,72 @@ def write_shop(log: EventLog, path: str | Path) -> tuple[Path, Path]:
     if log.catalog is not None:
         log.catalog.to_csv(cat_path, index=False, float_format="%.2f", lineterminator="\n")
     return path, cat_path
+
+
+def _events_table(ev: pd.DataFrame):
+    """The written columns as an Arrow table: ISO UTC times, prices to the cent."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    # "2024-01-05 08:26:13" (Arrow's cast, fast) -> "2024-01-05T08:26:13Z"
+    seconds = pa.array(ev["timestamp"].dt.tz_convert(None).to_numpy().astype("datetime64[s]"))
+    iso = pc.binary_join_element_wise(pc.binary_replace_slice(seconds.cast(pa.string()), 10, 11, "T"),
+                                      pa.scalar("Z"), pa.scalar(""))
+    price = ev["price"].to_numpy(dtype=float) if "price" in ev else np.full(len(ev), np.nan)
+    return pa.table({
+        "user_id": pa.array(ev["user_id"]), "timestamp": iso,
+        "action": pa.array(ev["action"]).cast(pa.string()),
+        "item_id": pa.array(ev["item_id"]), "session_id": pa.array(ev["session_id"]),
+        "price": pa.array(np.round(price, 2)),
+    })
+
+
+def write_shop_parts(cfg: SyntheticConfig, folder: str | Path, users_per_part: int, fmt: str = "parquet",
+                     progress: bool = False) -> tuple[Path, Path, DataReport]:
+    """Write `simulate_parts` as a folder of files, ``part-00000.parquet`` (or ``.csv.gz``) on,
+    and the catalog beside the folder (``<folder>.catalog.csv``, where the ``evtlm_shop`` preset
+    and `catalog_path_for` look). Memory: one part. Returns the folder, the catalog path and a
+    report adding up every part (events, users, visits, time span).
+    """
+    import pyarrow.parquet as pq
+    from tqdm.auto import tqdm
+
+    if fmt not in ("parquet", "csv.gz", "csv"):
+        raise ValueError(f"fmt must be parquet, csv.gz or csv, got {fmt!r}")
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.glob("part-*"):
+        old.unlink()  # a shorter rewrite must not leave the last run's parts behind
+    report = DataReport(source=f"synthetic shop (seed {cfg.seed}, {cfg.users} users in parts of "
+                        f"{users_per_part}, {cfg.items} items, {cfg.days} days)")
+    parts = -(-cfg.users // users_per_part)
+    counts: dict[str, int] = {}
+    items: np.ndarray = np.array([], dtype=object)
+    catalog = None
+    bar = tqdm(total=cfg.users, unit="user", desc="simulate", disable=not progress)
+    for k, log in enumerate(simulate_parts(cfg, users_per_part)):
+        path = folder / f"part-{k:05d}.{fmt}"
+        if fmt == "parquet":
+            pq.write_table(_events_table(log.events), path)
+        else:
+            write_shop(EventLog(log.events, None, log.report), path)
+        r = log.report
+        report.rows_read += r.rows_read
+        report.rows_kept += r.rows_kept
+        report.users += r.users
+        report.sessions += r.sessions
+        for a, n in r.events_per_action.items():
+            counts[a] = counts.get(a, 0) + n
+        report.time_start = min(filter(None, (report.time_start, r.time_start)), default=None)
+        report.time_end = max(filter(None, (report.time_end, r.time_end)), default=None)
+        items = np.union1d(items, log.events["item_id"].unique().astype(object))
+        catalog = log.catalog
+        bar.update(min(users_per_part, cfg.users - k * users_per_part))
+        bar.set_postfix(events=f"{report.rows_kept:,}", part=f"{k + 1}/{parts}")
+    bar.close()
+    report.events_per_action = {a: counts[a] for a in ACTIONS if counts.get(a)}
+    report.items, report.catalog_items = len(items), len(catalog) if catalog is not None else 0
+    cat_path = catalog_path_for(folder)
+    if catalog is not None:
+        catalog.to_csv(cat_path, index=False, float_format="%.2f", lineterminator="\n")
+    return folder, cat_path, report

@@ -145,7 +145,8 @@ def parse_timestamps(values: pd.Series, cfg: TimestampConfig) -> tuple[pd.Series
     return parsed.ts, parsed.expected
 
 
-def read_timestamps(values: pd.Series, cfg: TimestampConfig, now: pd.Timestamp | None = None) -> ParsedTimes:
+def read_timestamps(values: pd.Series, cfg: TimestampConfig, now: pd.Timestamp | None = None,
+                    unit_seen: str | None = None) -> ParsedTimes:
     """Parse a timestamp column and check every value is a plausible time (see `plausible_range`).
 
     ``cfg.unit`` ``auto`` reads a mostly-numeric column as unix time (unit from the median
@@ -163,8 +164,11 @@ def read_timestamps(values: pd.Series, cfg: TimestampConfig, now: pd.Timestamp |
         present = values.notna().to_numpy().copy()
         if pd.api.types.is_string_dtype(values.dtype):
             present &= (values.astype("string").str.strip().str.len() > 0).fillna(False).to_numpy()
-        if numbers.notna().sum() * 2 >= max(1, present.sum()):
-            unit = guess_unit(numbers.to_numpy())
+        numeric = numbers.notna().sum() * 2 >= max(1, present.sum())
+        if unit_seen is not None:
+            numeric = unit_seen in _NS
+        if numeric:
+            unit = unit_seen or guess_unit(numbers.to_numpy())
             expected = f"unix time numbers (read as {_UNIT_WORDS[unit]} by magnitude; set data.timestamp.unit)"
             return _check_numbers(values, numbers.to_numpy(), unit, expected, lo, hi, explicit=False)
         unit = "iso"

@@ -138,6 +138,11 @@ def format_report(r: DataReport) -> str:
     lines = [f"data report: {r.source}"]
     row = lambda label, value: lines.append(f"  {label:<20} {value}")  # noqa: E731
     row("rows read", _n(r.rows_read))
+    if r.files:  # a log in several files: row numbers below run on from one file to the next
+        row("files", f"{len(r.files)} (data rows of each; row numbers run on across them)")
+        shown = r.files if len(r.files) <= 8 else r.files[:4] + [None] + r.files[-3:]
+        for f in shown:
+            lines.append("    …" if f is None else f"    {f['path']}: {_n(f['rows'])} rows from row {_n(f['first_row'])}")
     row("rows kept", _n(r.rows_kept))
     row("duplicates removed", _n(r.duplicates_removed))
     row("users", _n(r.users))
