@@ -70,7 +70,7 @@ class DataReport:
     """What a read kept and dropped, and why. Written to a run's ``data_report.json``.
 
     ``dropped`` counts rows by reason ("unparseable timestamp", "before data.start", …);
-    ``dropped_rows`` keeps the first few 1-based source row numbers of each reason.
+    ``dropped_rows`` keeps the five smallest 1-based source row numbers of each reason.
     ``raw_actions`` counts the raw action values as read (before mapping and filters).
     """
 
@@ -99,8 +99,9 @@ class DataReport:
         if rows.size == 0:
             return
         self.dropped[reason] = self.dropped.get(reason, 0) + int(rows.size)
-        kept = self.dropped_rows.setdefault(reason, [])
-        kept.extend(int(r) for r in rows[: max(0, 5 - len(kept))])
+        # the five smallest row numbers: the same whichever order (chunks, shards) drops came in
+        kept = self.dropped_rows.get(reason, [])
+        self.dropped_rows[reason] = sorted(set(kept) | set(int(r) for r in np.sort(rows)[:5]))[:5]
 
     def summarize(self, events: pd.DataFrame) -> None:
         """Fill the counts that describe the kept events."""
@@ -405,17 +406,34 @@ class Ingest:
                         "data.drop_actions")
 
     def finish(self, frames: list[pd.DataFrame], catalog: pd.DataFrame | None = None) -> EventLog:
-        """Dedupe, range filter, user subset, sort, sessions, report: the canonical `EventLog`."""
+        """Dedupe, range filter, user subset, sort, sessions, report: the canonical `EventLog`.
+
+        The steps are methods of their own (`clean`, `choose_users`, `complete`) because each
+        depends only on one user's events plus, for ``max_users``, the hashes of every user
+        left: `evtlm.partition` runs them shard by shard with the same result.
+        """
+        df, dup_rows = self.clean(frames)
+        self.note_duplicates(dup_rows)
+        df = self.keep_users(df, self.choose_users(user_hashes(df["user_id"])))
+        self.check_not_empty(len(df))
+        events = self.complete(df)
+        self.report.summarize(events)
+        self.note_catalog(events, catalog)
+        return EventLog(events, catalog, self.report)
+
+    def clean(self, frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, np.ndarray]:
+        """Concatenate, sort (`finalize_events`), drop exact duplicates and rows outside
+        ``data.start`` / ``data.end``; the rows left and the row numbers of the duplicates."""
         cfg, report = self.cfg, self.report
         df = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0].reset_index(drop=True)
         keys = [c for c in df.columns if c != ROW]
         df = finalize_events(df)  # sorted first: see _duplicated_sorted; `_row` rides along as an extra
+        dup_rows = np.array([], dtype=np.int64)
         if cfg.dedupe:
             dup = _duplicated_sorted(df, keys)
             if dup.any():
                 report.duplicates_removed += int(dup.sum())
-                report.notes.append(f"exact duplicate rows removed: {int(dup.sum()):,} "
-                                    f"(first: data rows {', '.join(map(str, np.sort(df[ROW].to_numpy()[dup])[:5]))})")
+                dup_rows = df[ROW].to_numpy()[dup]
                 df = df.loc[~dup]
         fake = BadRows(RawTable(df, str(self.path), parts=self.sources), "skip", report)
         tz = cfg.timestamp.timezone
@@ -425,28 +443,57 @@ class Ingest:
         if cfg.end:
             end, label = _bound(cfg.end, tz, "data.end")
             df = fake.drop(df, (df["timestamp"] >= end).to_numpy(), reason=f"at or after data.end ({label})", bad=False)
-        if cfg.max_users is not None:
-            users = np.asarray(df["user_id"].unique(), dtype=object)
-            if len(users) > cfg.max_users:
-                # a hash of the id (not file order) picks the subset: the same users on every read
-                h = pd.util.hash_array(users.astype(object))
-                chosen = users[np.argsort(h, kind="stable")[: cfg.max_users]]
-                df = fake.drop(df, ~df["user_id"].isin(chosen).to_numpy(),
-                               reason=f"user outside the data.max_users={cfg.max_users} subset", bad=False)
-        if len(df) == 0:
+        return df, dup_rows
+
+    def note_duplicates(self, dup_rows: np.ndarray) -> None:
+        if len(dup_rows):
+            self.report.notes.append(f"exact duplicate rows removed: {len(dup_rows):,} "
+                                     f"(first: data rows {', '.join(map(str, np.sort(dup_rows)[:5]))})")
+
+    def choose_users(self, hashes: np.ndarray) -> int | None:
+        """The ``data.max_users`` subset as a hash threshold: users whose `user_hashes` value is
+        at most the returned one are kept (None: every user). ``hashes``: one per user left."""
+        n = self.cfg.max_users
+        if n is None or len(hashes) <= n:
+            return None
+        # a hash of the id (not file order) picks the subset: the same users on every read
+        return int(np.partition(hashes, n - 1)[n - 1])
+
+    def keep_users(self, df: pd.DataFrame, threshold: int | None) -> pd.DataFrame:
+        if threshold is None:
+            return df
+        fake = BadRows(RawTable(df, str(self.path), parts=self.sources), "skip", self.report)
+        outside = pd.util.hash_array(df["user_id"].to_numpy(dtype=object)) > np.uint64(threshold)
+        return fake.drop(df, outside, reason=f"user outside the data.max_users={self.cfg.max_users} subset", bad=False)
+
+    def check_not_empty(self, rows: int) -> None:
+        if rows == 0:
             raise DataError(f"no events left in {self.path} after filtering",
-                            where=f"dropped: {report.dropped}",
+                            where=f"dropped: {self.report.dropped}",
                             fix="check data.start / data.end, data.drop_actions and the column mapping")
+
+    def complete(self, df: pd.DataFrame) -> pd.DataFrame:
+        """The canonical events: ``_row`` dropped, sessions derived where the log has none."""
         events = df.drop(columns=[ROW]).reset_index(drop=True)
-        gap = derive_sessions(events["user_id"], events["timestamp"], cfg.session_gap_minutes)
-        events["session_id"] = events["session_id"].fillna(gap) if cfg.columns.session else gap
-        report.summarize(events)
-        if catalog is not None:
-            report.catalog_items = len(catalog)
-            missing = ~events["item_id"].dropna().isin(catalog["item_id"])
-            if missing.any():
-                report.notes.append(f"{int(missing.sum()):,} events name items missing from the catalog")
-        return EventLog(events, catalog, report)
+        gap = derive_sessions(events["user_id"], events["timestamp"], self.cfg.session_gap_minutes)
+        events["session_id"] = events["session_id"].fillna(gap) if self.cfg.columns.session else gap
+        return events
+
+    def note_catalog(self, events: pd.DataFrame, catalog: pd.DataFrame | None, missing: int | None = None) -> None:
+        """Catalog size and how many events name items it lacks (``missing``: counted already)."""
+        if catalog is None:
+            return
+        self.report.catalog_items = len(catalog)
+        if missing is None:
+            missing = int((~events["item_id"].dropna().isin(catalog["item_id"])).sum())
+        if missing:
+            self.report.notes.append(f"{missing:,} events name items missing from the catalog")
+
+
+def user_hashes(user_id: pd.Series) -> np.ndarray:
+    """One stable 64-bit hash per distinct user (pandas' fixed-key hash: the same on every run and
+    machine), the key `Ingest.choose_users` and `evtlm.partition` place users by."""
+    return pd.util.hash_array(np.asarray(user_id.unique(), dtype=object)).astype(np.uint64)
 
 
 def check_columns(roles: dict[str, str], names: list[str], source: str, header: bool = True) -> None:

@@ -164,10 +164,16 @@ def read_rees46(cfg: DataConfig, base_dir: Path | None) -> EventLog:
 
 
 def read_evtlm_shop(cfg: DataConfig, base_dir: Path | None) -> EventLog:
-    """A file (or a folder of parts, ``evtlm simulate --part-users``) written by `evtlm simulate`:
-    its catalog (``<stem>.catalog.csv``) is read when it lies beside the events and the recipe
-    names no other catalog."""
+    """A file (or a folder of parts, ``evtlm simulate --part-users``) written by `evtlm simulate`,
+    with its catalog when one lies beside it (`evtlm_shop_config`)."""
     from evtlm.events import read_events
+
+    return read_events(evtlm_shop_config(cfg, base_dir), base_dir)
+
+
+def evtlm_shop_config(cfg: DataConfig, base_dir: Path | None) -> DataConfig:
+    """``cfg`` with the shop's catalog (``<stem>.catalog.csv`` beside the events) when the recipe
+    names no other catalog and one is there."""
     from evtlm.simulate import catalog_path_for
     from evtlm.sources import find_sources
 
@@ -178,4 +184,4 @@ def read_evtlm_shop(cfg: DataConfig, base_dir: Path | None) -> EventLog:
         beside = catalog_path_for(parts[0].path if len(parts) == 1 and root.is_file() else root)
         if beside.is_file():
             cfg = cfg.model_copy(update={"catalog": CatalogConfig(path=str(beside))})
-    return read_events(cfg, base_dir)
+    return cfg
