@@ -139,3 +139,38 @@ def test_pretrained_base_bench_skips_without_the_converted_base(tmp_path, monkey
     monkeypatch.setenv("EVTLM_CACHE", str(tmp_path))
     assert main(["--runs", str(tmp_path / "runs")]) == 0
     assert "skipped" in capsys.readouterr().out and not (tmp_path / "runs").exists()
+
+
+def _gpu_dry_run(capsys, only: str) -> list[dict]:
+    import json
+
+    from bench.gpu import main
+
+    assert main(["--dry-run", "--only", only]) == 0
+    out = capsys.readouterr().out
+    details = json.loads(out[out.index("{\n"):])
+    assert details["dry_run"] and details["device"] == "cpu"
+    return details["workloads"]
+
+
+def test_the_gpu_check_runs_dry_on_cpu(capsys):
+    """`make bench-gpu BENCH_ARGS=--dry-run`: the launch, the run and every figure it reads, tiny."""
+    [w] = _gpu_dry_run(capsys, "gpt2_124m_purchase")
+    assert w["log_rows"] == 3 and w["tokens_per_s"] > 0 and w["targets_per_s"] > 0
+    assert w["layers"] == 1 and w["width"] == 32 and w["model_flops_per_s"] > 0
+
+
+@pytest.mark.slow
+def test_the_gpu_check_dry_runs_every_workload(capsys):
+    workloads = _gpu_dry_run(capsys, "gpt2_124m_purchase,gpt2_124m_next_item_stream,smollm2_lora_purchase")
+    stream = next(w for w in workloads if w["name"] == "gpt2_124m_next_item_stream")
+    assert stream["targets_per_s"] > 0
+    smol = next(w for w in workloads if w["name"] == "smollm2_lora_purchase")
+    assert "skipped" in smol or smol["matmul_params"] > 1e8
+
+
+def test_bf16_peaks_match_device_names():
+    from bench.gpu import bf16_peak
+
+    assert bf16_peak("NVIDIA H100 80GB HBM3") == 989e12 and bf16_peak("NVIDIA L40S") == 362e12
+    assert bf16_peak("NVIDIA L4") == 121e12 and bf16_peak("Tesla T4") is None

@@ -114,7 +114,7 @@ def trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor] | Non
 # ------------------------------------------------------------------------------------- logs
 def write_train_log(history: list[dict[str, Any]], path: Path) -> None:
     """Rewrite ``train_log.csv`` from the history (columns: the union of all rows' keys)."""
-    fixed = ["step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "padding_efficiency", "valid_loss"]
+    fixed = ["step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "targets_per_s", "padding_efficiency", "valid_loss"]
     extra = sorted({k for row in history for k in row} - set(fixed))
     columns = fixed + extra
     with open(path, "w", newline="") as fh:

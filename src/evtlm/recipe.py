@@ -309,6 +309,13 @@ class TrainConfig(Section):
     # more, and two runs sharing 2 cores at 2 threads each ran 3-5x slower than at 1 thread each
     threads: int | None = Field(None, ge=1)
 
+    @field_validator("mixed_precision", mode="before")
+    @classmethod
+    def _yaml_no(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare `no` as false: `mixed_precision: no` (or `train.mixed_precision=no`)
+        # means the "no" setting, not a type error
+        return "no" if value is False else value
+
 
 # ------------------------------------------------------------------------- decode, eval, output
 class DecodeConfig(Section):

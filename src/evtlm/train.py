@@ -258,9 +258,9 @@ def fit(
 
     # ---- the loop
     start = time.perf_counter()
-    window = {"loss": 0.0, "n": 0, "real": 0, "slots": 0, "t": time.perf_counter()}
+    window = {"loss": 0.0, "n": 0, "real": 0, "slots": 0, "targets": 0, "t": time.perf_counter()}
     totals = {"real": 0, "slots": 0}
-    grad_norm = float("nan")
+    grad_norm = None
     epoch = state.global_step // steps_per_epoch
     try:
         while state.global_step < total_steps and not state.stopped_early:
@@ -274,15 +274,19 @@ def fit(
                 real, slots = int(batch.pop("real_tokens")), int(batch.pop("slot_tokens"))
                 batch.pop("n_examples", None)
                 with acc.accumulate(model):  # no gradient all-reduce until the group's last batch
-                    loss = model(**batch, use_cache=False).loss  # mean NLL over label tokens
+                    out = model(**batch, use_cache=False)
+                    loss = out.loss  # mean NLL over label tokens
                     acc.backward(loss)  # divides by grad_accum
                     if acc.sync_gradients and train_cfg.max_grad_norm:
-                        grad_norm = float(acc.clip_grad_norm_(model.parameters(), train_cfg.max_grad_norm))
+                        # a tensor, read at log time; DeepSpeed's engine clips itself and returns None
+                        norm = acc.clip_grad_norm_(model.parameters(), train_cfg.max_grad_norm)
+                        grad_norm = norm.detach() if isinstance(norm, torch.Tensor) else norm
                     optimizer.step()  # no-ops until the accumulation group is complete
                     if acc.sync_gradients:
                         scheduler.step()
                     optimizer.zero_grad(set_to_none=True)
-                window["loss"] += float(loss.detach())
+                window["loss"] += loss.detach().float()
+                window["targets"] += _n_targets(out, batch)
                 window["n"] += 1
                 window["real"] += real
                 window["slots"] += slots
@@ -399,8 +403,12 @@ def _valid_loss(model, loader, acc) -> float:
 
 
 def _train_row(acc, window, step, epoch, scheduler, grad_norm, totals) -> dict[str, Any]:
-    """Mean loss over the window (all processes), lr, tokens/s and padding efficiency."""
-    numbers = torch.tensor([window["loss"], window["n"], window["real"], window["slots"]], device=acc.device, dtype=torch.float64)
+    """Mean loss over the window (all processes), lr, tokens/s, supervised targets/s, padding
+    efficiency and (on CUDA) this process's peak memory. The window's loss and targets are
+    summed on the device and read here, once per log row: a ``float()`` per micro-batch would
+    make the GPU wait for the host at every step."""
+    numbers = torch.stack([torch.as_tensor(window[k], dtype=torch.float64).to(acc.device).reshape(())
+                           for k in ("loss", "n", "real", "slots", "targets")])
     numbers = acc.reduce(numbers, reduction="sum")
     seconds = max(time.perf_counter() - window["t"], 1e-9)
     totals["real"] += int(numbers[2])
@@ -410,12 +418,24 @@ def _train_row(acc, window, step, epoch, scheduler, grad_norm, totals) -> dict[s
         "epoch": round(epoch, 4),
         "loss": float(numbers[0] / max(float(numbers[1]), 1)),
         "lr": float(scheduler.get_last_lr()[0]),
-        "grad_norm": grad_norm,
+        "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
         "tokens_per_s": float(numbers[2]) / seconds,
+        "targets_per_s": float(numbers[4]) / seconds,
         "padding_efficiency": float(numbers[2] / max(float(numbers[3]), 1)),
     }
-    window.update(loss=0.0, n=0, real=0, slots=0, t=time.perf_counter())
+    if torch.cuda.is_available() and acc.device.type == "cuda":
+        row["peak_mem_gb"] = torch.cuda.max_memory_allocated(acc.device) / 2**30
+    window.update(loss=0.0, n=0, real=0, slots=0, targets=0, t=time.perf_counter())
     return row
+
+
+def _n_targets(out, batch) -> torch.Tensor:
+    """Supervised targets of a micro-batch: the stream model counts its own; a causal LM's are
+    the label tokens it predicts (every position after the first whose label is not -100)."""
+    n = getattr(out, "n_targets", None)
+    if n is not None:
+        return n.detach()
+    return (batch["labels"][:, 1:] != -100).sum()
 
 
 def _track_best(state, value, greater, train_cfg, acc, model, run_dir) -> None:
