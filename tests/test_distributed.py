@@ -8,6 +8,7 @@ DDP only: FSDP and DeepSpeed under CPU processes are not covered yet (not tried 
 from __future__ import annotations
 
 import csv
+import json
 import os
 import socket
 import subprocess
@@ -38,10 +39,11 @@ def _port() -> int:
         return s.getsockname()[1]
 
 
-def _finetune(tmp_path: Path, name: str, processes: int, batch: int, kill_step: int = 0, resume: bool = False):
+def _finetune(tmp_path: Path, name: str, processes: int, batch: int, kill_step: int = 0, resume: bool = False,
+              extra: list[str] = ()):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
            "EVTLM_CACHE": str(tmp_path / "cache"), "PYTHONPATH": str(REPO / "src")}
-    args = ["finetune", str(REPO / "recipes/purchase.yaml"), *TINY, f"train.batch_size={batch}",
+    args = ["finetune", str(REPO / "recipes/purchase.yaml"), *TINY, *extra, f"train.batch_size={batch}",
             f"output.dir={tmp_path / 'runs'}", f"output.name={name}", "--no-progress", *(["--resume"] if resume else [])]
     if processes == 1:
         cmd = [sys.executable, str(WORKER), str(kill_step), *args]
@@ -78,7 +80,12 @@ def test_two_processes_reach_one_process_losses_at_the_same_global_batch(tmp_pat
     # rounding (measured: identical to 6 digits over all 8 steps)
     for x, y in zip(a, b):
         assert abs(x - y) <= 1e-4 * x, (a, b)
-    assert (tmp_path / "runs" / "two" / "metrics.json").is_file()
+    # the final evaluation, its scoring shared by the two processes (evtlm.sharded), says the same
+    m1, m2 = (json.loads((tmp_path / "runs" / r / "metrics.json").read_text()) for r in ("one", "two"))
+    assert m1["n"] == m2["n"] > 0
+    for key in ("roc_auc", "log_loss", "brier"):
+        assert m2["methods"]["model"][key] == pytest.approx(m1["methods"]["model"][key], rel=1e-4, abs=1e-6), key
+    assert "model calibrated" in m2["methods"]
 
 
 def test_a_killed_two_process_run_resumes_to_the_uninterrupted_weights(tmp_path):
@@ -94,3 +101,43 @@ def test_a_killed_two_process_run_resumes_to_the_uninterrupted_weights(tmp_path)
     for key in want:
         torch.testing.assert_close(got[key], want[key], rtol=0, atol=1e-6, msg=key)
     assert _losses(tmp_path / "runs" / "cut")[-3:] == pytest.approx(_losses(tmp_path / "runs" / "full")[-3:], rel=1e-5)
+
+
+def test_a_two_process_stream_run_shares_its_evaluation(tmp_path):
+    """next_item streams: validation during training and the final test ranking are scored by
+    both processes (each every other window) and gathered; the report covers every example."""
+    env_args = ["task.name=next_item", "task.formulation=stream", "train.eval_every=4"]
+    one = _finetune(tmp_path, "one", processes=1, batch=8, extra=env_args)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = _finetune(tmp_path, "two", processes=2, batch=4, extra=env_args)
+    assert two.returncode == 0, two.stderr[-3000:]
+    m1, m2 = (json.loads((tmp_path / "runs" / r / "metrics.json").read_text()) for r in ("one", "two"))
+    assert m1["n"] == m2["n"] > 0 and m2["formulation"] == "stream"
+    with open(tmp_path / "runs" / "two" / "train_log.csv") as fh:
+        assert any(r.get("ndcg@10") for r in csv.DictReader(fh))  # the in-training evaluation ran
+
+
+def _gather_worker(rank: int, port: int, out: str) -> None:
+    import numpy as np
+    import torch.distributed as dist
+
+    from evtlm.sharded import gather_parts, shard_scores
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        seen = []
+        scores = shard_scores(7, lambda pos: (seen.extend(pos.tolist()), np.c_[pos, pos * 2.0])[1])
+        parts = gather_parts({"rank": rank})
+        Path(out, f"r{rank}.json").write_text(json.dumps({"seen": seen, "scores": scores.tolist(), "parts": parts}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_shard_scores_splits_the_work_and_gathers_it_in_order(tmp_path):
+    import torch.multiprocessing as mp
+
+    mp.spawn(_gather_worker, args=(_port(), str(tmp_path)), nprocs=2)
+    r0, r1 = (json.loads((tmp_path / f"r{k}.json").read_text()) for k in (0, 1))
+    assert r0["seen"] == [0, 2, 4, 6] and r1["seen"] == [1, 3, 5]
+    assert r0["scores"] == r1["scores"] == [[i, 2.0 * i] for i in range(7)]
+    assert r0["parts"] == r1["parts"] == [{"rank": 0}, {"rank": 1}]

@@ -101,12 +101,19 @@ def _prompts(dataset, rows: np.ndarray) -> list[list[int]]:
 def score_model(decoder: Decoder, task: str, prompts: list[list[int]], top_k: int = 10,
                 exclude: Sequence[Sequence[int]] | None = None) -> np.ndarray:
     """The model's predictions: P(yes) [n] (purchase), probs [n, C] (next_action), or ranked
-    label-space indices [n, top_k] (next_item, -1 padded)."""
-    if task == "purchase":
-        return decoder.probs(prompts)[:, decoder.label_space.index(" yes")]
-    if task == "next_action":
-        return decoder.probs(prompts)
-    return decoder.items(prompts, top_k, exclude)[0]
+    label-space indices [n, top_k] (next_item, -1 padded). Under several processes each scores
+    its share of the prompts and all get the whole (`evtlm.sharded`): every process must call."""
+    from evtlm.sharded import shard_scores
+
+    def score(pos: np.ndarray) -> np.ndarray:
+        part = [prompts[i] for i in pos]
+        if task == "purchase":
+            return decoder.probs(part)[:, decoder.label_space.index(" yes")]
+        if task == "next_action":
+            return decoder.probs(part)
+        return decoder.items(part, top_k, None if exclude is None else [exclude[i] for i in pos])[0]
+
+    return shard_scores(len(prompts), score)
 
 
 def method_metrics(task: str, pred: np.ndarray, y: np.ndarray, ks: Sequence[int], n_bins: int,
@@ -235,8 +242,13 @@ def model_predictions(model: Any, recipe: Recipe, dataset: Any, example_ids: np.
 # ------------------------------------------------------------------------------- evaluate_run
 def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None = None, prepared: Any = None,
                  model: Any = None, progress: bool = True, *, max_examples: int | None = None,
-                 baselines: Sequence[str] | None = None, write: bool = True, overrides: Sequence[str] = ()) -> dict[str, Any]:
+                 baselines: Sequence[str] | None = None, write: bool = True, overrides: Sequence[str] = (),
+                 follower: bool = False) -> dict[str, Any]:
     """Score the run's model and the task's baselines on the same examples; write the report.
+
+    Under several processes every process calls this (the model's scoring is shared across
+    them, `evtlm.sharded`); all but the main one pass ``follower=True``: they make only the
+    model's scoring calls, in the same order, and return an empty dict.
 
     ``recipe``/``prepared``/``model`` default to what the run directory holds (the recipe and
     model it saved; the data prepared again with the run's tokenizer, from the cache when
@@ -323,6 +335,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         decoder = Decoder(model, tokenizer, task, space, recipe.decode)
         preds[MODEL] = score_model(decoder, task, _prompts(ds, rows), top_k=depth, exclude=exclude)
     seconds[MODEL] = time.perf_counter() - t0
+    if follower:  # the main process fits the baselines; the model's last scoring call is purchase's validation
+        if task == "purchase":
+            _purchase_valid_scores(recipe, prepared, model, tokenizer, split == "valid")
+        return {}
 
     # ---- the baselines: fitted on the training examples, predicting the same chosen examples
     from evtlm.baselines import get_baselines
@@ -406,19 +422,9 @@ def _purchase_extras(recipe: Recipe, prepared: Any, model: Any, tokenizer: Any, 
     from evtlm.calibration import purchase_extras
 
     t0 = time.perf_counter()
-    space, valid = list(prepared.label_space), prepared.datasets.get("valid")
-    stream = recipe.task.formulation == "stream"  # rows of a stream dataset are windows, not examples
-    n_valid = 0 if valid is None else len(prepared.index["valid"]) if stream else len(valid)  # 0: skipped, with why
-    vrows = np.arange(n_valid) if report_rows is not None else sample_rows(n_valid, VALID_CAP, recipe.train.seed)
+    space = list(prepared.label_space)
+    vrows, p_valid = _purchase_valid_scores(recipe, prepared, model, tokenizer, report_rows is not None)
     valid_ex = prepared.examples.get("valid", chosen.head(0)).iloc[vrows].reset_index(drop=True)
-    if not n_valid:
-        p_valid = np.zeros(0)
-    elif stream:
-        v = np.asarray(model_predictions(model, recipe, valid, prepared.index["valid"]["example_id"].to_numpy()[vrows], 1))
-        p_valid = v[:, space.index(" yes")] if v.ndim == 2 else v
-    else:
-        decoder = Decoder(model, tokenizer, "purchase", space, recipe.decode)
-        p_valid = score_model(decoder, "purchase", _prompts(valid, vrows))
     valid_seconds = time.perf_counter() - t0
     gbt = fitted.get("gbt")
     if gbt is None:  # the gbt row was not asked for: the stack still reads the same trees
@@ -428,6 +434,23 @@ def _purchase_extras(recipe: Recipe, prepared: Any, model: Any, tokenizer: Any, 
                            p_model, y, gbt=gbt, index=index, valid_examples=valid_ex, report_examples=chosen,
                            report_rows=report_rows, n_bins=recipe.eval.ece_bins, seed=recipe.train.seed,
                            valid_seconds=valid_seconds)
+
+
+def _purchase_valid_scores(recipe: Recipe, prepared: Any, model: Any, tokenizer: Any,
+                           all_rows: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The validation rows the calibrator and the stack are fitted on (all of them when the
+    report is on validation, else a seeded sample of `VALID_CAP`) and the model's P(yes) there."""
+    space, valid = list(prepared.label_space), prepared.datasets.get("valid")
+    stream = recipe.task.formulation == "stream"  # rows of a stream dataset are windows, not examples
+    n_valid = 0 if valid is None else len(prepared.index["valid"]) if stream else len(valid)  # 0: skipped, with why
+    vrows = np.arange(n_valid) if all_rows else sample_rows(n_valid, VALID_CAP, recipe.train.seed)
+    if not n_valid:
+        return vrows, np.zeros(0)
+    if stream:
+        v = np.asarray(model_predictions(model, recipe, valid, prepared.index["valid"]["example_id"].to_numpy()[vrows], 1))
+        return vrows, v[:, space.index(" yes")] if v.ndim == 2 else v
+    decoder = Decoder(model, tokenizer, "purchase", space, recipe.decode)
+    return vrows, score_model(decoder, "purchase", _prompts(valid, vrows))
 
 
 CARD_MARK = "## Evaluation against baselines"

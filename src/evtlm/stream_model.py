@@ -377,12 +377,15 @@ def stream_predictions(model: StreamLM, dataset, example_ids, *, top_k: int | No
 
     from evtlm.stream import STREAM_COLUMNS
 
+    from evtlm.sharded import gather_parts, rank_world
+
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     ds = dataset.select_columns([c for c in STREAM_COLUMNS if c in dataset.column_names])
     lengths = np.asarray([len(x) for x in ds["ev_end"]])
-    order = np.argsort(-lengths, kind="stable")
+    rank, world = rank_world()  # several processes: each scores every world-th window (balanced by length)
+    order = np.argsort(-lengths, kind="stable")[rank::world]
     collate = StreamCollator(pad_id=getattr(model.config, "pad_token_id", None) or 0)
     ids, outs, scores = [], [], []
     for lo in tqdm(range(0, len(order), batch_size), desc="score", disable=not progress, leave=False):
@@ -400,6 +403,9 @@ def stream_predictions(model: StreamLM, dataset, example_ids, *, top_k: int | No
             outs.append(idx.cpu().numpy())
             scores.append(val.cpu().numpy())
     model.train(was_training)
+    if world > 1:  # every process's targets, in rank order: then each picks example_ids as one process would
+        parts = [p for p in gather_parts((ids, outs, scores)) if p[0]]
+        ids, outs, scores = ([a for p in parts for a in p[j]] for j in range(3))
     got = np.concatenate(ids) if ids else np.zeros(0, np.int64)
     where = pd.Index(got).get_indexer(np.asarray(example_ids))
     if (where < 0).any():

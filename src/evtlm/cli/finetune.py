@@ -138,9 +138,12 @@ def _task_metric(recipe: Any, prepared: Any):
 
 
 def _evaluate_run(run_dir: Path, recipe: Any, prepared: Any, model: Any, state: Any) -> None:
-    """Final evaluation (metrics.json, report.md, plots) with every baseline, on the main process."""
+    """Final evaluation (metrics.json, report.md, plots) with every baseline: the model's scoring
+    shared by every process, the baselines and the report on the main one."""
+    from accelerate.utils import extract_model_from_parallel
+
     from evtlm import evaluate as ev
 
-    if state.is_main_process:
-        ev.evaluate_run(run_dir, recipe=recipe, prepared=prepared, model=model)
+    ev.evaluate_run(run_dir, recipe=recipe, prepared=prepared, model=extract_model_from_parallel(model),
+                    write=state.is_main_process, follower=not state.is_main_process)
     state.wait_for_everyone()
