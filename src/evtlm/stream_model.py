@@ -383,9 +383,14 @@ def stream_predictions(model: StreamLM, dataset, example_ids, *, top_k: int | No
     was_training = model.training
     model.eval()
     ds = dataset.select_columns([c for c in STREAM_COLUMNS if c in dataset.column_names])
-    lengths = np.asarray([len(x) for x in ds["ev_end"]])
+    # only the windows holding an asked-for target: a sample of examples costs its windows, not the split
+    tgt = ds["tgt_example"]
+    n_tgt = np.fromiter((len(t) for t in tgt), dtype=np.int64, count=len(tgt))
+    flat = np.concatenate([np.asarray(t, dtype=np.int64) for t in tgt]) if len(tgt) else np.zeros(0, np.int64)
+    needed = np.unique(np.repeat(np.arange(len(tgt)), n_tgt)[np.isin(flat, np.asarray(example_ids))])
+    lengths = np.asarray([len(x) for x in ds.select(needed)["ev_end"]]) if len(needed) else np.zeros(0, np.int64)
     rank, world = rank_world()  # several processes: each scores every world-th window (balanced by length)
-    order = np.argsort(-lengths, kind="stable")[rank::world]
+    order = needed[np.argsort(-lengths, kind="stable")][rank::world]
     collate = StreamCollator(pad_id=getattr(model.config, "pad_token_id", None) or 0)
     ids, outs, scores = [], [], []
     for lo in tqdm(range(0, len(order), batch_size), desc="score", disable=not progress, leave=False):
