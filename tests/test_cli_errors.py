@@ -20,7 +20,8 @@ from evtlm.cli.main import build_parser, main
 
 REPO = Path(__file__).resolve().parents[1]
 PURCHASE = str(REPO / "recipes" / "purchase.yaml")
-COMMANDS = {"simulate", "verbalize", "validate-data", "prepare", "finetune", "evaluate", "predict", "validate", "recipe"}
+COMMANDS = {"simulate", "verbalize", "validate-data", "prepare", "finetune", "evaluate", "predict", "validate", "recipe",
+            "partition"}
 
 
 @pytest.fixture(scope="module")
@@ -45,6 +46,10 @@ def bad(tmp_path_factory) -> dict[str, str]:
     from evtlm.simulate import simulate_shop, write_shop
 
     write_shop(simulate_shop(SyntheticConfig(users=5, items=30, days=7, seed=1)), d / "shop.csv")  # the shop's columns
+    (d / "empty_dir").mkdir()  # a folder as data.path, with no data file in it
+    (d / "mixed_dir").mkdir()  # a folder whose parts mix formats
+    (d / "mixed_dir" / "a.csv").write_text("user_id,item_id,action,timestamp\n1,2,view,2024-01-01T10:00:00Z\n")
+    (d / "mixed_dir" / "b.jsonl").write_text('{"user_id": 1, "item_id": 2, "action": "view", "timestamp": 1704103200}\n')
     unfinished = d / "unfinished_run"  # what a killed finetune leaves: a recipe, no run.json
     unfinished.mkdir()
     (unfinished / "recipe.resolved.yaml").write_text(dump_recipe(Recipe()))
@@ -59,7 +64,8 @@ def bad(tmp_path_factory) -> dict[str, str]:
             "unclosed": str(d / "unclosed.yaml"), "list": str(d / "list.yaml"), "typo": str(d / "typo.yaml"),
             "under_file": str(d / "a_file" / "sub"), "tokenizer_dir": str(d / "tokenizer_dir"),
             "unfinished": str(unfinished), "finished": str(finished), "recipe": PURCHASE,
-            "good": str(d / "good.csv"), "shop": str(d / "shop.csv")}
+            "good": str(d / "good.csv"), "shop": str(d / "shop.csv"), "empty_dir": str(d / "empty_dir"),
+            "mixed_dir": str(d / "mixed_dir")}
 
 
 # (case id, argv); {name} is replaced by the fixture's path of that name
@@ -74,6 +80,13 @@ CASES = [
     ("simulate-zero-users", ["simulate", "--users", "0", "--out", "{d}/s.csv"]),
     ("simulate-fewer-items-than-categories", ["simulate", "--users", "5", "--items", "10", "--out", "{d}/s.csv"]),
     ("simulate-out-under-a-file", ["simulate", "--users", "5", "--items", "30", "--days", "7", "--out", "{under_file}/s.csv"]),
+    ("simulate-zero-part-users", ["simulate", "--users", "5", "--part-users", "0", "--out", "{d}/parts"]),
+    # partition
+    ("partition-missing-recipe", ["partition", "{missing}", "--out", "{d}/p"]),
+    ("partition-zero-shards", ["partition", "{recipe}", "--out", "{d}/p0", "--shards", "0"]),
+    ("partition-zero-chunk-rows", ["partition", "{recipe}", "--out", "{d}/p1", "--chunk-rows", "0"]),
+    ("partition-out-exists", ["partition", "{recipe}", "--out", "{d}"]),
+    ("partition-missing-data", ["partition", "{recipe}", "data.path={missing}", "--out", "{d}/p2"]),
     # verbalize
     ("verbalize-missing", ["verbalize", "{missing}"]),
     ("verbalize-garbage", ["verbalize", "{garbage}"]),
@@ -90,6 +103,9 @@ CASES = [
     ("validate-data-garbage", ["validate-data", "{garbage}"]),
     ("validate-data-garbage-parquet", ["validate-data", "{garbage_parquet}"]),
     ("validate-data-empty", ["validate-data", "{empty}"]),
+    ("validate-data-empty-folder", ["validate-data", "{empty_dir}"]),
+    ("validate-data-folder-mixing-formats", ["validate-data", "{mixed_dir}"]),
+    ("validate-data-glob-matching-nothing", ["validate-data", "{d}/*.nothing"]),
     ("validate-data-wrong-columns", ["validate-data", "{wrong_columns}"]),
     ("validate-data-bad-times", ["validate-data", "{bad_times}"]),
     ("validate-data-bad-unit", ["validate-data", "{bad_times}", "--time-unit", "fortnights"]),
