@@ -89,8 +89,10 @@ def _base_installed(name: str) -> str | None:
 
 def _matmul_shape(run_dir: Path) -> dict[str, int]:
     """Matmul parameters (embeddings and norms left out) and the attention's shape, from the run's config."""
-    cfg_path = next(iter(sorted(run_dir.rglob("config.json"))), None)
-    cfg = json.loads(cfg_path.read_text()) if cfg_path else {}
+    base = json.loads((run_dir / "run.json").read_text()).get("base", {})
+    cfg = dict(base.get("config") or {})  # (a scratch base records its shape; a pretrained one its path)
+    if not cfg.get("model_type") and base.get("path") and (Path(base["path"]) / "config.json").is_file():
+        cfg = json.loads((Path(base["path"]) / "config.json").read_text())
     layers = cfg.get("n_layer") or cfg.get("num_hidden_layers") or 0
     width = cfg.get("n_embd") or cfg.get("hidden_size") or 0
     inner = cfg.get("n_inner") or cfg.get("intermediate_size") or 4 * width
@@ -122,7 +124,14 @@ def run_workload(w: dict[str, Any], root: Path, processes: int, dry: bool, timeo
         why = _base_installed(w["needs"])
         if why:
             return {"name": w["name"], "skipped": why}
-    env = dict(os.environ, EVTLM_CACHE=str(root / "cache"), PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
+    from evtlm.tokenization import default_cache_dir
+
+    cache = root / "cache"  # datasets of this run only; installed bases (SmolLM2) read from the user's cache
+    if not cache.exists():
+        cache.mkdir(parents=True)
+        (default_cache_dir() / "bases").mkdir(parents=True, exist_ok=True)
+        (cache / "bases").symlink_to(default_cache_dir() / "bases", target_is_directory=True)
+    env = dict(os.environ, EVTLM_CACHE=str(cache), PYTHONPATH=os.pathsep.join([str(REPO / "src"), str(REPO)]))
     if dry:
         env.setdefault("OMP_NUM_THREADS", "1")
     launcher = [sys.executable, "-m", "accelerate.commands.launch", "--num_processes", str(processes)]
