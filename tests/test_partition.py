@@ -104,3 +104,20 @@ def test_a_folder_of_simulated_parts_with_its_visit_ids_and_catalog(tmp_path):
     part = partition_events(cfg, tmp_path / "parts", shards=3, chunk_rows=500)
     assert part.manifest["read"].startswith("in chunks") and part.catalog is not None
     assert_same_as_in_memory(cfg, part)  # visit ids come from the log here: counted as a union
+
+
+def test_a_partition_folder_is_a_data_path_prepare_reads_as_the_original(tmp_path, monkeypatch):
+    from evtlm.data import prepare
+    from evtlm.recipe import load_recipe
+    from tests.test_evaluate import REPO, TINY
+
+    monkeypatch.setenv("EVTLM_CACHE", str(tmp_path / "cache"))
+    recipe = load_recipe(REPO / "recipes/purchase.yaml", TINY)
+    part = partition_events(recipe.data, tmp_path / "parts", shards=3)
+    direct = prepare(recipe, cache_dir=tmp_path / "cache", progress=False, use_cache=False)
+    again = prepare(load_recipe(REPO / "recipes/purchase.yaml", [*TINY, f"data.path={part.path}"]),
+                    cache_dir=tmp_path / "cache", progress=False, use_cache=False)
+    assert again.report["events"]["rows_kept"] == direct.report["events"]["rows_kept"]
+    for split in ("train", "valid", "test"):  # the same examples (users come in shard order, not file order)
+        a, b = (sorted(map(tuple, p.datasets[split]["input_ids"])) for p in (direct, again))
+        assert a == b, split

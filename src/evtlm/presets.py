@@ -296,10 +296,18 @@ def resolve_data_config(cfg: DataConfig) -> DataConfig:
     return DataConfig.model_validate(merged)
 
 
+def _partition_folder(path: str, base_dir: str | Path | None) -> bool:
+    p = Path(path).expanduser()
+    p = p if p.is_absolute() or base_dir is None else Path(base_dir) / p
+    return p.is_dir() and (p / "manifest.json").is_file() and (p / "report.json").is_file()
+
+
 def load_event_log(cfg: DataConfig, base_dir: str | Path | None = None) -> EventLog:
     """Canonical events from whatever ``cfg`` names: a preset, a mapped file, or the synthetic shop.
 
-    ``cfg.path`` None without a preset is the embedded synthetic shop (`evtlm.simulate`).
+    ``cfg.path`` None without a preset is the embedded synthetic shop (`evtlm.simulate`); a
+    folder written by `evtlm partition` is read back as it was cut (its events are canonical and
+    its report is the original read's: the mapping and preset were applied when it was cut).
     """
     if cfg.path is None and cfg.preset is None:
         from evtlm.simulate import simulate_shop  # lazy: the simulator is only needed here
@@ -308,6 +316,11 @@ def load_event_log(cfg: DataConfig, base_dir: str | Path | None = None) -> Event
         if log.catalog is not None and not log.report.catalog_items:
             log.report.catalog_items = len(log.catalog)
         return log
+    if cfg.path is not None and _partition_folder(cfg.path, base_dir):
+        from evtlm.partition import read_partition  # a folder `evtlm partition` wrote: canonical already
+
+        root = Path(cfg.path) if base_dir is None or Path(cfg.path).is_absolute() else Path(base_dir) / cfg.path
+        return read_partition(root).event_log()
     resolved = resolve_data_config(cfg)
     if resolved.path is None:
         raise DataError(f"preset {resolved.preset!r} needs the log's file", where="data.path",
