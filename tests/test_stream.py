@@ -164,3 +164,35 @@ def test_prediction_reads_the_same_position_as_evaluation(item_stream):
     want = stream_predictions(model, prepared.datasets["test"], ix["example_id"].to_numpy()[:5], top_k=5)[1]
     row_of = {now.user_ids[pos]: i for i, pos in enumerate(now.ok)}  # got is in now.ok order
     np.testing.assert_allclose(got[[row_of[u] for u in users]], want, atol=1e-5)
+
+
+def test_explore_loss_adds_the_catalog_heads_own_nll_in_training_only(item_stream):
+    """The copy path trains on the mixture's NLL plus ``explore_loss`` x the explore head's own NLL
+    (so the catalog head learns repeated answers too); evaluation and scoring are the mixture's."""
+    recipe, prepared, model = item_stream
+    ds = prepared.datasets["train"].select_columns([c for c in STREAM_COLUMNS if c in prepared.datasets["train"].column_names])
+    batch = StreamCollator(0)([ds[i] for i in range(min(4, len(ds)))])
+    for key in ("tgt_example", "real_tokens", "slot_tokens", "n_examples"):
+        batch.pop(key)
+    ids = model.answer_ids.tolist()
+    mix, aux = (StreamLM(model.lm, ids, copy=True, explore_loss=w) for w in (0.0, 1.0))
+    explore_only = StreamLM(model.lm, ids, copy=False)
+    for m in (mix, aux, explore_only):
+        m.load_state_dict(model.state_dict(), strict=False)  # the same weights everywhere
+
+    def loss(m):
+        torch.manual_seed(0)  # the same dropout masks in every forward
+        with torch.no_grad():
+            return float(m(**batch).loss)
+
+    try:
+        for m in (mix, aux, explore_only):
+            m.train()
+        assert abs(loss(aux) - (loss(mix) + loss(explore_only))) < 1e-4
+        assert StreamLM(model.lm, ids, copy=True).explore_loss == 1.0  # on by default
+        for m in (mix, aux):
+            m.eval()
+        assert abs(loss(aux) - loss(mix)) < 1e-6
+        np.testing.assert_allclose(aux.score(batch).numpy(), mix.score(batch).numpy())
+    finally:
+        model.eval()
