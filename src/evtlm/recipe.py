@@ -263,6 +263,9 @@ class ModelConfig(Section):
     # next_item stream: a learned pointer over the items already in the history, mixed with the
     # catalog distribution (evtlm.stream_model); None: on for next_item streams
     copy_path: bool | None = None
+    # copy path, training: weight of the catalog head's own NLL added to the mixture's, so it learns
+    # every next item and not only those the pointer cannot copy (0: the mixture alone); scoring unchanged
+    explore_loss: float = Field(1.0, ge=0)
     # stream: counts and recency of the history read by a small MLP into every answer's logit
     # (next_action: last actions, action counts, a returning item, the last gap; purchase: the
     # gbt's RFM features as of each cutoff); None: on for next_action and purchase streams

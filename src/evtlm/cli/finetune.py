@@ -98,7 +98,8 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
         model = StreamLM(model, answer_token_ids(tokenizer, prepared.label_space), copy=bool(recipe.model.copy_path),
                          negatives=recipe.train.negatives if recipe.task.name == "next_item" else None,
                          features=bool(recipe.model.history_features) and recipe.task.name == "next_action",
-                         target_features=N_PURCHASE_FEATURES if purchase_feats else 0)
+                         target_features=N_PURCHASE_FEATURES if purchase_feats else 0,
+                         explore_loss=recipe.model.explore_loss)
         model.fit_feature_scale(prepared.datasets["train"])
         say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}; "
             f"history features {'on' if model.features or model.target_features else 'off'}")
