@@ -28,8 +28,8 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from evtlm.errors import DataError, closest, format_rows
-from evtlm.sources import Source
+from evtlm.errors import DataError, format_rows
+from evtlm.sources import Source, not_found
 
 ROW = "_row"  # the column holding 1-based source data row numbers
 MALFORMED = "malformed line (wrong number of fields)"  # the report's reason for lines pyarrow skipped
@@ -45,18 +45,7 @@ def resolve_path(path: str | Path, base_dir: str | Path | None, what: str = "dat
         p = Path(base_dir) / p
     if p.is_file():
         return p
-    hint = ""
-    if p.parent.is_dir():
-        near = closest(p.name, [c.name for c in p.parent.iterdir()])
-        hint = f"did you mean {near[0]!r}? " if near else ""
-    elif not p.parent.exists():
-        hint = f"the folder {str(p.parent)!r} does not exist either; "
-    against = repr(str(base_dir)) if base_dir is not None else f"the current directory, {str(Path.cwd())!r}"
-    raise DataError(
-        f"file not found: {str(p)!r}",
-        where=what,
-        fix=f"{hint}check {what} (relative paths are resolved against {against})",
-    )
+    raise not_found(p, base_dir, what)
 
 
 def detect_format(path: str | Path) -> Format:

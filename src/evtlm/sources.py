@@ -104,6 +104,11 @@ def find_sources(path: str | Path, base_dir: str | Path | None, what: str = "dat
         return [Source(f, _partition_values(f, p)) for f in files]
     if p.is_file():
         return [Source(p)]
+    raise not_found(p, base_dir, what, also="; a folder or a glob such as logs/*.parquet reads several files")
+
+
+def not_found(p: Path, base_dir: str | Path | None, what: str, also: str = "") -> DataError:
+    """The error for a missing file ``p``: the closest existing name, or the missing folder."""
     hint = ""
     if p.parent.is_dir():
         near = closest(p.name, [c.name for c in p.parent.iterdir()])
@@ -111,9 +116,8 @@ def find_sources(path: str | Path, base_dir: str | Path | None, what: str = "dat
     elif not p.parent.exists():
         hint = f"the folder {str(p.parent)!r} does not exist either; "
     against = repr(str(base_dir)) if base_dir is not None else f"the current directory, {str(Path.cwd())!r}"
-    raise DataError(f"file not found: {str(p)!r}", where=what,
-                    fix=f"{hint}check {what} (relative paths are resolved against {against}; "
-                    "a folder or a glob such as logs/*.parquet reads several files)")
+    return DataError(f"file not found: {str(p)!r}", where=what,
+                     fix=f"{hint}check {what} (relative paths are resolved against {against}{also})")
 
 
 def describe(sources: list[Source], path: str | Path) -> str:
