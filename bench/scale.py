@@ -9,8 +9,8 @@ For each size, in fresh child processes (their own peak memory, `bench.common.ru
 1. **simulate**: `evtlm simulate --part-users` (`evtlm.simulate.write_shop_parts`): the shop
    written part by part as Parquet, about 1M users for 100M events;
 2. **partition**: `evtlm.partition.partition_events` over that folder: read in chunks of 1M
-   rows, every row checked and mapped as prepare does, cut by user into shards (64 at 100M, 4
-   at 5M: the same events per shard), each shard finished (sort, duplicates, sessions).
+   rows, every row checked and mapped as prepare does, cut by user into shards of about 1.5M
+   events each (67 at 99M, 3 at 5M), each shard finished (sort, duplicates, sessions).
 
 Reported per stage and size: events/s, peak RSS (VmHWM of the child) and disk used; the ratio
 of the large run's events/s to the small one's is the scaling figure (target ≥ 0.8: linear).

@@ -418,7 +418,7 @@ class Ingest:
         self.check_not_empty(len(df))
         events = self.complete(df)
         self.report.summarize(events)
-        self.note_catalog(events, catalog)
+        self.note_catalog(catalog, events)
         return EventLog(events, catalog, self.report)
 
     def clean(self, frames: list[pd.DataFrame]) -> tuple[pd.DataFrame, np.ndarray]:
@@ -479,7 +479,8 @@ class Ingest:
         events["session_id"] = events["session_id"].fillna(gap) if self.cfg.columns.session else gap
         return events
 
-    def note_catalog(self, events: pd.DataFrame, catalog: pd.DataFrame | None, missing: int | None = None) -> None:
+    def note_catalog(self, catalog: pd.DataFrame | None, events: pd.DataFrame | None = None,
+                     missing: int | None = None) -> None:
         """Catalog size and how many events name items it lacks (``missing``: counted already)."""
         if catalog is None:
             return

@@ -62,7 +62,6 @@ from evtlm.recipe import DataConfig
 FORMAT = 1
 PLACEMENT = "pandas.util.hash_array(user_id) % shards"  # stable across runs, machines and versions of evtlm
 MANIFEST = "manifest.json"
-_IN_MEMORY_PRESETS = ("online_retail", "diginetica", "rees46")
 
 __all__ = ["Partition", "partition_events", "read_partition", "shard_of"]
 
@@ -146,7 +145,10 @@ def partition_events(cfg: DataConfig, out: str | Path, shards: int, *, base_dir:
     try:
         resolved = resolve_data_config(cfg) if cfg.preset else cfg
         preset = resolved.preset
-        if cfg.path is None and cfg.preset is None or preset in _IN_MEMORY_PRESETS:
+        # a preset with a reader of its own builds its catalog from the whole table; evtlm_shop's
+        # reader only finds the catalog beside the events, so it streams like a plain mapping
+        whole = preset is not None and PRESETS[preset].reader is not None and preset != "evtlm_shop"
+        if cfg.path is None and cfg.preset is None or whole:
             how = "in memory (the synthetic shop)" if cfg.path is None else (
                 f"in memory (preset {preset!r} builds its catalog from the whole table), then cut by user")
             meta = _cut_in_memory(cfg, base_dir, tmp, shards, progress)
@@ -155,8 +157,6 @@ def partition_events(cfg: DataConfig, out: str | Path, shards: int, *, base_dir:
                 from evtlm.preset_readers import evtlm_shop_config
 
                 resolved = evtlm_shop_config(resolved, base_dir)
-            elif preset is not None and PRESETS[preset].reader is not None:
-                raise AssertionError(f"preset {preset!r} has a reader partition does not know")
             how = f"in chunks of {chunk_rows:,} rows"
             meta = _cut_streaming(resolved, base_dir, tmp, shards, chunk_rows, progress)
         manifest = {"format": FORMAT, "shards": shards, "placement": PLACEMENT, "read": how, **meta,
@@ -327,7 +327,7 @@ def _finish_shards(ingest: Ingest, raw: Path, tmp: Path, shards: int, schema: pa
     ingest.note_duplicates(np.concatenate(dups) if dups else np.array([], dtype=np.int64))
     ingest.check_not_empty(merged.rows)
     merged.fill(ingest.report)
-    ingest.note_catalog(None, catalog, missing=merged.missing)  # type: ignore[arg-type]
+    ingest.note_catalog(catalog, missing=merged.missing)
     _write_tail(tmp, ingest.report, catalog)
     return counts
 
