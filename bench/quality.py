@@ -21,7 +21,8 @@ purchase.yaml (synthetic shop)  ROC-AUC     >= the best baseline (gbt)
 ==============================  ==========  ==================================================
 
 Purchase recipes also report ``model+gbt`` (the model stacked with the gbt baseline on
-validation, `evtlm.calibration`) against ``gbt``: its own row, target ">= gbt". Rows built on the
+validation, `evtlm.calibration`) against ``gbt``: its own row, target ">= gbt" (">= gbt + 0.01" for the
+main job, issue 11). Rows built on the
 model (``model calibrated``, ``model+gbt``) are never a "best baseline".
 
 Every figure is on the **full test split** (a recipe that samples its test split is reported as
@@ -64,6 +65,8 @@ RECIPES = {  # recipe -> (data file, [(metric, label)], target kind, parameter)
     "online_retail_repurchase": ("online_retail/online_retail.csv.gz", [("roc_auc", "ROC-AUC")], "ratio_best", 1.0),
     "purchase": (None, [("roc_auc", "ROC-AUC")], "ratio_best", 1.0),  # the main job: the embedded synthetic shop
 }
+# model+gbt against gbt (issue 11): the main job's stack must add 0.01 ROC-AUC, the others must not lose
+STACK_MARGIN = {"purchase": 0.01}
 # --quick: a smoke run in minutes (not the reported figures)
 QUICK = {
     "common": ["train.max_steps=30", "train.eval_every=15", "train.save_every=1000", "eval.fit_max_examples=100",
@@ -174,9 +177,11 @@ def summarize(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
                        tie_with=baselines[tied] if tied else None))
         stacked, gbt = methods.get(STACKED, {}).get(metric), baselines.get("gbt")
         if stacked is not None and gbt is not None:  # purchase: the stack against the trees it reads
-            stack_label, _ = verdict(stacked >= gbt, stacked, gbt)
-            out.append(row(f"{figure} ({STACKED})", stacked, gbt, ">= gbt", met=stacked >= gbt,
-                           note=f"{stack_label}; reference: gbt; {sampled}"))
+            margin = STACK_MARGIN.get(name, 0.0)
+            stack_met = stacked >= gbt + margin
+            stack_label, _ = verdict(stack_met, stacked, gbt)
+            out.append(row(f"{figure} ({STACKED})", stacked, gbt, f">= gbt + {margin:g}" if margin else ">= gbt",
+                           met=stack_met, note=f"{stack_label or 'short'}; reference: gbt; {sampled}"))
     return out
 
 

@@ -145,3 +145,23 @@ def test_the_data_cache_tells_streams_with_and_without_features_apart(tmp_path):
     again = prepare(_recipe(cutoff_every_days=7), progress=False, cache_dir=tmp_path)
     assert "tgt_feat" in with_.datasets["train"].column_names and "tgt_feat" not in plain.datasets["train"].column_names
     assert again.from_cache and "tgt_feat" in again.datasets["train"].column_names
+
+
+def test_session_level_purchase_runs_on_the_same_stream_machinery(tmp_path, monkeypatch):
+    """task.level=session: one target per visit, read before the visit's first purchase, all of a
+    user's visits supervised in one pass, the cutoff features clocked from the last event read
+    (the label time depends on the label there), and the same model / gbt / model+gbt rows."""
+    recipe = _recipe(level="session")
+    prepared = prepare(recipe, progress=False, cache_dir=tmp_path / "cache", use_cache=False)
+    train = prepared.datasets["train"]
+    assert "tgt_feat" in train.column_names and "tgt_read" in train.column_names
+    ix = prepared.index["train"]
+    assert len(ix) > len(ix["user_id"].unique())  # several visits of a user share its windows
+    result = finetune_metrics(REPO / "recipes/purchase.yaml", [
+        "task.level=session", "data.synthetic.users=300",
+        "model.scratch={n_layer: 1, n_head: 2, n_embd: 32, vocab_size: 400, pretrain_max_steps: 10}",
+        "train.max_steps=60", "train.eval_every=60", "train.save_every=1000", "train.threads=1", "eval.baselines=[gbt]",
+    ], tmp_path, monkeypatch)
+    m = result["methods"]
+    assert result["formulation"] == "stream" and set(m) >= {"model", "gbt", "model+gbt"}
+    assert m["model"]["roc_auc"] > 0.65, m["model"]

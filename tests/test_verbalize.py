@@ -230,3 +230,33 @@ def test_a_million_events_in_a_few_seconds():
     elapsed = time.perf_counter() - t0
     assert len(text.piece) == n and text.piece.str.endswith(".").all()
     assert elapsed < 15, elapsed  # ~2 s alone; generous for a shared 2-core machine
+
+
+def test_amounts_enter_the_text_as_the_trees_count_them(ev, cat):
+    """``verbalize.amount``: price x quantity on the chosen actions, the catalog price where the
+    events have none; the gbt's ``spend`` (evtlm.history) reads the same amounts."""
+    from evtlm.history import HistoryIndex, rfm_features
+
+    cfg = VerbalizeConfig(time="none", amount=" ({quantity:g} for £{amount:.2f})")
+    text = verbalize_events(ev, cat, cfg).piece.tolist()
+    assert text[1] == " added it to cart (1 for £3.39)."  # no event prices: the catalog's, quantity 1
+    assert text[4] == " bought Product 1002 (1 for £3.39)." and text[0] == " viewed Product 1002."
+    priced = ev.assign(price=[3.0, 3.0, 2.5, 2.5, 4.0, 4.0], quantity=[1, 1, 1, 1, 3, -3])
+    text = verbalize_events(priced, None, cfg).piece.tolist()
+    assert text[4] == " bought Product 1002 (3 for £12.00)." and text[5] == " New visit: returned Product 1002 (-3 for £-12.00)."
+    alone = verbalize_events(priced, None, cfg).standalone.tolist()
+    assert alone[4] == " bought Product 1002 (3 for £12.00)."
+    # a view is not priced by default; amount_actions chooses
+    assert verbalize_events(priced, None, cfg.model_copy(update={"amount_actions": ["view"]})).piece[0] == \
+        " viewed Product 1002 (1 for £3.00)."
+    idx = HistoryIndex(priced)
+    spend = rfm_features(idx, *idx.bounds(["1"], [pd.Timestamp("2018-01-01", tz="UTC")]),
+                         [pd.Timestamp("2018-01-01", tz="UTC")])["spend"]
+    assert spend.tolist() == [12.0]  # the purchase's 3 x 4.00; the return is not spend
+
+
+def test_amount_template_errors_at_load():
+    with pytest.raises(ValueError, match=r"KeyError: 'cost'.*use only \{price\}, \{quantity\} and \{amount\}"):
+        VerbalizeConfig(amount=" for {cost}")
+    with pytest.raises(ValueError, match="Unknown format code 'd'"):
+        VerbalizeConfig(amount=" for {amount:d}")

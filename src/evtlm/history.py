@@ -29,6 +29,7 @@ import pandas as pd
 
 from evtlm.errors import DataError
 from evtlm.events import EventLog
+from evtlm.money import event_money
 from evtlm.recipe import ACTIONS
 
 NS_PER_HOUR = 3_600 * 10**9
@@ -108,7 +109,8 @@ class HistoryIndex:
     Attributes (one entry per event, in the sorted order): ``user`` (code into ``user_ids``),
     ``ts`` (int64 ns), ``item`` (code into ``item_ids``, -1 when null), ``action`` (index into
     :data:`evtlm.recipe.ACTIONS`, -1 when null), ``session_start`` (first event of a visit),
-    ``price`` (float, NaN when unknown; None when neither the events nor the catalog have one),
+    ``price`` and ``amount`` (price x quantity; float, NaN when unknown; None when neither the
+    events nor the catalog have a price: `evtlm.money`),
     ``category`` (code of the item's category, from the events' ``category`` column or else the
     catalog; -1 when unknown).
     """
@@ -140,7 +142,9 @@ class HistoryIndex:
         self.keys = self.user * self._width + np.searchsorted(self.times, self.ts)
         self.user_start = np.searchsorted(self.user, np.arange(len(self.user_ids)))
         self.session_start = self._sessions(events, order, session_gap_minutes)
-        self.price = self._prices(events, order, catalog)
+        money = event_money(events, catalog)
+        self.price = None if money is None else money.price[order]
+        self.amount = None if money is None else money.amount[order]
         self.category = self._categories(events, order, catalog)
 
     def _sessions(self, events: pd.DataFrame, order: np.ndarray, gap_minutes: float) -> np.ndarray:
@@ -152,15 +156,6 @@ class HistoryIndex:
             return new_user | np.r_[True, codes[1:] != codes[:-1]][: self.n]
         gap = np.r_[np.inf, np.diff(self.ts)][: self.n] > gap_minutes * 60 * 10**9
         return new_user | gap
-
-    def _prices(self, events: pd.DataFrame, order: np.ndarray, catalog: pd.DataFrame | None):
-        if "price" in events:
-            return pd.to_numeric(events["price"], errors="coerce").to_numpy(float)[order]
-        if catalog is not None and "price" in catalog and "item_id" in catalog:
-            prices = catalog.drop_duplicates("item_id").set_index("item_id")["price"]
-            per_code = pd.to_numeric(prices.reindex(self.item_ids), errors="coerce").to_numpy(float)
-            return np.where(self.item >= 0, per_code[np.maximum(self.item, 0)], np.nan)
-        return None
 
     def _categories(self, events: pd.DataFrame, order: np.ndarray, catalog: pd.DataFrame | None) -> np.ndarray:
         """Per sorted event, a category code (-1: unknown), as `evtlm.stream.event_attributes` reads it."""
@@ -324,8 +319,8 @@ def rfm_features(index: HistoryIndex, start: np.ndarray, end: np.ndarray, times,
     out["session_events"] = (end - cur).astype(float)
     out["session_carts"] = (cum[end, ACTIONS.index("cart")] - cum[cur, ACTIONS.index("cart")]).astype(float)
     out["purchases_per_session"] = out["n_purchase"] / np.maximum(out["n_sessions"], 1)
-    if index.price is not None:
-        spend = np.r_[0.0, np.cumsum(np.nan_to_num(index.price) * (index.action == ACTIONS.index("purchase")))]
+    if index.amount is not None:  # what was paid: price x quantity of each purchase (evtlm.money)
+        spend = np.r_[0.0, np.cumsum(np.nan_to_num(index.amount) * (index.action == ACTIONS.index("purchase")))]
         out["spend"] = spend[end] - spend[start]
     return pd.DataFrame(out)
 

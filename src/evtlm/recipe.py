@@ -185,6 +185,26 @@ class VerbalizeConfig(Section):
     # before each later visit, what a tree would count so far: " So far: 12 views, 3 carts,
     # 1 purchase; last purchase 5 days ago." (events strictly before the visit's first event)
     summaries: bool = False
+    # what an event was worth, before its full stop where the price is known (evtlm.money): a
+    # template over {price}, {quantity} and {amount} (price x quantity), e.g. " for £{amount:.2f}"
+    # or " ({quantity:g} x £{price:.2f})"; null: no money in the text
+    amount: str | None = None
+    amount_actions: list[Action] = Field(default_factory=lambda: ["cart", "purchase", "return"])  # which events carry it
+
+    @field_validator("amount")
+    @classmethod
+    def _amount_template(cls, value: str | None) -> str | None:
+        """Only {price}, {quantity}, {amount}, with specs a number takes: a typo fails at load."""
+        if value is None:
+            return value
+        try:
+            value.format(price=1.5, quantity=2.0, amount=3.0)
+        except (KeyError, IndexError, ValueError) as err:
+            raise PydanticCustomError(
+                "amount_template",
+                f"cannot format {value!r} with price, quantity and amount ({type(err).__name__}: {err}): use only "
+                "{price}, {quantity} and {amount}, with numeric format specs such as {amount:.2f}") from None
+        return value
 
     @field_validator("timezone")
     @classmethod

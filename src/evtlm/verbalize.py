@@ -14,7 +14,9 @@ reference to an earlier event; a later piece carries, per `VerbalizeConfig`:
   across a session break, where the item is named again);
 - the verb of the action (``verbs``, templates over ``{item}``) and the item, rendered as
   ``id`` ("Product 1002"), ``title`` (the catalog title, the id form when there is none) or
-  ``template`` (catalog fields, e.g. ``"{title} ({category}, £{price:.2f})"``).
+  ``template`` (catalog fields, e.g. ``"{title} ({category}, £{price:.2f})"``);
+- optionally what the event was worth (``amount``, on ``amount_actions``): a template over its
+  price, quantity and price x quantity (`evtlm.money`), e.g. " bought Product 7 for £6.78.".
 
 Worked examples (golden tests; `tests/test_verbalize.py` pins every mode):
 
@@ -356,11 +358,36 @@ def verbalize_events(events: pd.DataFrame, catalog: pd.DataFrame | None, cfg: Ve
     code = np.where(first, alone, code)
     table_pa = pa.array(table, pa.large_string())
     dot = pa.scalar(".", pa.large_string())
-    piece = pc.binary_join_element_wise(table_pa.take(pa.array(code)), pre, item_text, post, dot, empty)
+    worth = _amount_text(events, catalog, action, cfg) if cfg.amount is not None else empty
+    piece = pc.binary_join_element_wise(table_pa.take(pa.array(code)), pre, item_text, post, worth, dot, empty)
     if cfg.summaries and brk.any():  # the counts before each later visit open it
         piece = pc.if_else(pa.array(brk), pc.binary_join_element_wise(_summaries(ucode, action, ts_ns), piece, empty), piece)
-    alone_txt = pc.binary_join_element_wise(table_pa.take(pa.array(alone)), pre, standalone_item, post, dot, empty)
+    alone_txt = pc.binary_join_element_wise(table_pa.take(pa.array(alone)), pre, standalone_item, post, worth, dot, empty)
     return EventText(_to_series(piece, events.index), _to_series(alone_txt, events.index))
+
+
+def _amount_text(events: pd.DataFrame, catalog: pd.DataFrame | None, action: np.ndarray, cfg: VerbalizeConfig) -> pa.Array:
+    """Per event, ``verbalize.amount`` formatted with its price, quantity and amount (`evtlm.money`),
+    or "" where the price is unknown or the action is not in ``verbalize.amount_actions``. Python
+    formats each distinct (price, quantity) pair once.
+
+    >>> ev = pd.DataFrame({"item_id": ["a", "b", "a"], "price": [2.5, 1.0, 2.5], "quantity": [2, 1, 2]})
+    >>> cfg = VerbalizeConfig(amount=" ({quantity:g} for £{amount:.2f})")
+    >>> _amount_text(ev, None, np.array([4, 0, 4]), cfg).to_pylist()  # 4: purchase, 0: view
+    [' (2 for £5.00)', '', ' (2 for £5.00)']
+    """
+    from evtlm.money import event_money
+
+    out = np.full(len(events), "", dtype=object)
+    money = event_money(events, catalog)
+    wanted = np.isin(action, [ACTIONS.index(a) for a in cfg.amount_actions])
+    rows = np.flatnonzero(wanted & ~np.isnan(money.price)) if money is not None else np.zeros(0, np.int64)
+    if rows.size:
+        pairs = pd.MultiIndex.from_arrays([money.price[rows], money.quantity[rows]])
+        codes, uniq = pd.factorize(pairs)
+        texts = np.array([cfg.amount.format(price=p, quantity=q, amount=p * q) for p, q in uniq], dtype=object)
+        out[rows] = texts[codes]
+    return pa.array(out, pa.large_string())
 
 
 def _summaries(ucode: np.ndarray, action: np.ndarray, ts_ns: np.ndarray) -> pa.Array:
