@@ -121,3 +121,21 @@ def test_a_partition_folder_is_a_data_path_prepare_reads_as_the_original(tmp_pat
     for split in ("train", "valid", "test"):  # the same examples (users come in shard order, not file order)
         a, b = (sorted(map(tuple, p.datasets[split]["input_ids"])) for p in (direct, again))
         assert a == b, split
+
+
+def test_the_dask_engine_without_its_extra_is_a_one_line_error_naming_the_fix(tmp_path, monkeypatch, capsys):
+    """(The engine itself: tests/test_partition_dask.py, which needs the extra.)"""
+    import sys
+
+    from evtlm.cli.main import main
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if `pip install 'evtlm[dask]'` never ran
+    cfg = DataConfig(synthetic=SyntheticConfig(users=20, days=7))
+    with pytest.raises(DataError, match=r"pip install 'evtlm\[dask\]'"):
+        partition_events(cfg, tmp_path / "p", shards=2, engine="dask")
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("data:\n  synthetic:\n    users: 20\n")
+    assert main(["partition", str(recipe), "--out", str(tmp_path / "p"), "--engine", "dask", "--quiet"]) != 0
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "pip install 'evtlm[dask]'" in err and "--engine local" in err
+    assert not (tmp_path / "p").exists()

@@ -72,7 +72,11 @@ COVERAGE: list[tuple[str, str]] = [
     (r"evtlm simulate .*--part-users", "tests/test_sources.py::"
      "test_a_simulated_shop_in_parquet_parts_goes_through_validate_prepare_and_finetune"),
     (r"evtlm simulate\b", "tests/test_cli_simulate_verbalize.py::test_simulate_twice_writes_identical_bytes"),
+    (r"evtlm partition .*--engine dask", "tests/test_partition_dask.py::"
+     "test_the_cli_on_a_local_cluster_of_processes_matches_the_local_engine"),
     (r"evtlm partition\b", "tests/test_partition.py::test_partition_cli_prints_rates_and_writes_the_folder"),
+    (r"pip install 'evtlm\[dask\]'$",
+     "tests/test_partition.py::test_the_dask_engine_without_its_extra_is_a_one_line_error_naming_the_fix"),
     (r"evtlm validate-data ", "tests/test_cli_validate_data.py::test_taobao_acceptance"),
     (r"evtlm verbalize\b", "tests/test_cli_simulate_verbalize.py::test_verbalize_taobao_user_1"),
     (r"evtlm validate RECIPE", "tests/test_recipe.py::test_cli_validate_exits_2_with_one_line_error"),

@@ -18,6 +18,11 @@ shards, row numbers are the whole log's. Engine: pyarrow's streaming readers and
 build their catalog from the whole table (``online_retail``, ``diginetica``, ``rees46``) and the
 synthetic shop are read in memory first (small logs), then cut the same way.
 
+Engines: the two steps are functions of their inputs (`cut_part` per input part, `clean_shard` /
+`complete_shard` per shard; each returns its own report, merged in order), so the local engine
+runs them one after another here and ``engine="dask"`` runs them as Dask tasks
+(`evtlm.partition_dask`), writing the same bytes. ``out`` may be an fsspec URL.
+
 Folder layout (written to a temporary sibling and renamed into place when complete, so a
 partial folder is never read)::
 
@@ -39,9 +44,8 @@ True
 
 from __future__ import annotations
 
+import copy
 import json
-import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,18 +54,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from evtlm.chunks import iter_chunks
 from evtlm.errors import DataError
-from evtlm.events import (ACTION_DTYPE, NUMERIC_EXTRAS, STRING_DTYPE, DataReport, EventLog, Ingest, finalize_catalog,
-                          read_catalog)
-from evtlm.fsio import TMP_PREFIX, fsync_dir, fsync_tree, remove_tree
-from evtlm.readers import ROW
+from evtlm.events import (ACTION_DTYPE, NUMERIC_EXTRAS, STRING_DTYPE, DataReport, EventLog, Ingest, check_columns,
+                          finalize_catalog, read_catalog)
+from evtlm.partition_fs import MANIFEST, Folder, filesystem
+from evtlm.readers import MALFORMED, ROW, RawTable
 from evtlm.recipe import DataConfig
+from evtlm.sources import Source
 
 FORMAT = 1
 PLACEMENT = "pandas.util.hash_array(user_id) % shards"  # stable across runs, machines and versions of evtlm
-MANIFEST = "manifest.json"
 
 __all__ = ["Partition", "partition_events", "read_partition", "shard_of"]
 
@@ -74,21 +80,26 @@ def shard_of(user_id: pd.Series | np.ndarray, shards: int) -> np.ndarray:
 
 @dataclass
 class Partition:
-    """A complete partition folder: its manifest, data report and shards."""
+    """A complete partition folder: its manifest, data report and shards (``fs``: the fsspec
+    filesystem of a folder given as a URL, None for a local one)."""
 
-    path: Path
+    path: Path | str
     manifest: dict[str, Any]
     report: DataReport
+    fs: Any = None
 
     @property
     def shards(self) -> int:
         return int(self.manifest["shards"])
 
+    def _folder(self) -> Folder:
+        return Folder(self.path, self.fs)
+
     def shard(self, k: int) -> pd.DataFrame:
         """The canonical events of shard ``k`` (dtypes as `evtlm.events.finalize_events` gives them)."""
         if not 0 <= k < self.shards:
             raise IndexError(f"shard {k} of a partition of {self.shards}")
-        return _canonical(pq.read_table(self.path / _shard_name(k)).to_pandas())
+        return _canonical(self._folder().read_table(_shard_name(k)).to_pandas())
 
     def iter_shards(self, ranks: tuple[int, int] = (0, 1)) -> Iterator[tuple[int, pd.DataFrame]]:
         """``(k, events)`` of the shards of process ``rank`` of ``world`` (``ranks``): shard k
@@ -99,8 +110,8 @@ class Partition:
 
     @property
     def catalog(self) -> pd.DataFrame | None:
-        path = self.path / "catalog.parquet"
-        return finalize_catalog(pq.read_table(path).to_pandas()) if path.is_file() else None
+        folder = self._folder()
+        return finalize_catalog(folder.read_table("catalog.parquet").to_pandas()) if folder.exists("catalog.parquet") else None
 
     def event_log(self) -> EventLog:
         """Every shard in one `EventLog` (memory: the whole log), users in shard order."""
@@ -113,69 +124,90 @@ def _shard_name(k: int) -> str:
 
 
 def read_partition(path: str | Path) -> Partition:
-    """A partition folder written by `partition_events`; a clear error when it is not one, or
-    was never completed."""
-    path = Path(path)
-    meta = path / MANIFEST
-    if not meta.is_file():
+    """A partition folder written by `partition_events` (a local path or an fsspec URL); a clear
+    error when it is not one, or was never completed."""
+    folder = Folder.at(path)
+    meta = folder.file(MANIFEST)
+    if not folder.exists(MANIFEST):
         raise DataError(f"{str(path)!r} is not a partition folder (no {MANIFEST})", where=str(path),
                         fix="write one with `evtlm partition RECIPE --out DIR` (a partial one is never renamed into place)")
-    manifest = json.loads(meta.read_text())
+    manifest = json.loads(folder.read_text(MANIFEST))
     if manifest.get("format") != FORMAT:
         raise DataError(f"partition format {manifest.get('format')!r}, this evtlm reads {FORMAT}", where=str(meta),
                         fix="partition the log again with this version")
-    report = DataReport(**json.loads((path / "report.json").read_text()))
-    return Partition(path, manifest, report)
+    report = DataReport(**json.loads(folder.read_text("report.json")))
+    return Partition(folder.root, manifest, report, folder.fs)
 
 
 # ------------------------------------------------------------------------------------ writing
+ENGINES = ("local", "dask")
+
+
 def partition_events(cfg: DataConfig, out: str | Path, shards: int, *, base_dir: str | Path | None = None,
-                     chunk_rows: int = 1_000_000, progress: bool = False, overwrite: bool = False) -> Partition:
-    """Cut the log of ``cfg`` into ``shards`` shards by user under ``out`` (see the module doc)."""
+                     chunk_rows: int = 1_000_000, progress: bool = False, overwrite: bool = False,
+                     engine: str = "local", scheduler: Any = None, workers: int | None = None) -> Partition:
+    """Cut the log of ``cfg`` into ``shards`` shards by user under ``out`` (see the module doc).
+
+    ``engine`` ``local`` reads the parts one after another in this process; ``dask`` runs the
+    same steps as Dask tasks, a part and then a shard at a time (`evtlm.partition_dask`;
+    ``scheduler``: a scheduler address, a ``distributed.Client``, or None for a local cluster of
+    ``workers`` processes).
+    Both write the same bytes. ``out`` may be an fsspec URL (``s3://bucket/parts``, ``memory://p``).
+    """
     from evtlm.presets import PRESETS, resolve_data_config
 
     if shards < 1:
         raise DataError(f"shards = {shards}", where="evtlm partition --shards", fix="give at least 1")
-    out = Path(out)
-    if out.exists() and not overwrite:
+    if engine not in ENGINES:
+        raise DataError(f"engine {engine!r}", where="evtlm partition --engine", fix=f"one of {', '.join(ENGINES)}")
+    if isinstance(cfg.path, str) and cfg.path.startswith("file://"):
+        cfg = cfg.model_copy(update={"path": str(filesystem(cfg.path)[1])})
+    target = Folder.at(out)
+    if target.exists() and not overwrite:
         raise DataError(f"{str(out)!r} exists", where="evtlm partition --out",
                         fix="choose a new folder, or pass --overwrite to replace it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f"{TMP_PREFIX}{out.name}-"))
-    try:
-        resolved = resolve_data_config(cfg) if cfg.preset else cfg
-        preset = resolved.preset
-        # a preset with a reader of its own builds its catalog from the whole table; evtlm_shop's
-        # reader only finds the catalog beside the events, so it streams like a plain mapping
-        whole = preset is not None and PRESETS[preset].reader is not None and preset != "evtlm_shop"
-        if cfg.path is None and cfg.preset is None or whole:
-            how = "in memory (the synthetic shop)" if cfg.path is None else (
-                f"in memory (preset {preset!r} builds its catalog from the whole table), then cut by user")
-            meta = _cut_in_memory(cfg, base_dir, tmp, shards, progress)
-        else:
-            if preset == "evtlm_shop":
-                from evtlm.preset_readers import evtlm_shop_config
+    runner = None
+    if engine == "dask":
+        from evtlm.partition_dask import DaskRunner
 
-                resolved = evtlm_shop_config(resolved, base_dir)
-            how = f"in chunks of {chunk_rows:,} rows"
-            meta = _cut_streaming(resolved, base_dir, tmp, shards, chunk_rows, progress)
-        manifest = {"format": FORMAT, "shards": shards, "placement": PLACEMENT, "read": how, **meta,
-                    "source": json.loads((tmp / "report.json").read_text())["source"]}
-        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
-        fsync_tree(tmp)
-        if out.exists():
-            aside = out.with_name(f"{TMP_PREFIX}discard-{out.name}-{os.getpid()}")
-            out.rename(aside)
-            remove_tree(aside)
-        tmp.rename(out)
-        fsync_dir(out.parent)
-    except BaseException:
-        remove_tree(tmp)
-        raise
+        runner = DaskRunner(scheduler, workers)  # fails here, before anything is written, without the extra or a scheduler
+    try:
+        tmp = target.temporary()
+        try:
+            resolved = resolve_data_config(cfg) if cfg.preset else cfg
+            preset = resolved.preset
+            # a preset with a reader of its own builds its catalog from the whole table; evtlm_shop's
+            # reader only finds the catalog beside the events, so it streams like a plain mapping
+            whole = preset is not None and PRESETS[preset].reader is not None and preset != "evtlm_shop"
+            if cfg.path is None and cfg.preset is None or whole:
+                how = "in memory (the synthetic shop)" if cfg.path is None else (
+                    f"in memory (preset {preset!r} builds its catalog from the whole table), then cut by user")
+                meta = _cut_in_memory(cfg, base_dir, tmp, shards, progress)
+            else:
+                if preset == "evtlm_shop":
+                    from evtlm.preset_readers import evtlm_shop_config
+
+                    resolved = evtlm_shop_config(resolved, base_dir)
+                how = f"in chunks of {chunk_rows:,} rows"
+                ingest = Ingest(resolved, base_dir)
+                if runner is None:
+                    meta = _cut_streaming(ingest, tmp, shards, chunk_rows, progress)
+                else:
+                    meta = runner.cut(ingest, tmp, shards, chunk_rows, progress)
+            manifest = {"format": FORMAT, "shards": shards, "placement": PLACEMENT, "read": how, **meta,
+                        "source": json.loads(tmp.read_text("report.json"))["source"]}
+            tmp.write_text(MANIFEST, json.dumps(manifest, indent=1) + "\n")
+            target.replace_with(tmp)
+        except BaseException:
+            tmp.remove()
+            raise
+    finally:
+        if runner is not None:
+            runner.close()
     return read_partition(out)
 
 
-def _cut_in_memory(cfg: DataConfig, base_dir, tmp: Path, shards: int, progress: bool) -> dict[str, Any]:
+def _cut_in_memory(cfg: DataConfig, base_dir, tmp: Folder, shards: int, progress: bool) -> dict[str, Any]:
     from evtlm.presets import load_event_log
 
     log = load_event_log(cfg, base_dir)
@@ -185,22 +217,27 @@ def _cut_in_memory(cfg: DataConfig, base_dir, tmp: Path, shards: int, progress: 
     return counts
 
 
-def _write_shards(tmp: Path, shards: int, events_of, progress: bool) -> dict[str, list[int]]:
+def _write_shards(tmp: Folder, shards: int, events_of, progress: bool) -> dict[str, list[int]]:
     from tqdm.auto import tqdm
 
     events, users = [], []
     for k in tqdm(range(shards), desc="write shards", unit="shard", disable=not progress):
         ev = events_of(k)
-        pq.write_table(pa.Table.from_pandas(ev.reset_index(drop=True), preserve_index=False), tmp / _shard_name(k))
+        write_shard(tmp, k, ev.reset_index(drop=True))
         events.append(len(ev))
         users.append(int(ev["user_id"].nunique()))
     return {"events": events, "users": users}
 
 
-def _write_tail(tmp: Path, report: DataReport, catalog: pd.DataFrame | None) -> None:
+def write_shard(folder: Folder, k: int, events: pd.DataFrame) -> None:
+    """Shard ``k``'s canonical events, as every engine writes them (one Parquet writer setting)."""
+    folder.write_table(_shard_name(k), pa.Table.from_pandas(events, preserve_index=False))
+
+
+def _write_tail(tmp: Folder, report: DataReport, catalog: pd.DataFrame | None) -> None:
     if catalog is not None:
-        pq.write_table(pa.Table.from_pandas(catalog, preserve_index=False), tmp / "catalog.parquet")
-    (tmp / "report.json").write_text(json.dumps(report.to_dict(), indent=1, default=str) + "\n")
+        tmp.write_table("catalog.parquet", pa.Table.from_pandas(catalog, preserve_index=False))
+    tmp.write_text("report.json", json.dumps(report.to_dict(), indent=1, default=str) + "\n")
 
 
 def _schema(events: pd.DataFrame) -> pa.Schema:
@@ -224,43 +261,242 @@ def _arrow_chunk(events: pd.DataFrame, schema: pa.Schema) -> pa.Table:
     return pa.table(cols, schema=schema)
 
 
-def _cut_streaming(cfg: DataConfig, base_dir, tmp: Path, shards: int, chunk_rows: int,
-                   progress: bool) -> dict[str, Any]:
+# ------------------------------------------------ the steps every engine runs (pure: no shared state)
+@dataclass
+class ReadPlan:
+    """What reading any one part needs, fixed before the parts are read: the first part's
+    columns and delimiter, the roles, and the unit each timestamp column's first chunk was read
+    in (a later part must read its column the same way, as one sequential read would)."""
+
+    fmt: str
+    names: list[str]
+    delimiter: str | None
+    roles: dict[str, str]
+    chunk_rows: int
+    shards: int
+    units: dict[str, str]
+
+
+@dataclass
+class PartCut:
+    """One part read, checked and hashed to shards: its data rows (malformed ones included), the
+    shards it gave rows to, its report (row numbers counted from the part's first row) and schema."""
+
+    rows: int
+    shards: list[int]
+    report: DataReport
+    schema: pa.Schema | None
+    units: dict[str, str]
+
+
+def plan_read(ingest: Ingest, chunk_rows: int, shards: int) -> ReadPlan:
+    """Every part's columns checked (`Ingest`'s plan), before any is read."""
+    _, fmt, names, delim, roles = ingest._plan(None, None, "data.path")
+    return ReadPlan(fmt, names, delim, roles, chunk_rows, shards, {})
+
+
+def _scratch(ingest: Ingest, units: dict[str, str] | None = None) -> Ingest:
+    """A copy of ``ingest`` with a report of its own: a step's counts, merged in order later."""
+    ing = copy.copy(ingest)
+    ing.report = DataReport(source=ingest.report.source)
+    ing._units = dict(units or {})
+    return ing
+
+
+def _part_chunks(ing: Ingest, part: Source, plan: ReadPlan) -> Iterator[RawTable]:
+    cfg = ing.cfg
+    return iter_chunks([part], fmt=plan.fmt, delimiter=plan.delimiter, has_header=cfg.has_header, names=plan.names,
+                       wanted=list(dict.fromkeys(plan.roles.values())), on_bad_rows=cfg.on_bad_rows,
+                       report=ing.report, encoding=cfg.encoding, chunk_rows=plan.chunk_rows)
+
+
+def first_units(ingest: Ingest, plan: ReadPlan) -> dict[str, str]:
+    """The timestamp units a sequential read fixes on the log's first chunk (one chunk is read)."""
+    ing = _scratch(ingest)
+    for part in ingest.sources:
+        for chunk in _part_chunks(ing, Source(part.path, dict(part.partition)), plan):
+            ing.to_events(chunk)
+            return dict(ing._units)
+    return {}
+
+
+def cut_part(ingest: Ingest, part: Source, plan: ReadPlan, write, progress=None) -> PartCut:
+    """Read one part in chunks, check and map each (`Ingest.to_events`) and hand every shard's
+    rows to ``write(k, table)``, in file order. Row numbers start at 1 in this part."""
+    ing = _scratch(ingest, plan.units)
+    part = Source(part.path, dict(part.partition))
+    schema: pa.Schema | None = None
+    written: set[int] = set()
+    for chunk in _part_chunks(ing, part, plan):
+        check_columns(plan.roles, list(chunk.df.columns), chunk.source, header=True)
+        ing.report.rows_read += len(chunk.df)
+        events = ing.to_events(chunk)
+        if progress is not None:
+            progress(len(chunk.df))
+        if len(events) == 0:
+            continue
+        schema = schema or _schema(events)
+        where = shard_of(events["user_id"], plan.shards)
+        table = _arrow_chunk(events, schema)
+        order = np.argsort(where, kind="stable")  # rows of one shard together, file order kept
+        bounds = np.searchsorted(where[order], np.arange(plan.shards + 1))
+        for k in range(plan.shards):
+            lo, hi = bounds[k], bounds[k + 1]
+            if hi > lo:
+                write(k, table.take(order[lo:hi]))
+                written.add(k)
+    ing.report.rows_read += ing.report.dropped.get(MALFORMED, 0)
+    return PartCut(part.rows, sorted(written), ing.report, schema, dict(ing._units))
+
+
+def merge_cuts(ingest: Ingest, cuts: list[PartCut]) -> list[int]:
+    """The parts' reports into ``ingest.report`` in part order, row numbers shifted to the whole
+    log's; the offset of each part's rows (what its ``_row`` values need adding)."""
+    offsets, next_row = [], 1
+    for part, cut in zip(ingest.sources, cuts):
+        part.first_row, part.rows = next_row, cut.rows
+        offsets.append(next_row - 1)
+        _absorb(ingest.report, cut.report, shift=next_row - 1)
+        next_row += cut.rows
+    ingest._record_files(ingest.sources)
+    return offsets
+
+
+def _absorb(report: DataReport, step: DataReport, shift: int = 0) -> None:
+    """Add a step's counts to ``report`` as if its rows had been dropped there, in order."""
+    report.rows_read += step.rows_read
+    report.duplicates_removed += step.duplicates_removed
+    for reason, n in step.dropped.items():
+        report.dropped[reason] = report.dropped.get(reason, 0) + n
+        rows = set(report.dropped_rows.get(reason, [])) | {r + shift for r in step.dropped_rows.get(reason, [])}
+        report.dropped_rows[reason] = sorted(rows)[:5]
+    for value, n in step.raw_actions.items():
+        report.raw_actions[value] = report.raw_actions.get(value, 0) + n
+    report.notes.extend(step.notes)
+
+
+def shifted(table: pa.Table, offset: int) -> pa.Table:
+    """A piece of a part with its ``_row`` numbers in the whole log's numbering."""
+    if offset == 0:
+        return table
+    i = table.schema.get_field_index(ROW)
+    return table.set_column(i, table.schema.field(i), pc.add(table.column(i), pa.scalar(offset, pa.int64())))
+
+
+def raw_events(tables: list[pa.Table], schema: pa.Schema) -> pd.DataFrame:
+    """A shard's raw rows (its pieces in part order) as canonical columns."""
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    return _canonical(table.to_pandas())
+
+
+def clean_shard(ingest: Ingest, raw: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray, DataReport]:
+    """`Ingest.clean` of one shard: the rows left, the duplicates' row numbers, the step's report."""
+    ing = _scratch(ingest)
+    df, dup = ing.clean([raw])
+    return df, dup, ing.report
+
+
+def complete_shard(ingest: Ingest, df: pd.DataFrame, threshold: int | None,
+                   catalog: pd.DataFrame | None) -> tuple[pd.DataFrame, _Summary, DataReport]:
+    """The ``max_users`` subset and sessions of one cleaned shard: its events, summary and report."""
+    ing = _scratch(ingest)
+    events = ing.complete(ing.keep_users(df, threshold))
+    summary = _Summary(derived_sessions=ingest.cfg.columns.session is None)
+    summary.add(events, catalog)
+    return events, summary, ing.report
+
+
+def write_clean(folder: Folder, k: int, df: pd.DataFrame) -> None:
+    folder.write_table(f"raw/clean-{k:05d}.parquet", pa.Table.from_pandas(df, preserve_index=False))
+
+
+def read_clean(folder: Folder, k: int) -> pd.DataFrame:
+    return _canonical(folder.read_table(f"raw/clean-{k:05d}.parquet").to_pandas())
+
+
+def user_keys(df: pd.DataFrame) -> np.ndarray:
+    return pd.util.hash_array(np.asarray(df["user_id"].unique(), dtype=object))
+
+
+def finish_report(ingest: Ingest, tmp: Folder, dups: list[np.ndarray], summary: _Summary,
+                  catalog: pd.DataFrame | None) -> None:
+    """The merged report's last lines (duplicates, totals, catalog), then report.json."""
+    ingest.note_duplicates(np.concatenate(dups) if dups else np.array([], dtype=np.int64))
+    ingest.check_not_empty(summary.rows)
+    summary.fill(ingest.report)
+    ingest.note_catalog(catalog, missing=summary.missing)
+    _write_tail(tmp, ingest.report, catalog)
+
+
+# ------------------------------------------------------------------- the local engine: one process
+def _cut_streaming(ingest: Ingest, tmp: Folder, shards: int, chunk_rows: int, progress: bool) -> dict[str, Any]:
     from tqdm.auto import tqdm
 
-    ingest = Ingest(cfg, base_dir)
-    raw = tmp / "raw"
-    raw.mkdir()
+    cfg = ingest.cfg
+    plan = plan_read(ingest, chunk_rows, shards)
     writers: dict[int, pq.ParquetWriter] = {}
-    schema: pa.Schema | None = None
-    total = _known_rows(ingest)
-    bar = tqdm(total=total, desc="read + cut by user", unit="row", unit_scale=True, disable=not progress)
+    cuts: list[PartCut] = []
+    bar = tqdm(total=_known_rows(ingest), desc="read + cut by user", unit="row", unit_scale=True,
+               disable=not progress)
     try:
-        for chunk in ingest.chunks(chunk_rows):
-            events = ingest.to_events(chunk)
-            bar.update(len(chunk.df))
-            if len(events) == 0:
-                continue
-            schema = schema or _schema(events)
-            where = shard_of(events["user_id"], shards)
-            table = _arrow_chunk(events, schema)
-            order = np.argsort(where, kind="stable")  # rows of one shard together, file order kept
-            bounds = np.searchsorted(where[order], np.arange(shards + 1))
-            for k in range(shards):
-                lo, hi = bounds[k], bounds[k + 1]
-                if hi > lo:
-                    if k not in writers:
-                        writers[k] = pq.ParquetWriter(raw / _shard_name(k), schema)
-                    writers[k].write_table(table.take(order[lo:hi]))
-            bar.set_postfix(shards_open=len(writers), events=f"{ingest.report.rows_read:,}")
+        for part in ingest.sources:  # one after another: each part's rows follow the last part's
+            offset = sum(c.rows for c in cuts)
+
+            def write(k: int, table: pa.Table, offset=offset) -> None:
+                if k not in writers:
+                    writers[k] = tmp.writer(f"raw/{_shard_name(k)}", table.schema)
+                writers[k].write_table(shifted(table, offset))
+
+            cuts.append(cut_part(ingest, part, plan, write, progress=bar.update))
+            plan.units = plan.units or cuts[-1].units
+            bar.set_postfix(shards_open=len(writers))
     finally:
         for w in writers.values():
             w.close()
         bar.close()
+    merge_cuts(ingest, cuts)
+    schema = next((c.schema for c in cuts if c.schema is not None), None)
     if schema is None:
         ingest.check_not_empty(0)
-    catalog = read_catalog(cfg.catalog, base_dir, cfg.on_bad_rows, ingest.report) if cfg.catalog else None
-    return _finish_shards(ingest, raw, tmp, shards, schema, catalog, progress)
+    catalog = read_catalog(cfg.catalog, ingest.base_dir, cfg.on_bad_rows, ingest.report) if cfg.catalog else None
+
+    def raw_shard(k: int) -> pd.DataFrame:
+        name = f"raw/{_shard_name(k)}"
+        return raw_events([tmp.read_table(name)] if k in writers else [], schema)
+
+    subset = cfg.max_users is not None
+    dups: list[np.ndarray] = []
+    hashes: list[np.ndarray] = []
+    bar = tqdm(total=shards * (2 if subset else 1), desc="finish shards", unit="shard", disable=not progress)
+    if subset:  # the subset is chosen among every user left after the filters: all shards first
+        for k in range(shards):
+            df, dup, step = clean_shard(ingest, raw_shard(k))
+            _absorb(ingest.report, step)
+            dups.append(dup)
+            hashes.append(user_keys(df))
+            write_clean(tmp, k, df)
+            bar.update()
+    threshold = ingest.choose_users(np.concatenate(hashes)) if subset else None
+    merged = _Summary(derived_sessions=cfg.columns.session is None)
+    counts: dict[str, list[int]] = {"events": [], "users": []}
+    for k in range(shards):
+        if subset:
+            df = read_clean(tmp, k)
+        else:
+            df, dup, step = clean_shard(ingest, raw_shard(k))
+            _absorb(ingest.report, step)
+            dups.append(dup)
+        events, summary, step = complete_shard(ingest, df, threshold, catalog)
+        _absorb(ingest.report, step)
+        merged.merge(summary)
+        write_shard(tmp, k, events)
+        counts["events"].append(len(events))
+        counts["users"].append(int(events["user_id"].nunique()))
+        bar.update()
+    bar.close()
+    tmp.remove("raw")
+    finish_report(ingest, tmp, dups, merged, catalog)
+    return counts
 
 
 def _known_rows(ingest: Ingest) -> int | None:
@@ -284,54 +520,6 @@ def _canonical(df: pd.DataFrame) -> pd.DataFrame:
     return df
 
 
-def _finish_shards(ingest: Ingest, raw: Path, tmp: Path, shards: int, schema: pa.Schema,
-                   catalog: pd.DataFrame | None, progress: bool) -> dict[str, Any]:
-    """Pass 2: each shard cleaned as `Ingest.finish` would; the max_users threshold from every
-    shard's users; then sessions and the report, merged over shards."""
-    from tqdm.auto import tqdm
-
-    def raw_shard(k: int) -> pd.DataFrame:
-        path = raw / _shard_name(k)
-        table = pq.read_table(path) if path.is_file() else schema.empty_table()
-        return _canonical(table.to_pandas())
-
-    subset = ingest.cfg.max_users is not None
-    dups: list[np.ndarray] = []
-    hashes: list[np.ndarray] = []
-    bar = tqdm(total=shards * (2 if subset else 1), desc="finish shards", unit="shard", disable=not progress)
-    if subset:  # the subset is chosen among every user left after the filters: all shards first
-        for k in range(shards):
-            df, dup = ingest.clean([raw_shard(k)])
-            dups.append(dup)
-            hashes.append(pd.util.hash_array(np.asarray(df["user_id"].unique(), dtype=object)))
-            pq.write_table(pa.Table.from_pandas(df, preserve_index=False), raw / f"clean-{k:05d}.parquet")
-            bar.update()
-    threshold = ingest.choose_users(np.concatenate(hashes)) if subset else None
-    merged = _Summary(derived_sessions=ingest.cfg.columns.session is None)
-    counts: dict[str, list[int]] = {"events": [], "users": []}
-    for k in range(shards):
-        if subset:
-            df = _canonical(pq.read_table(raw / f"clean-{k:05d}.parquet").to_pandas())
-        else:
-            df, dup = ingest.clean([raw_shard(k)])
-            dups.append(dup)
-        df = ingest.keep_users(df, threshold)
-        events = ingest.complete(df)
-        merged.add(events, catalog)
-        pq.write_table(pa.Table.from_pandas(events, preserve_index=False), tmp / _shard_name(k))
-        counts["events"].append(len(events))
-        counts["users"].append(int(events["user_id"].nunique()))
-        bar.update()
-    bar.close()
-    remove_tree(raw)
-    ingest.note_duplicates(np.concatenate(dups) if dups else np.array([], dtype=np.int64))
-    ingest.check_not_empty(merged.rows)
-    merged.fill(ingest.report)
-    ingest.note_catalog(catalog, missing=merged.missing)
-    _write_tail(tmp, ingest.report, catalog)
-    return counts
-
-
 class _Summary:
     """`DataReport.summarize` over shards: sums, and distinct items / visits as unions of 64-bit
     hashes (a user lies in one shard, an item or a visit id may lie in several). Derived visit
@@ -346,6 +534,18 @@ class _Summary:
         self.actions: dict[str, int] = {}
         self.start: pd.Timestamp | None = None
         self.end: pd.Timestamp | None = None
+
+    def merge(self, other: _Summary) -> None:
+        """Another shard's summary added (as if its events had been `add` ed here)."""
+        self.rows, self.users, self.missing = self.rows + other.rows, self.users + other.users, self.missing + other.missing
+        self.n_sessions += other.n_sessions
+        self.items.extend(other.items)
+        self.sessions.extend(other.sessions)
+        for a, n in other.actions.items():
+            self.actions[a] = self.actions.get(a, 0) + n
+        if other.start is not None:
+            self.start = other.start if self.start is None else min(self.start, other.start)
+            self.end = other.end if self.end is None else max(self.end, other.end)
 
     def add(self, events: pd.DataFrame, catalog: pd.DataFrame | None) -> None:
         if len(events) == 0:
