@@ -31,7 +31,7 @@ from evtlm.errors import TaskError
 from evtlm.events import EventLog
 from evtlm.fsio import writing
 from evtlm.recipe import Recipe
-from evtlm.splits import SPLITS, TRAIN, assert_prompts_before_labels
+from evtlm.splits import SPLITS, TRAIN, TimeWindows, assert_prompts_before_labels
 from evtlm.tasks import Task, TaskContext, get_task
 from evtlm.tokenization import (
     TokenizerInfo,
@@ -47,7 +47,28 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["Prepared", "prepare", "text_recipe", "item_vocabulary"]
+__all__ = ["Prepared", "LogFacts", "prepare", "text_recipe", "item_vocabulary"]
+
+
+@dataclass(frozen=True)
+class LogFacts:
+    """What one shard of a log cannot know alone (`evtlm.shard_data` computes it over every
+    shard): the whole log's split windows, its label space and its items. `prepare` given these
+    builds a shard's examples exactly as the whole log's would be built for the same users."""
+
+    windows: TimeWindows | None  # None under leave_one_out
+    label_space: list[str] | None  # None: the task's label space does not depend on the data
+    items: list[str]  # every item id of the log, sorted: the item tokens, in `item_vocabulary` order
+
+    def key(self) -> dict[str, Any]:
+        """A fingerprint for the data cache key (the label space and items hashed)."""
+        import hashlib
+
+        def digest(values):
+            return None if values is None else hashlib.sha256("\x1f".join(values).encode()).hexdigest()[:16]
+
+        return {"windows": self.windows.to_dict() if self.windows else None,
+                "label_space": digest(self.label_space), "items": digest(self.items)}
 
 
 @dataclass
@@ -73,8 +94,9 @@ class Prepared:
 
 def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, cache_dir: str | Path | None = None,
             progress: bool = True, *, events: EventLog | None = None, base_dir: str | Path | None = None,
-            use_cache: bool = True) -> Prepared:
-    """Tokenized examples for ``recipe`` (see the module doc). ``events`` skips reading the data."""
+            use_cache: bool = True, facts: LogFacts | None = None) -> Prepared:
+    """Tokenized examples for ``recipe`` (see the module doc). ``events`` skips reading the data;
+    ``facts``: ``events`` are one shard of a larger log, whose windows, label space and items these are."""
     from tqdm.auto import tqdm
 
     recipe = text_recipe(recipe)
@@ -96,14 +118,17 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
             info = TokenizerInfo("pretrained", recipe.model.tokenizer or recipe.model.base, len(tokenizer))
     if tokenizer is not None:
         tok_key = tokenizer_fingerprint(tokenizer)
-    key = datacache.cache_key(recipe, datacache.data_fingerprint(recipe.data, events, base_dir), tok_key)
+    data_fp = datacache.data_fingerprint(recipe.data, events, base_dir)
+    if facts is not None:
+        data_fp = {**data_fp, "facts": facts.key()}
+    key = datacache.cache_key(recipe, data_fp, tok_key)
     final = root / key
     if use_cache and datacache.is_complete(final):
         prepared = _load_cached(final, recipe, task, tokenizer, info)
         if prepared is not None:
             bar.close()
             if recipe.model.item_tokens:  # a given/pretrained tokenizer does not have them yet
-                add_item_tokens(prepared.tokenizer, item_vocabulary(prepared.events))
+                add_item_tokens(prepared.tokenizer, facts.items if facts else item_vocabulary(prepared.events))
             return prepared
 
     bar.set_postfix_str("events")
@@ -113,7 +138,8 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
         events = load_event_log(recipe.data, base_dir)
     bar.update()
     bar.set_postfix_str("examples")
-    ctx = TaskContext.build(events.events, events.catalog, recipe.task, recipe.split, recipe.verbalize)
+    ctx = TaskContext.build(events.events, events.catalog, recipe.task, recipe.split, recipe.verbalize,
+                            windows=facts.windows if facts else None, label_space=facts.label_space if facts else None)
     exset = task.build_examples(ctx)
     table = exset.table
     if not (table["split"] == TRAIN).any():
@@ -138,7 +164,7 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
         corpus = train_texts + (train["question"] + train["target"]).tolist()
         tokenizer, info = load_tokenizer(recipe.model, corpus, root.parent)
     if recipe.model.item_tokens:  # before any text is tokenized: " <item_7>" must be one token
-        add_item_tokens(tokenizer, item_vocabulary(events))
+        add_item_tokens(tokenizer, facts.items if facts else item_vocabulary(events))
     task.check_label_space(exset.label_space, tokenizer)
     bar.update()
     bar.set_postfix_str("tokenize")

@@ -65,14 +65,25 @@ class TaskContext:
     verbalize: VerbalizeConfig
     windows: TimeWindows | None  # None under leave_one_out
     capped: dict[str, int] = field(default_factory=dict)  # split -> examples task.examples_per_user dropped
+    # the whole log's label space when these events are one shard of it (evtlm.shard_data); None:
+    # the task derives it from these events
+    label_space: list[str] | None = None
 
     @classmethod
     def build(cls, events: pd.DataFrame, catalog: pd.DataFrame | None, task: TaskConfig,
-              split: SplitConfig, verbalize: VerbalizeConfig) -> TaskContext:
+              split: SplitConfig, verbalize: VerbalizeConfig, *, windows: TimeWindows | None = None,
+              label_space: list[str] | None = None) -> TaskContext:
+        """``windows`` / ``label_space``: the whole log's, for a shard of it (else from ``events``)."""
         from evtlm.splits import time_windows
 
-        windows = time_windows(events, split) if split.method == "time" else None
-        return cls(events, catalog, EventIndex.from_events(events), task, split, verbalize, windows)
+        if windows is None and split.method == "time":
+            windows = time_windows(events, split)
+        return cls(events, catalog, EventIndex.from_events(events), task, split, verbalize,
+                   windows if split.method == "time" else None, label_space=label_space)
+
+    def label_space_or(self, derive) -> list[str]:
+        """The fixed label space when there is one, else ``derive()`` (the task's own rule)."""
+        return list(self.label_space) if self.label_space is not None else derive()
 
 
 @dataclass

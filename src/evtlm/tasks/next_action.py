@@ -56,10 +56,15 @@ class NextAction:
             )
         return answers
 
+    def merge_label_spaces(self, ctx: TaskContext, spaces: list[list[str]]) -> list[str]:
+        """The label space of a log from its shards' (`evtlm.shard_data`): what `label_space` gives on the whole log."""
+        seen = set().union(*spaces)
+        return [answer_of(a, ctx) for a in ACTIONS if answer_of(a, ctx) in seen]
+
     def build_examples(self, ctx: TaskContext) -> ExampleSet:
         cand = next_event_candidates(ctx, require_item=False)
         mask = train_mask_for(ctx, cand)
-        space = self.label_space(ctx, mask)
+        space = ctx.label_space_or(lambda: self.label_space(ctx, mask))
         actions = ctx.events["action"].to_numpy()[cand["target_pos"].to_numpy()].astype(str)
         answers = {a: answer_of(a, ctx) for a in set(actions)}
         cand["question"] = self.question

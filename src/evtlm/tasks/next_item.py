@@ -52,10 +52,14 @@ class NextItem:
             raise empty_split_error(self.name, "items in the training window")
         return sorted(set(render_answers(items, ctx).to_numpy()))
 
+    def merge_label_spaces(self, ctx: TaskContext, spaces: list[list[str]]) -> list[str]:
+        """The label space of a log from its shards' (`evtlm.shard_data`): what `label_space` gives on the whole log."""
+        return sorted(set().union(*spaces))
+
     def build_examples(self, ctx: TaskContext) -> ExampleSet:
         cand = next_event_candidates(ctx, require_item=True)
         mask = train_mask_for(ctx, cand)
-        space = self.label_space(ctx, mask)
+        space = ctx.label_space_or(lambda: self.label_space(ctx, mask))
         items = ctx.events["item_id"].to_numpy(dtype=object, na_value=None)[cand["target_pos"].to_numpy()]
         answers = render_answers(items, ctx)
         cand["question"] = self.question

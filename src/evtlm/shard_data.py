@@ -1,0 +1,224 @@
+"""Tokenized shards: a partitioned log (`evtlm.partition`) prepared shard by shard, so memory is
+bounded by the shard, not the log, and each training process reads only its own shards.
+
+Every stage after reading depends on one user's events plus a few facts of the whole log
+(`evtlm.data.LogFacts`). `prepare_shards` therefore runs in two passes over the shards, one
+shard in memory at a time:
+
+1. **Facts**: the log's first and last timestamp (so the split windows), every item id (the item
+   tokens) and, for tasks whose answers come from the data (next_item, next_action), the union of
+   each shard's training label space, computed by the task's own rule under those windows and
+   merged by the task (``merge_label_spaces``).
+2. **Shards**: `evtlm.data.prepare` on each shard's users with those facts and one tokenizer.
+   A shard's examples, windows, token ids and labels are then those the whole-log `prepare`
+   builds for the same users (`tests/test_shard_data.py` checks it); only example ids are
+   numbered per shard, and the within-window identity codes ``ev_cat`` (and next_action's
+   ``ev_item``), which the model only compares for equality, are numbered per shard.
+
+The tokenizer: a given or pretrained one as is; a scratch tokenizer is trained on the first
+shard's training text (users are hashed to shards, so it is a uniform sample of the users;
+about 1/shards of the text a whole-log run would train it on), then the log's item tokens added.
+
+Layout: a data-cache entry (`evtlm.datacache`), written to a temporary sibling and committed with
+its completion marker, so a partial one is never read. Its key covers the partition's files, the
+recipe's data / verbalize / task / split sections, the model fields the data stage reads and the
+tokenizer::
+
+    <cache>/shards/<key>/
+      manifest.json     shards; examples, windows and tokens per split and shard; label space; facts
+      tokenizer/        the tokenizer of every shard (item tokens included)
+      shard-00000/      a prepared entry of that shard's users (`evtlm.data`: train.arrow, ...)
+
+>>> import tempfile, pathlib
+>>> from evtlm.partition import partition_events
+>>> from evtlm.recipe import Recipe
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> r = Recipe.model_validate({"data": {"synthetic": {"users": 150, "days": 30, "seed": 3}},
+...     "task": {"name": "purchase", "formulation": "stream", "max_tokens": 64},
+...     "model": {"when_unavailable": "scratch", "scratch": {"n_layer": 1, "n_head": 2, "n_embd": 16, "vocab_size": 400}}})
+>>> part = partition_events(r.data, d / "shop", shards=3)
+>>> r = r.model_copy(update={"data": r.data.model_copy(update={"path": str(part.path), "synthetic": None})})
+>>> sharded = prepare_shards(r, cache_dir=d / "cache", progress=False)
+>>> sharded.shards, len(sharded.dataset("train")) == sum(sharded.manifest["windows"]["train"])
+(3, True)
+>>> len(sharded.dataset("train", ranks=(1, 2))) == sharded.manifest["windows"]["train"][1]  # rank 1 of 2: shard 1
+True
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from evtlm import datacache
+from evtlm.data import LogFacts, Prepared, prepare, text_recipe
+from evtlm.errors import DataError, TaskError
+from evtlm.events import EventLog
+from evtlm.recipe import Recipe
+from evtlm.splits import SPLITS
+
+if TYPE_CHECKING:
+    from datasets import Dataset
+
+__all__ = ["ShardedData", "prepare_shards", "log_facts", "is_sharded"]
+
+MANIFEST = "manifest.json"
+FORMAT = 1
+
+
+def is_sharded(recipe: Recipe) -> bool:
+    """True when ``data.path`` names a partition folder (`evtlm.partition`)."""
+    from evtlm.partition_fs import MANIFEST as PART_MANIFEST
+
+    path = recipe.data.path
+    return path is not None and Path(path).is_dir() and (Path(path) / PART_MANIFEST).is_file()
+
+
+@dataclass
+class ShardedData:
+    """A committed folder of tokenized shards (see the module doc)."""
+
+    path: Path
+    manifest: dict[str, Any]
+    tokenizer: Any
+    from_cache: bool = False
+
+    @property
+    def shards(self) -> int:
+        return int(self.manifest["shards"])
+
+    @property
+    def label_space(self) -> list[str]:
+        return list(self.manifest["label_space"])
+
+    def mine(self, ranks: tuple[int, int] = (0, 1)) -> list[int]:
+        """The shards of process ``rank`` of ``world``: k % world == rank (as `evtlm.partition`)."""
+        rank, world = ranks
+        return list(range(rank, self.shards, world))
+
+    def dataset(self, split: str, ranks: tuple[int, int] = (0, 1)) -> Dataset:
+        """``split`` of this process's shards, memory-mapped (nothing is read until a row is)."""
+        from datasets import Dataset, concatenate_datasets
+
+        parts = [Dataset.from_file(str(self.path / _shard_dir(k) / f"{split}.arrow")) for k in self.mine(ranks)]
+        if not parts:
+            raise DataError(f"process {ranks[0]} of {ranks[1]} has no shard: the partition has {self.shards}",
+                            where=str(self.path), fix=f"partition into at least {ranks[1]} shards (evtlm partition --shards)")
+        return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
+
+    def shard(self, k: int, recipe: Recipe) -> Prepared:
+        """Shard ``k`` as an `evtlm.data.Prepared` (its events, index, datasets: that shard's users)."""
+        from evtlm.data import _load
+        from evtlm.tasks import get_task
+
+        recipe = text_recipe(recipe)
+        return _load(self.path / _shard_dir(k), recipe, get_task(recipe.task.name), self.tokenizer, None)
+
+
+def _shard_dir(k: int) -> str:
+    return f"shard-{k:05d}"
+
+
+def log_facts(recipe: Recipe, part, progress: bool = False) -> LogFacts:
+    """Pass 1 (see the module doc): windows, items and label space of the whole partition."""
+    from tqdm.auto import tqdm
+
+    from evtlm.splits import time_windows
+    from evtlm.tasks import TaskContext, get_task
+
+    recipe = text_recipe(recipe)
+    lo = hi = None
+    items: set[str] = set()
+    for k in tqdm(range(part.shards), desc="facts: times and items", unit="shard", disable=not progress, leave=False):
+        ev = part.shard(k)
+        if len(ev):
+            t0, t1 = ev["timestamp"].min(), ev["timestamp"].max()
+            lo, hi = (t0, t1) if lo is None else (min(lo, t0), max(hi, t1))
+        items.update(ev["item_id"].dropna().astype(str).unique().tolist())
+    if lo is None:
+        raise DataError("the partition holds no events", where=str(part.path), fix="check the partition's data report")
+    windows = None
+    if recipe.split.method == "time":
+        windows = time_windows(pd.DataFrame({"timestamp": [lo, hi]}), recipe.split)
+    task = get_task(recipe.task.name)
+    space = None
+    merge = getattr(task, "merge_label_spaces", None)  # tasks whose answers come from the data
+    if merge is not None:
+        spaces, ctx = [], None
+        for k in tqdm(range(part.shards), desc="facts: label space", unit="shard", disable=not progress, leave=False):
+            ev = part.shard(k)
+            ctx = TaskContext.build(ev, part.catalog, recipe.task, recipe.split, recipe.verbalize, windows=windows)
+            try:
+                spaces.append(task.build_examples(ctx).label_space)
+            except TaskError as exc:  # a shard without training targets adds nothing; the whole log decides
+                if "training window" not in str(exc):
+                    raise
+        space = merge(ctx, spaces)
+    return LogFacts(windows=windows, label_space=space, items=sorted(items))
+
+
+def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | None = None, progress: bool = True,
+                   use_cache: bool = True) -> ShardedData:
+    """Tokenized shards of the partition folder ``recipe.data.path`` (see the module doc)."""
+    from tqdm.auto import tqdm
+
+    from evtlm.partition import read_partition
+    from evtlm.tokenization import default_cache_dir, tokenizer_fingerprint
+
+    recipe = text_recipe(recipe)
+    if not is_sharded(recipe):
+        raise DataError(f"data.path {recipe.data.path!r} is not a partition folder", where="data.path",
+                        fix="write one with `evtlm partition RECIPE --out DIR` and point data.path at DIR")
+    part = read_partition(recipe.data.path)
+    root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "shards"
+    tok_key = tokenizer_fingerprint(tokenizer) if tokenizer is not None else f"scratch-or-base:{recipe.model.base}:" \
+        f"{recipe.model.tokenizer}:{recipe.model.scratch.vocab_size}"
+    key = datacache.cache_key(recipe, datacache.data_fingerprint(recipe.data), tok_key)
+    final = root / key
+    if use_cache and datacache.is_complete(final):
+        return _open(final, from_cache=True)
+
+    facts = log_facts(recipe, part, progress)
+    tmp = datacache.new_entry(root)
+    try:
+        counts: dict[str, dict[str, list[int]]] = {name: {s: [] for s in SPLITS} for name in ("examples", "windows", "tokens")}
+        for k in tqdm(range(part.shards), desc="prepare shards", unit="shard", disable=not progress):
+            log = EventLog(part.shard(k), part.catalog, part.report)
+            work = tmp / f"work-{k:05d}"
+            prepared = prepare(recipe, tokenizer=tokenizer, cache_dir=work, progress=False, events=log, facts=facts)
+            tokenizer = prepared.tokenizer  # a scratch one, trained on shard 0, tokenizes every later shard
+            if k == 0:
+                tokenizer.save_pretrained(str(tmp / "tokenizer"))
+            for s in SPLITS:
+                counts["examples"][s].append(len(prepared.index[s]))
+                counts["windows"][s].append(len(prepared.datasets[s]))
+                counts["tokens"][s].append(int(prepared.index[s]["n_tokens"].sum()))
+            entry = prepared.cache_path
+            del prepared
+            entry.rename(tmp / _shard_dir(k))
+            shutil.rmtree(work, ignore_errors=True)
+        manifest = {"format": FORMAT, "shards": part.shards, "partition": str(part.path), "label_space": facts.label_space
+                    if facts.label_space is not None else _label_space_of(tmp), "facts": facts.key(), **counts,
+                    "tokenizer": "trained on shard 0's training text" if tok_key.startswith("scratch-or-base") else "given"}
+        (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
+        final = datacache.commit_entry(tmp, final)
+    except BaseException:
+        datacache.discard(tmp)
+        raise
+    return _open(final, from_cache=False)
+
+
+def _label_space_of(folder: Path) -> list[str]:
+    return json.loads((folder / _shard_dir(0) / "meta.json").read_text())["label_space"]
+
+
+def _open(path: Path, from_cache: bool) -> ShardedData:
+    from transformers import PreTrainedTokenizerFast
+
+    manifest = json.loads((path / MANIFEST).read_text())
+    return ShardedData(path, manifest, PreTrainedTokenizerFast.from_pretrained(str(path / "tokenizer")), from_cache)

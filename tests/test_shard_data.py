@@ -1,0 +1,97 @@
+"""Tokenized shards (issue 13 item 3): a partition prepared shard by shard gives, user for user,
+the examples, windows, token ids, labels and features of the whole-log `prepare`; each process
+reads only its own shards; a partial entry is never reused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evtlm.data import prepare
+from evtlm.partition import partition_events
+from evtlm.recipe import load_recipe
+from evtlm.shard_data import is_sharded, prepare_shards
+from evtlm.splits import SPLITS
+from tests.test_evaluate import REPO, TINY
+
+RECIPES = {
+    "purchase": ("recipes/purchase.yaml", ["data.synthetic.users=120", "task.cutoff_every_days=2"]),
+    "next_item": ("recipes/next_item.yaml", ["data.synthetic.users=120"]),
+    "next_action": ("recipes/next_action.yaml", ["data.synthetic.users=120"]),
+}
+EQUAL = ("input_ids", "ev_end", "ev_pos", "ev_action", "ev_time", "tgt_local", "tgt_read", "tgt_label")
+
+
+def _relabel(codes: list[int]) -> tuple[int, ...]:
+    """Identity codes up to renaming (first appearance order; -1 kept): what the model compares."""
+    seen: dict[int, int] = {}
+    return tuple(-1 if c < 0 else seen.setdefault(c, len(seen)) for c in codes)
+
+
+def _windows(prepared, split: str, identity_items: bool) -> dict[tuple, dict]:
+    """Each window of ``split`` keyed by its targets' (user, label time), with its columns."""
+    ix = prepared.index[split].set_index("example_id")
+    rows = prepared.datasets[split].to_dict()
+    out = {}
+    for i in range(len(rows["input_ids"])):
+        key = tuple((str(ix.at[e, "user_id"]), int(ix.at[e, "label_time"])) for e in rows["tgt_example"][i])
+        win = {c: tuple(rows[c][i]) for c in EQUAL}
+        win["ev_cat"] = _relabel(rows["ev_cat"][i])
+        win["ev_item"] = _relabel(rows["ev_item"][i]) if identity_items else tuple(rows["ev_item"][i])
+        if "tgt_feat" in rows:
+            win["tgt_feat"] = tuple(np.round(rows["tgt_feat"][i], 6))
+        out[key] = win
+    return out
+
+
+@pytest.mark.parametrize("task", sorted(RECIPES))
+def test_shards_prepare_what_the_whole_log_prepares_user_for_user(task, tmp_path):
+    path, extra = RECIPES[task]
+    recipe = load_recipe(REPO / path, [*TINY, *extra])
+    whole = prepare(recipe, cache_dir=tmp_path / "cache", progress=False)
+    part = partition_events(recipe.data, tmp_path / "parts", shards=3)
+    sharded_recipe = load_recipe(REPO / path, [*TINY, *extra, f"data.path={part.path}"])
+    assert is_sharded(sharded_recipe) and not is_sharded(recipe)
+    tokenizer = type(whole.tokenizer).from_pretrained(str(whole.cache_path / "tokenizer"))  # the same, fresh
+    sharded = prepare_shards(sharded_recipe, tokenizer=tokenizer, cache_dir=tmp_path / "cache", progress=False)
+    assert sharded.label_space == whole.label_space
+    identity_items = task != "next_item"  # next_item's ev_item is a label-space index, the others an identity code
+    for split in SPLITS:
+        want = _windows(whole, split, identity_items)
+        got: dict[tuple, dict] = {}
+        for k in range(sharded.shards):
+            got.update(_windows(sharded.shard(k, sharded_recipe), split, identity_items))
+        assert got.keys() == want.keys(), split
+        assert all(got[key] == want[key] for key in want), split
+        cols = ["user_id", "label_time", "label", "label_index", "n_tokens"]
+        a = whole.index[split][cols].astype(str).sort_values(cols).reset_index(drop=True)
+        b = pd.concat([sharded.shard(k, sharded_recipe).index[split][cols] for k in range(sharded.shards)]
+                      ).astype(str).sort_values(cols).reset_index(drop=True)
+        pd.testing.assert_frame_equal(a, b)
+    assert sum(sharded.manifest["examples"]["train"]) == len(whole.index["train"])
+
+
+def test_each_process_reads_only_its_shards_and_the_entry_is_reused_whole(tmp_path):
+    path, extra = RECIPES["purchase"]
+    recipe = load_recipe(REPO / path, [*TINY, *extra])
+    part = partition_events(recipe.data, tmp_path / "parts", shards=4)
+    recipe = load_recipe(REPO / path, [*TINY, *extra, f"data.path={part.path}"])
+    first = prepare_shards(recipe, cache_dir=tmp_path / "cache", progress=False)
+    n = first.manifest["windows"]["train"]
+    assert [len(first.dataset("train", (r, 2))) for r in range(2)] == [n[0] + n[2], n[1] + n[3]]
+    assert first.mine((1, 2)) == [1, 3]
+    again = prepare_shards(recipe, cache_dir=tmp_path / "cache", progress=False)
+    assert again.from_cache and not first.from_cache and again.path == first.path
+    # a damaged entry (a shard's file gone) is rebuilt, never read
+    next(first.path.glob("shard-00001/train.arrow")).unlink()
+    rebuilt = prepare_shards(recipe, cache_dir=tmp_path / "cache", progress=False)
+    assert not rebuilt.from_cache and len(rebuilt.dataset("train")) == sum(n)
+
+
+def test_a_plain_data_path_is_a_clear_error(tmp_path):
+    from evtlm.errors import DataError
+
+    recipe = load_recipe(REPO / "recipes/purchase.yaml", TINY)
+    with pytest.raises(DataError, match="is not a partition folder.*evtlm partition"):
+        prepare_shards(recipe, cache_dir=tmp_path, progress=False)
