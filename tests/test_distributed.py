@@ -152,3 +152,21 @@ def test_shard_scores_splits_the_work_and_gathers_it_in_order(tmp_path):
     assert r0["seen"] == [0, 2, 4, 6] and r1["seen"] == [1, 3, 5]
     assert r0["scores"] == r1["scores"] == [[i, 2.0 * i] for i in range(7)]
     assert r0["parts"] == r1["parts"] == [{"rank": 0}, {"rank": 1}]
+
+
+def test_by_shard_each_process_trains_on_its_own_tokenized_shards(tmp_path):
+    """data.by_shard under two processes: each trains on its own shards (half of them), the
+    batches are not dealt out again, and the run ends with the model and baselines scored."""
+    sys.path.insert(0, str(REPO / "src"))
+    from evtlm.partition import partition_events
+    from evtlm.recipe import load_recipe
+
+    recipe = load_recipe(REPO / "recipes/purchase.yaml", TINY)
+    part = partition_events(recipe.data, tmp_path / "parts", shards=4)
+    extra = [f"data.path={part.path}", "data.by_shard=true", "eval.baselines=[gbt]"]
+    two = _finetune(tmp_path, "two", processes=2, batch=4, extra=extra)
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "4 tokenized shards, training on 2 of them per process" in two.stdout
+    assert len(_losses(tmp_path / "runs" / "two")) == 8
+    metrics = json.loads((tmp_path / "runs" / "two" / "metrics.json").read_text())
+    assert {"model", "gbt"} <= set(metrics["methods"])

@@ -95,3 +95,22 @@ def test_a_plain_data_path_is_a_clear_error(tmp_path):
     recipe = load_recipe(REPO / "recipes/purchase.yaml", TINY)
     with pytest.raises(DataError, match="is not a partition folder.*evtlm partition"):
         prepare_shards(recipe, cache_dir=tmp_path, progress=False)
+
+
+def test_finetune_by_shard_trains_and_evaluates_from_the_shards(tmp_path, monkeypatch):
+    """data.by_shard: `evtlm finetune` prepares tokenized shards, trains on them (one process:
+    every shard), evaluates the model and the baselines on the same test examples."""
+    import json
+
+    from tests.conftest import finetune_metrics
+
+    path, extra = RECIPES["purchase"]
+    recipe = load_recipe(REPO / path, [*TINY, *extra])
+    part = partition_events(recipe.data, tmp_path / "parts", shards=3)
+    metrics = finetune_metrics(REPO / path, [*TINY, *extra, "train.max_steps=6", "train.eval_every=3",
+                                             f"data.path={part.path}", "data.by_shard=true"], tmp_path, monkeypatch)
+    whole = prepare(recipe, cache_dir=tmp_path / "whole", progress=False)
+    assert metrics["n_split"] == len(whole.index["test"]) and {"model", "gbt", "model+gbt"} <= set(metrics["methods"])
+    report = json.loads((tmp_path / "run" / "data_report.json").read_text())
+    assert report["shards"]["shards"] == 3 and report["examples"] == {s: len(whole.index[s]) for s in SPLITS}
+    assert report["events"]["rows_kept"] == whole.report["events"]["rows_kept"]

@@ -94,9 +94,10 @@ class Prepared:
 
 def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, cache_dir: str | Path | None = None,
             progress: bool = True, *, events: EventLog | None = None, base_dir: str | Path | None = None,
-            use_cache: bool = True, facts: LogFacts | None = None) -> Prepared:
+            use_cache: bool = True, facts: LogFacts | None = None, first_example_id: int = 0) -> Prepared:
     """Tokenized examples for ``recipe`` (see the module doc). ``events`` skips reading the data;
-    ``facts``: ``events`` are one shard of a larger log, whose windows, label space and items these are."""
+    ``facts``: ``events`` are one shard of a larger log, whose windows, label space and items these
+    are; ``first_example_id``: that shard's examples are numbered on from the earlier shards'."""
     from tqdm.auto import tqdm
 
     recipe = text_recipe(recipe)
@@ -119,8 +120,8 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     if tokenizer is not None:
         tok_key = tokenizer_fingerprint(tokenizer)
     data_fp = datacache.data_fingerprint(recipe.data, events, base_dir)
-    if facts is not None:
-        data_fp = {**data_fp, "facts": facts.key()}
+    if facts is not None or first_example_id:
+        data_fp = {**data_fp, "facts": facts.key() if facts else None, "first_example_id": first_example_id}
     key = datacache.cache_key(recipe, data_fp, tok_key)
     final = root / key
     if use_cache and datacache.is_complete(final):
@@ -171,12 +172,13 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     tok = build_event_tokens(tokenizer, text.piece, text.standalone, actors, table["question"], table["target"])
     del text
     user_first = ctx.index.user_start[table["user_code"].to_numpy()]
-    table["example_id"] = np.arange(len(table), dtype=np.int64)  # the datasets' example_id
+    table["example_id"] = first_example_id + np.arange(len(table), dtype=np.int64)  # the datasets' example_id
     streams = None
     if recipe.task.formulation == "stream":  # windows of whole streams, every target read in one pass
         from evtlm.stream import stream_splits
 
-        streams, kept, stream_tokens = stream_splits(tok, table, ctx, events, exset.label_space, recipe, tokenizer)
+        streams, kept, stream_tokens = stream_splits(tok, table, ctx, events, exset.label_space, recipe, tokenizer,
+                                                     first_example_id)
     else:
         kept = table["hist_start"].to_numpy() if task.stream else fit_budget(tok, table, user_first, recipe.task.max_tokens)
     table["kept_start"] = kept
@@ -194,7 +196,7 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
                     arrow, n_tokens[rows] = streams[code], stream_tokens[rows]
                 else:
                     arrow, n_tokens[rows] = _split_table(tok, table.iloc[rows], kept[rows], user_first[rows], rows,
-                                                         recipe.task.max_tokens, task.stream)
+                                                         recipe.task.max_tokens, task.stream, first_example_id)
                 if tmp is not None:  # write now, reopen memory-mapped below: one split in RAM at a time
                     _write_arrow(arrow, tmp / f"{split}.arrow")
                 else:
@@ -298,7 +300,7 @@ def _stream_texts(ctx: TaskContext, piece: pd.Series, actors: pd.Series, mask: n
 
 
 def _split_table(tok, part: pd.DataFrame, kept: np.ndarray, user_first: np.ndarray, rows: np.ndarray,
-                 max_tokens: int, stream: bool) -> tuple[pa.Table, np.ndarray]:
+                 max_tokens: int, stream: bool, first_example_id: int = 0) -> tuple[pa.Table, np.ndarray]:
     """One split as an Arrow table (sharing the numpy token buffers) and each example's tokens."""
     flat, offsets, prompt_len = example_rows(tok, part, kept, user_first, rows)
     n_tokens = np.diff(offsets)
@@ -312,7 +314,7 @@ def _split_table(tok, part: pd.DataFrame, kept: np.ndarray, user_first: np.ndarr
         columns = {"input_ids": list_array(flat, offsets),
                    "labels": list_array(masked_labels(flat, offsets, prompt_len), offsets),
                    "prompt_length": prompt_len.astype(np.int32), "label_index": part["label_index"].to_numpy(np.int64),
-                   "user_id": part["user_id"].to_numpy(dtype=object), "example_id": rows.astype(np.int64)}
+                   "user_id": part["user_id"].to_numpy(dtype=object), "example_id": first_example_id + rows.astype(np.int64)}
     table = pa.table({k: v if isinstance(v, pa.Array) else pa.array(v) for k, v in columns.items()})
     return table, n_tokens
 

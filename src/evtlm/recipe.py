@@ -106,6 +106,9 @@ class DataConfig(Section):
     catalog: CatalogConfig | None = None
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     max_users: int | None = Field(None, ge=1)  # keep a deterministic subset of users
+    # a partition folder (`evtlm partition`) as data.path: prepare it shard by shard into tokenized
+    # shards, each training process reading only its own (evtlm.shard_data); false: read it whole
+    by_shard: bool = False
 
     @field_validator("timestamp")
     @classmethod

@@ -49,10 +49,12 @@ from __future__ import annotations
 
 import json
 import shutil
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
 import pandas as pd
 
 from evtlm import datacache
@@ -111,6 +113,42 @@ class ShardedData:
                             where=str(self.path), fix=f"partition into at least {ranks[1]} shards (evtlm partition --shards)")
         return parts[0] if len(parts) == 1 else concatenate_datasets(parts)
 
+    def prepared(self, recipe: Recipe, ranks: tuple[int, int] = (0, 1)) -> Prepared:
+        """What `evtlm.cli.finetune` trains and evaluates on: the training split of this process's
+        shards only; validation and test of every shard (evaluation is shared out by
+        `evtlm.sharded`). The index of every shard (positions shifted onto the shards' events laid
+        end to end), those events and the training text (shard 0's, for a scratch base's
+        pretraining) are read only when first asked for: a process that only trains holds its
+        memory-mapped shards and nothing else."""
+        from datasets import DatasetDict
+
+        from evtlm.data import TextExamples
+        from evtlm.tasks import get_task
+        from evtlm.tokenization import TokenizerInfo
+
+        recipe = text_recipe(recipe)
+        meta = json.loads((self.path / _shard_dir(0) / "meta.json").read_text())
+        datasets = DatasetDict({"train": self.dataset("train", ranks), "valid": self.dataset("valid"), "test": self.dataset("test")})
+        out = ShardedPrepared(datasets=datasets, label_space=self.label_space, report=self._report(meta["report"]),
+                              tokenizer=self.tokenizer, tokenizer_info=TokenizerInfo(**meta["tokenizer_info"]), events=None,
+                              task=get_task(recipe.task.name), index=ShardIndex(self), train_texts=[],
+                              from_cache=self.from_cache, cache_path=self.path)
+        out._sharded = self
+        out.examples = TextExamples(out, recipe)
+        return out
+
+    def _report(self, first: dict[str, Any]) -> dict[str, Any]:
+        """The data report: the partition's events, the examples of every shard, how it was prepared."""
+        from evtlm.partition import read_partition
+
+        report = dict(first)
+        report["events"] = read_partition(self.manifest["partition"]).report.to_dict()
+        report["examples"] = {s: int(sum(self.manifest["examples"][s])) for s in SPLITS}
+        report["splits"] = self.manifest["splits"]
+        report["shards"] = {"shards": self.shards, "path": str(self.path), "tokenizer": self.manifest["tokenizer"],
+                            "windows": {s: int(sum(self.manifest["windows"][s])) for s in SPLITS}}
+        return report
+
     def shard(self, k: int, recipe: Recipe) -> Prepared:
         """Shard ``k`` as an `evtlm.data.Prepared` (its events, index, datasets: that shard's users)."""
         from evtlm.data import _load
@@ -118,6 +156,75 @@ class ShardedData:
 
         recipe = text_recipe(recipe)
         return _load(self.path / _shard_dir(k), recipe, get_task(recipe.task.name), self.tokenizer, None)
+
+
+class ShardIndex(Mapping[str, pd.DataFrame]):
+    """Per split, every shard's example table end to end, read on first access. Event positions
+    (``hist_start``, ``hist_stop``, ``target_pos``, ``kept_start``) and ``user_code`` are
+    shifted by the events and users of the shards before, so they index the shards' events laid
+    end to end (`ShardedPrepared.events`); ``example_id`` already runs on across shards."""
+
+    POSITIONS = ("hist_start", "hist_stop", "kept_start")
+
+    def __init__(self, data: ShardedData) -> None:
+        self._data, self._frames = data, {}
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(SPLITS)
+
+    def __len__(self) -> int:
+        return len(SPLITS)
+
+    def __getitem__(self, split: str) -> pd.DataFrame:
+        if split not in SPLITS:
+            raise KeyError(split)
+        if split not in self._frames:
+            m = self._data.manifest
+            ev_off, user_off = np.r_[0, np.cumsum(m["events"])], np.r_[0, np.cumsum(m["users"])]
+            parts = []
+            for k in range(self._data.shards):
+                ix = pd.read_parquet(self._data.path / _shard_dir(k) / f"index_{split}.parquet")
+                for col in self.POSITIONS:
+                    ix[col] = ix[col] + ev_off[k]
+                if "target_pos" in ix:  # -1: no target event (purchase)
+                    ix["target_pos"] = np.where(ix["target_pos"] >= 0, ix["target_pos"] + ev_off[k], ix["target_pos"])
+                ix["user_code"] = ix["user_code"] + user_off[k]
+                parts.append(ix)
+            self._frames[split] = pd.concat(parts, ignore_index=True)
+        return self._frames[split]
+
+
+class ShardedPrepared(Prepared):
+    """A `Prepared` over tokenized shards (`ShardedData.prepared`): ``events`` (every shard's, end
+    to end, as `evtlm.partition.Partition.event_log` lays them) and ``train_texts`` (shard 0's)
+    are read on first access."""
+
+    _sharded: ShardedData | None = None
+    _events_cache: EventLog | None = None
+
+    @property  # type: ignore[override]
+    def events(self) -> EventLog:
+        if self._events_cache is None and self._sharded is not None:
+            from evtlm.partition import read_partition
+
+            self._events_cache = read_partition(self._sharded.manifest["partition"]).event_log()
+        return self._events_cache
+
+    @events.setter
+    def events(self, value) -> None:
+        self._events_cache = value
+
+    @property  # type: ignore[override]
+    def train_texts(self) -> list[str]:
+        import pyarrow.parquet as pq
+
+        if self._sharded is None:
+            return []
+        return pq.read_table(self._sharded.path / _shard_dir(0) / "train_texts.parquet").column("text").to_pylist()
+
+    @train_texts.setter
+    def train_texts(self, value) -> None:  # the dataclass sets it; the texts stay on disk
+        pass
 
 
 def _shard_dir(k: int) -> str:
@@ -187,10 +294,17 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
     tmp = datacache.new_entry(root)
     try:
         counts: dict[str, dict[str, list[int]]] = {name: {s: [] for s in SPLITS} for name in ("examples", "windows", "tokens")}
+        events, users, next_id, split_reports = [], [], 0, []
         for k in tqdm(range(part.shards), desc="prepare shards", unit="shard", disable=not progress):
             log = EventLog(part.shard(k), part.catalog, part.report)
+            events.append(len(log.events))
+            users.append(int(log.events["user_id"].nunique()))
             work = tmp / f"work-{k:05d}"
-            prepared = prepare(recipe, tokenizer=tokenizer, cache_dir=work, progress=False, events=log, facts=facts)
+            # example ids run on across shards: ids of the whole folder are unique
+            prepared = prepare(recipe, tokenizer=tokenizer, cache_dir=work, progress=False, events=log, facts=facts,
+                               first_example_id=next_id)
+            next_id += sum(len(prepared.index[s]) for s in SPLITS)
+            split_reports.append(prepared.report["splits"])
             tokenizer = prepared.tokenizer  # a scratch one, trained on shard 0, tokenizes every later shard
             if k == 0:
                 tokenizer.save_pretrained(str(tmp / "tokenizer"))
@@ -203,7 +317,8 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
             entry.rename(tmp / _shard_dir(k))
             shutil.rmtree(work, ignore_errors=True)
         manifest = {"format": FORMAT, "shards": part.shards, "partition": str(part.path), "label_space": facts.label_space
-                    if facts.label_space is not None else _label_space_of(tmp), "facts": facts.key(), **counts,
+                    if facts.label_space is not None else _label_space_of(tmp), "facts": facts.key(),
+                    "events": events, "users": users, "splits": merge_split_reports(split_reports), **counts,
                     "tokenizer": "trained on shard 0's training text" if tok_key.startswith("scratch-or-base") else "given"}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         final = datacache.commit_entry(tmp, final)
@@ -211,6 +326,36 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
         datacache.discard(tmp)
         raise
     return _open(final, from_cache=False)
+
+
+def merge_split_reports(reports: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """The data report's ``splits`` over shards: counts add up (users too: a user is in one
+    shard); ``max`` is the largest; p50 / p90 / p99 are the median over shards of each shard's
+    percentile (shards are uniform samples of the users), not recomputed over the whole log.
+
+    >>> one = {"train": {"examples": 4, "users": 2, "label_distribution": {"no": 3, "yes": 1}, "distinct_labels": 2,
+    ...        "tokens": {"p50": 10.0, "p90": 20.0, "p99": 30.0, "max": 31, "total": 60}, "truncated": 1,
+    ...        "truncation_rate": 0.25}}
+    >>> m = merge_split_reports([one, one])["train"]
+    >>> m["examples"], m["label_distribution"], m["tokens"]["total"], m["truncation_rate"]
+    (8, {'no': 6, 'yes': 2}, 120, 0.25)
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for split in reports[0]:
+        parts = [r[split] for r in reports]
+        dist: dict[str, int] = {}
+        for p in parts:
+            for k, v in p["label_distribution"].items():
+                dist[k] = dist.get(k, 0) + int(v)
+        n = sum(int(p["examples"]) for p in parts)
+        truncated = sum(int(p.get("truncated", 0)) for p in parts)
+        tokens = {q: float(np.median([p["tokens"][q] for p in parts])) for q in ("p50", "p90", "p99")}
+        tokens |= {"max": max(int(p["tokens"]["max"]) for p in parts), "total": sum(int(p["tokens"].get("total", 0)) for p in parts)}
+        out[split] = {"examples": n, "users": sum(int(p["users"]) for p in parts),
+                      "label_distribution": dict(sorted(dist.items(), key=lambda kv: -kv[1])),
+                      "distinct_labels": max(int(p.get("distinct_labels", 0)) for p in parts), "tokens": tokens,
+                      "truncated": truncated, "truncation_rate": truncated / n if n else 0.0}
+    return out
 
 
 def _label_space_of(folder: Path) -> list[str]:

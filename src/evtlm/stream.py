@@ -266,11 +266,13 @@ def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], t
     return pa.table(columns), context
 
 
-def stream_splits(tok: EventTokens, table: pd.DataFrame, ctx, log, label_space: list[str], recipe, tokenizer):
+def stream_splits(tok: EventTokens, table: pd.DataFrame, ctx, log, label_space: list[str], recipe, tokenizer,
+                  first_example_id: int = 0):
     """Per split code, the Arrow table of stream windows; per example of ``table`` (the task's
     example table, all splits), the first event of its window and the tokens before its read
     position. Training windows read every target once; held-out ones keep
-    ``task.stream_min_context`` of a window before each target."""
+    ``task.stream_min_context`` of a window before each target. ``tgt_example`` is the row of
+    ``table`` plus ``first_example_id`` (a shard's examples numbered on from the earlier shards')."""
     from evtlm.splits import SPLITS, TRAIN
 
     item_label = event_items(log.events, log.catalog, recipe, label_space)
@@ -291,7 +293,7 @@ def stream_splits(tok: EventTokens, table: pd.DataFrame, ctx, log, label_space: 
         min_context = 0.0 if code == TRAIN else recipe.task.stream_min_context
         win = plan_windows(tok.piece_cum, ctx.index.user_start, ctx.index.user_stop, tok.actor_len,
                            part["user_code"].to_numpy(), stop, recipe.task.max_tokens, min_context)
-        tables[code], context[rows] = stream_table(tok, win, attrs, stop, part["label_index"].to_numpy(), rows,
+        tables[code], context[rows] = stream_table(tok, win, attrs, stop, part["label_index"].to_numpy(), rows + first_example_id,
                                                    item_token_mask(tokenizer), None if feats is None else feats[rows])
         kept[rows] = win.start[win.of_target]
     return tables, kept, context

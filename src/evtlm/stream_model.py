@@ -117,14 +117,23 @@ class StreamLM(nn.Module):
             self.target_mlp = nn.Sequential(nn.Linear(self.target_features, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(),
                                             nn.Linear(64, len(answer_token_ids)))
 
+    FEATURE_SCALE_WINDOWS = 20_000  # more windows than this: a seeded sample of them sets the scale
+
     def fit_feature_scale(self, dataset) -> None:
         """Set the per-target feature standardisation from a stream dataset's ``tgt_feat`` (the
-        training split's: validation and test are scaled with the same numbers)."""
+        training split's: validation and test are scaled with the same numbers). Over
+        `FEATURE_SCALE_WINDOWS` windows (a log of millions of users), a seeded sample of that
+        many windows: the scale of 100M events is read from a few hundred MB, not all of it."""
         import numpy as np
+        import pyarrow as pa
 
         if not self.target_features or "tgt_feat" not in getattr(dataset, "column_names", ()):
             return
-        column = dataset.data.column("tgt_feat").combine_chunks()  # the flat values: no loop over windows
+        table = dataset.data.table if hasattr(dataset.data, "table") else dataset.data
+        if len(dataset) > self.FEATURE_SCALE_WINDOWS:
+            rows = np.sort(np.random.default_rng(0).choice(len(dataset), self.FEATURE_SCALE_WINDOWS, replace=False))
+            table = table.take(pa.array(rows))
+        column = table.column("tgt_feat").combine_chunks()  # the flat values: no loop over windows
         x = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, self.target_features)
         if len(x):
             self.feat_mean.copy_(torch.as_tensor(x.mean(0), dtype=self.feat_mean.dtype))

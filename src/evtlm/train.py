@@ -22,6 +22,7 @@ interrupts at once.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -116,6 +117,19 @@ def make_accelerator(train_cfg: TrainConfig, run_dir: Path | None = None):
     )
 
 
+def _smallest_share(acc, batches: int) -> int:
+    """The fewest batches any process has (every process must make the same number of steps)."""
+    if acc.num_processes == 1:
+        return batches
+    counts = acc.gather(torch.tensor([batches], device=acc.device))
+    return int(counts.min())
+
+
+def _on_device(batches, device):
+    for batch in batches:
+        yield {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+
 def fit(
     model: torch.nn.Module,
     datasets: Mapping[str, Any],
@@ -132,6 +146,7 @@ def fit(
     progress: bool = True,
     on_step: Callable[[int], None] | None = None,
     desc: str = "train",
+    train_is_per_process: bool = False,
 ) -> FitResult:
     """Train ``model`` on ``datasets["train"]``; evaluate on ``datasets["valid"]`` if present.
 
@@ -141,6 +156,11 @@ def fit(
     containing loss/brier/ece unless ``greater_is_better`` says otherwise). ``on_step(step)`` is
     called after every optimizer step (progress hooks, tests). The returned model holds the best
     evaluation's weights when evaluations ran.
+
+    ``train_is_per_process``: ``datasets["train"]`` is already this process's share (its own
+    tokenized shards, `evtlm.shard_data`), so its batches are not dealt out again across
+    processes; every process runs as many batches per epoch as the smallest share has, so the
+    gradient all-reduces stay in step.
     """
     from accelerate.utils import broadcast_object_list, set_seed
     from tqdm.auto import tqdm
@@ -193,13 +213,17 @@ def fit(
         [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
         lr=train_cfg.lr,
     )
-    model, optimizer, loader = acc.prepare(model, optimizer, loader)
+    if train_is_per_process:  # its own shards: batches are moved to the device here, not dealt out
+        model, optimizer = acc.prepare(model, optimizer)
+        batches_per_epoch = _smallest_share(acc, len(loader))
+    else:
+        model, optimizer, loader = acc.prepare(model, optimizer, loader)
+        batches_per_epoch = len(loader)
     if valid_loader is not None:
         valid_loader = acc.prepare(valid_loader)
 
     # ---- schedule: steps per epoch count this process's micro-batches; a partial
     # accumulation group at the end of an epoch still makes an optimizer step.
-    batches_per_epoch = len(loader)
     steps_per_epoch = math.ceil(batches_per_epoch / train_cfg.grad_accum)
     total_steps = train_cfg.max_steps or max(1, math.ceil(train_cfg.epochs * steps_per_epoch))
     warmup = math.ceil(train_cfg.warmup_ratio * total_steps)
@@ -267,7 +291,9 @@ def fit(
             sampler.use_epoch(epoch)
             batches = loader
             skip = (state.global_step - epoch * steps_per_epoch) * train_cfg.grad_accum
-            if skip:  # resuming mid-epoch: skip the micro-batches already trained on
+            if train_is_per_process:  # the common number of batches, on this process's device
+                batches = _on_device(itertools.islice(loader, skip, batches_per_epoch), acc.device)
+            elif skip:  # resuming mid-epoch: skip the micro-batches already trained on
                 batches = acc.skip_first_batches(loader, skip)
             model.train()
             for batch in batches:

@@ -64,10 +64,18 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
 
     # 1. data and tokenizer: the main process first, so caches are built once and then read
     with state.main_process_first():
-        prepared = prepare(recipe, progress=progress)
+        if recipe.data.by_shard:  # tokenized shards: this process trains on its own (evtlm.shard_data)
+            from evtlm.shard_data import prepare_shards
+
+            sharded = prepare_shards(recipe, progress=progress)
+            prepared = sharded.prepared(recipe, ranks=(state.process_index, state.num_processes))
+        else:
+            prepared = prepare(recipe, progress=progress)
     tokenizer = prepared.tokenizer
     sizes = ", ".join(f"{k} {len(v)}" for k, v in prepared.datasets.items())
-    say(f"data: {sizes} examples; label space {len(prepared.label_space)}")
+    say(f"data: {sizes} examples; label space {len(prepared.label_space)}"
+        + (f"; {sharded.shards} tokenized shards, training on {len(sharded.mine((state.process_index, state.num_processes)))}"
+           " of them per process" if recipe.data.by_shard else ""))
 
     # 2. base model (every process: scratch pretraining is itself a distributed fit)
     model, base_info = load_base(recipe.model, tokenizer, pretrain_texts=getattr(prepared, "train_texts", None),
@@ -100,7 +108,8 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
                          features=bool(recipe.model.history_features) and recipe.task.name == "next_action",
                          target_features=N_PURCHASE_FEATURES if purchase_feats else 0,
                          explore_loss=recipe.model.explore_loss)
-        model.fit_feature_scale(prepared.datasets["train"])
+        # the training split of every shard, not only this process's: one scale on every process
+        model.fit_feature_scale(sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"])
         say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}; "
             f"history features {'on' if model.features or model.target_features else 'off'}")
     else:
@@ -112,7 +121,8 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     evaluate_fn, metric, greater = _task_metric(recipe, prepared)
     with writing(run_dir, where):  # checkpoints, logs, the best weights
         result = fit(model, prepared.datasets, recipe.train, run_dir, evaluate_fn=evaluate_fn, pad_id=tokenizer.pad_token_id,
-                     metric_for_best=metric, greater_is_better=greater, resume=resume, progress=progress)
+                     metric_for_best=metric, greater_is_better=greater, resume=resume, progress=progress,
+                     train_is_per_process=recipe.data.by_shard)
 
     # 5. the run directory (main process only); run.json last: until then it is not a finished run
     if state.is_main_process:
