@@ -10,7 +10,16 @@ For each size, in fresh child processes (their own peak memory, `bench.common.ru
    written part by part as Parquet, about 1M users for 100M events;
 2. **partition**: `evtlm.partition.partition_events` over that folder: read in chunks of 1M
    rows, every row checked and mapped as prepare does, cut by user into shards of about 1.5M
-   events each (67 at 99M, 3 at 5M), each shard finished (sort, duplicates, sessions).
+   events each (67 at 99M, 3 at 5M), each shard finished (sort, duplicates, sessions);
+3. **prepare purchase** and **prepare next_item**: `evtlm.shard_data.prepare_shards` of
+   `recipes/purchase.yaml` (stream, daily cutoffs, features) and `recipes/next_item.yaml`
+   (stream, item tokens) over those shards (``data.by_shard``): the facts pass, then each shard
+   tokenized and written as memory-mapped Arrow;
+4. **train**: the purchase recipe's training loop over the prepared shards (`evtlm.train.fit`
+   on `ShardedData.prepared`, one epoch planned), from the child's start to its first optimizer
+   step (imports, opening the shards, the scratch base, the feature scale), then memory after
+   steps 10 to 300: the launch time, and whether the heap stays flat once the allocator has
+   warmed up (steps 100-300; mapped shard pages are counted apart: shared, and reclaimable).
 
 Reported per stage and size: events/s, peak RSS (VmHWM of the child) and disk used; the ratio
 of the large run's events/s to the small one's is the scaling figure (target ≥ 0.8: linear).
@@ -26,7 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import child_main, row, run_child, write_result
+from bench.common import REPO, child_main, row, run_child, write_result
 
 NAME = "scale"
 EVENTS_PER_SHARD = 1_500_000  # shards sized for memory: the same shard size at every scale
@@ -50,6 +59,20 @@ def child(stage: str, folder: str, users: int = 0, days: int = 60, part_users: i
         seconds = time.perf_counter() - t0
         return {"events": report.rows_kept, "users": report.users, "seconds": round(seconds, 1),
                 "disk_bytes": _disk_bytes(folder_p / "shop")}
+    if stage in ("prepare_purchase", "prepare_next_item"):
+        from evtlm.recipe import load_recipe
+        from evtlm.shard_data import prepare_shards
+
+        task = stage.removeprefix("prepare_")
+        recipe = load_recipe(REPO / "recipes" / f"{task}.yaml", [f"data.path={folder_p / 'parts'}", "data.by_shard=true"])
+        sharded = prepare_shards(recipe, cache_dir=folder_p / "cache", progress=True, use_cache=False)
+        seconds = time.perf_counter() - t0
+        return {"events": int(sum(sharded.manifest["events"])), "seconds": round(seconds, 1), "shards": sharded.shards,
+                "windows": {k: int(sum(v)) for k, v in sharded.manifest["windows"].items()},
+                "examples": {k: int(sum(v)) for k, v in sharded.manifest["examples"].items()},
+                "disk_bytes": _disk_bytes(sharded.path)}
+    if stage == "train":
+        return _train_start(folder_p, t0)
     from evtlm.partition import partition_events
     from evtlm.recipe import DataConfig
 
@@ -59,6 +82,63 @@ def child(stage: str, folder: str, users: int = 0, days: int = 60, part_users: i
     return {"events": part.report.rows_kept, "rows_read": part.report.rows_read, "users": part.report.users,
             "seconds": round(seconds, 1), "shards": shards, "disk_bytes": _disk_bytes(folder_p / "parts"),
             "events_per_shard_max": max(part.manifest["events"])}
+
+
+def _rss_gb(kind: str = "VmRSS") -> float:
+    """Resident memory (GB): ``VmRSS`` in all, ``RssAnon`` (the process's own heap) or ``RssFile``
+    (pages of memory-mapped files, the shards: shared, and given back under pressure)."""
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) for line in fh if line.startswith(kind + ":")) / 2**20
+
+
+def _train_start(folder: Path, t0: float, steps: int = 300) -> dict[str, Any]:
+    """The purchase recipe's training over the shards prepared by ``prepare_purchase``: seconds
+    from this process's start to the first optimizer step, and RSS along the first ``steps``."""
+    from evtlm.cli.finetune import finetune  # noqa: F401  (the same imports a launch pays)
+    from evtlm.modeling import apply_lora, load_base
+    from evtlm.recipe import load_recipe
+    from evtlm.shard_data import prepare_shards
+    from evtlm.stream import N_PURCHASE_FEATURES
+    from evtlm.stream_model import StreamLM, answer_token_ids
+    from evtlm.train import fit
+
+    recipe = load_recipe(REPO / "recipes/purchase.yaml", [f"data.path={folder / 'parts'}", "data.by_shard=true",
+                                                           "train.max_steps=null", "train.epochs=1", "train.eval_every=1000000",
+                                                           "train.save_every=1000000", "train.log_every=50"])
+    sharded = prepare_shards(recipe, cache_dir=folder / "cache", progress=False)  # the entry prepare_purchase wrote
+    prepared = sharded.prepared(recipe)
+    model, _ = load_base(recipe.model, prepared.tokenizer, pretrain_texts=prepared.train_texts, cache_dir=folder / "cache",
+                         progress=False, seed=recipe.train.seed)
+    lora = recipe.lora.model_copy(update={"enabled": False})  # the scratch base is fully fine-tuned, as the recipe does
+    model = StreamLM(apply_lora(model, lora), answer_token_ids(prepared.tokenizer, prepared.label_space),
+                     target_features=N_PURCHASE_FEATURES)
+    model.fit_feature_scale(sharded.dataset("train"))
+    marks: dict[int, float] = {}
+    first: list[float] = []
+
+    class Enough(Exception):
+        pass
+
+    def on_step(step: int) -> None:
+        if step == 1:
+            first.append(time.perf_counter() - t0)
+        if step in (10, 50, 100, 200, steps):
+            marks[step] = {kind: round(_rss_gb(kind), 3) for kind in ("VmRSS", "RssAnon", "RssFile")}
+        if step >= steps:
+            raise Enough
+
+    datasets = {"train": prepared.datasets["train"]}
+    try:
+        fit(model, datasets, recipe.train, folder / "run", pad_id=prepared.tokenizer.pad_token_id, progress=False,
+            on_step=on_step, train_is_per_process=True)
+    except Enough:
+        pass
+    # the allocator warms up over the first ~100 steps (batches of new shapes); after that a run
+    # whose memory grew with the data it has read would keep growing
+    late = [m["RssAnon"] for k, m in marks.items() if k >= 100]
+    return {"events": int(sum(sharded.manifest["events"])), "first_step_s": round(first[0], 1),
+            "train_windows": len(prepared.datasets["train"]), "rss_gb_at_step": marks,
+            "anon_growth_gb": round(max(late) - min(late), 3), "seconds": round(time.perf_counter() - t0, 1)}
 
 
 def _probe_events_per_user(days: int) -> float:
@@ -80,7 +160,9 @@ def measure(events: float, days: int, workdir: Path) -> dict[str, Any]:
                                                "days": days}, label="simulate")
     out["partition"] = run_child("bench.scale", {"stage": "partition", "folder": str(folder), "shards": shards},
                                  label="partition")
-    for stage in ("simulate", "partition"):
+    for stage in ("prepare_purchase", "prepare_next_item", "train"):
+        out[stage] = run_child("bench.scale", {"stage": stage, "folder": str(folder)}, label=stage)
+    for stage in ("simulate", "partition", "prepare_purchase", "prepare_next_item"):
         s = out[stage]
         s["events_per_s"] = round(s["events"] / max(s["seconds"], 1e-9))
     shutil.rmtree(folder, ignore_errors=True)
@@ -108,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         if not args.workdir:
             shutil.rmtree(workdir, ignore_errors=True)
     rows = []
-    for stage in ("simulate", "partition"):
+    for stage in ("simulate", "partition", "prepare_purchase", "prepare_next_item"):
         b, r = big[stage], ref[stage]
         rows.append(row(f"{stage}: events/s at {b['events'] / 1e6:.0f}M vs {r['events'] / 1e6:.0f}M events",
                         b["events_per_s"], r["events_per_s"], "≥ 0.8x (linear scaling)", 0.8, unit="events/s",
@@ -117,10 +199,20 @@ def main(argv: list[str] | None = None) -> int:
                         "< 8 GB", met=b["peak_rss_gb"] < 8.0, unit="GB", tie_rule=False,
                         note=f"{r['peak_rss_gb']:.2f} GB at {r['events'] / 1e6:.0f}M; disk "
                         f"{b['disk_bytes'] / 2**30:.2f} GiB vs {r['disk_bytes'] / 2**30:.2f} GiB"))
-    details = {"small": ref, "large": big,
-               "not_measured": "prepare (tokenized shards for purchase and stream next_item) and training over "
-                               "shards are not built yet: issue 13 items 3-5"}
-    path = write_result(NAME, "Scale: simulate and partition at ~100M events vs 5M, peak memory", rows, details)
+    t = big["train"]
+    rows.append(row(f"train: seconds from launch to the first step over the {t['events'] / 1e6:.0f}M-event shards",
+                    t["first_step_s"], 60.0, "< 60 s", met=t["first_step_s"] < 60, unit="s", tie_rule=False,
+                    note=f"{t['train_windows']:,} training windows, one epoch planned; {ref['train']['first_step_s']:.0f} s at "
+                    f"{ref['train']['events'] / 1e6:.0f}M"))
+    at = t["rss_gb_at_step"]
+    rows.append(row(f"train: heap (RssAnon) growth over steps 100-300 at {t['events'] / 1e6:.0f}M events (GB)",
+                    t["anon_growth_gb"], 0.05, "flat (< 0.05 GB)", met=t["anon_growth_gb"] < 0.05, unit="GB", tie_rule=False,
+                    note="RSS / heap / mapped shard pages (GB) by step: " + ", ".join(
+                        f"{k}: {v['VmRSS']:.2f} / {v['RssAnon']:.2f} / {v['RssFile']:.2f}" for k, v in at.items())
+                    + f"; peak {t['peak_rss_gb']:.2f} GB"))
+    details = {"small": ref, "large": big}
+    path = write_result(NAME, "Scale: simulate, partition, prepare (tokenized shards) and train at ~100M events vs 5M",
+                        rows, details)
     for r in rows:
         print(f"{r['figure']:<60} {r['evtlm']} vs {r['reference']}  ratio {r['ratio']}  {r['verdict']}  {r['note']}")
     print(f"wrote {path}")

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import torch
 
 from evtlm.bases import missing_fix, resolve_base
@@ -209,25 +210,32 @@ def build_scratch_model(scratch: ScratchConfig, tokenizer: Any, seed: int = 42) 
     return GPT2LMHeadModel(config)
 
 
-def chunk_texts(texts: Iterable[str], tokenizer: Any, block: int) -> list[list[int]]:
-    """Token ids of the texts, each followed by eos, concatenated and cut into ``block``-token rows.
+def chunk_texts(texts: Iterable[str], tokenizer: Any, block: int, batch: int = 1_000) -> np.ndarray:
+    """Token ids of the texts, each followed by eos, concatenated and cut into ``block``-token rows
+    ([rows, block] int32).
 
     The tail shorter than a block is dropped (at most ``block - 1`` tokens of the whole corpus).
+    Texts are encoded ``batch`` at a time and kept as int32 arrays: the Python lists of token ids
+    never outlive a batch (a corpus of 100M tokens costs 0.4 GB, not ten times that).
 
     >>> from transformers import PreTrainedTokenizerFast
     >>> from tokenizers import Tokenizer, models, pre_tokenizers
     >>> t = Tokenizer(models.WordLevel({"a": 0, "b": 1, "<eos>": 2}, unk_token="a")); t.pre_tokenizer = pre_tokenizers.Whitespace()
     >>> tok = PreTrainedTokenizerFast(tokenizer_object=t, eos_token="<eos>")
-    >>> chunk_texts(["a b a", "b b"], tok, block=3)
+    >>> chunk_texts(["a b a", "b b"], tok, block=3).tolist()
     [[0, 1, 0], [2, 1, 1]]
     """
     eos = tokenizer.eos_token_id
-    encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     tail = [eos] if eos is not None else []
-    # one concatenation of per-text arrays (no loop over tokens), then a reshape into blocks
-    flat = np.concatenate([np.asarray(x + tail, dtype=np.int64) for x in encoded]) if encoded else np.zeros(0, np.int64)
+    texts = list(texts)
+    parts = []
+    for lo in range(0, len(texts), batch):
+        encoded = tokenizer(texts[lo: lo + batch], add_special_tokens=False)["input_ids"]
+        # one concatenation of per-text arrays (no loop over tokens)
+        parts.append(np.concatenate([np.asarray(x + tail, dtype=np.int32) for x in encoded]))
+    flat = np.concatenate(parts) if parts else np.zeros(0, np.int32)
     n = len(flat) // block
-    return flat[: n * block].reshape(n, block).tolist()
+    return flat[: n * block].reshape(n, block)
 
 
 def _scratch_key(scratch: ScratchConfig, tokenizer: Any, texts: Sequence[str], seed: int) -> str:
@@ -269,10 +277,15 @@ def _scratch_base(scratch_cfg: ModelConfig, tokenizer, texts, cache_dir: Path, p
         from evtlm.train import fit
 
         blocks = chunk_texts(texts, tokenizer, min(scratch.pretrain_block, scratch.n_positions))
-        if not blocks:
+        if not len(blocks):
             raise ModelUnavailableError("the training text is shorter than one pretraining block", where="model.scratch.pretrain_block",
                                         fix="lower model.scratch.pretrain_block or use more data")
-        train = hfds.Dataset.from_dict({"input_ids": blocks, "labels": blocks})
+        from datasets.table import InMemoryTable
+
+        from evtlm.encode import list_array
+
+        ids = list_array(blocks.reshape(-1), np.arange(len(blocks) + 1, dtype=np.int64) * blocks.shape[1])
+        train = hfds.Dataset(InMemoryTable(pa.table({"input_ids": ids, "labels": ids})))
         cfg = TrainConfig(
             seed=seed, epochs=max(scratch.pretrain_epochs, 1e-9), max_steps=scratch.pretrain_max_steps,
             batch_size=scratch.pretrain_batch_size, lr=scratch.pretrain_lr, warmup_ratio=0.05, schedule="cosine",

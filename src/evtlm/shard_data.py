@@ -295,7 +295,11 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
     try:
         counts: dict[str, dict[str, list[int]]] = {name: {s: [] for s in SPLITS} for name in ("examples", "windows", "tokens")}
         events, users, next_id, split_reports = [], [], 0, []
-        for k in tqdm(range(part.shards), desc="prepare shards", unit="shard", disable=not progress):
+        # events/s and ETA over the whole log, the shard in the postfix
+        bar = tqdm(total=int(sum(part.manifest["events"])), desc="prepare shards", unit="ev", unit_scale=True,
+                   disable=not progress)
+        for k in range(part.shards):
+            bar.set_postfix_str(f"shard {k + 1}/{part.shards}")
             log = EventLog(part.shard(k), part.catalog, part.report)
             events.append(len(log.events))
             users.append(int(log.events["user_id"].nunique()))
@@ -316,6 +320,8 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
             del prepared
             entry.rename(tmp / _shard_dir(k))
             shutil.rmtree(work, ignore_errors=True)
+            bar.update(events[-1])
+        bar.close()
         manifest = {"format": FORMAT, "shards": part.shards, "partition": str(part.path), "label_space": facts.label_space
                     if facts.label_space is not None else _label_space_of(tmp), "facts": facts.key(),
                     "events": events, "users": users, "splits": merge_split_reports(split_reports), **counts,
