@@ -114,3 +114,19 @@ def test_finetune_by_shard_trains_and_evaluates_from_the_shards(tmp_path, monkey
     report = json.loads((tmp_path / "run" / "data_report.json").read_text())
     assert report["shards"]["shards"] == 3 and report["examples"] == {s: len(whole.index[s]) for s in SPLITS}
     assert report["events"]["rows_kept"] == whole.report["events"]["rows_kept"]
+
+
+def test_prepare_cli_by_shard_prints_the_report_over_every_shard(tmp_path, capsys):
+    from evtlm.cli.main import main
+
+    path, extra = RECIPES["purchase"]
+    recipe = load_recipe(REPO / path, [*TINY, *extra])
+    part = partition_events(recipe.data, tmp_path / "parts", shards=2)
+    whole = prepare(recipe, cache_dir=tmp_path / "whole", progress=False)
+    args = ["prepare", str(REPO / path), *TINY, *extra, f"data.path={part.path}", "data.by_shard=true", "--quiet",
+            "--cache-dir", str(tmp_path / "cache")]
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "2 tokenized shards (tokenizer: trained on shard 0's training text), built and cached: " in out
+    assert f"train   {len(whole.index['train']):>9,}" in out
+    assert main(args) == 0 and "served from the cache" in capsys.readouterr().out

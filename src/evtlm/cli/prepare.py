@@ -30,6 +30,18 @@ def _prepare(args: argparse.Namespace) -> int:
     from evtlm.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
+    if recipe.data.by_shard:  # tokenized shards of a partition folder (evtlm.shard_data)
+        from evtlm.shard_data import prepare_shards
+
+        sharded = prepare_shards(recipe, cache_dir=args.cache_dir, progress=not args.quiet, use_cache=not args.no_cache)
+        prepared = sharded.prepared(recipe)
+        print(format_report(prepared.report))
+        print(f"\n{sharded.shards} tokenized shards (tokenizer: {sharded.manifest['tokenizer']}), "
+              + ("served from the cache: " if sharded.from_cache else "built and cached: ") + str(sharded.path))
+        if args.json:
+            Path(args.json).write_text(json.dumps(prepared.report, indent=2, default=str) + "\n")
+            print(f"report written to {args.json}")
+        return 0
     prepared = prepare(recipe, cache_dir=args.cache_dir, progress=not args.quiet, use_cache=not args.no_cache)
     print(format_report(prepared.report))
     if prepared.from_cache:
