@@ -158,3 +158,14 @@ def test_the_shipped_real_logs_shard_to_the_whole_log_prepared_data(shared_data,
     sharded = prepare_shards(sharded_recipe, tokenizer=tokenizer, cache_dir=tmp_path / "cache", progress=False)
     _assert_same_prepared(whole, sharded, sharded_recipe, identity_items=name != "taobao_next_item")
     assert {s: sum(sharded.manifest["examples"][s]) for s in SPLITS} == {s: len(whole.index[s]) for s in SPLITS}
+
+
+def test_a_shard_without_training_examples_names_the_shard_and_the_fix(tmp_path):
+    from evtlm.errors import TaskError
+
+    path, extra = RECIPES["purchase"]
+    recipe = load_recipe(REPO / path, [*TINY, "data.synthetic.users=12"])
+    part = partition_events(recipe.data, tmp_path / "parts", shards=12)
+    recipe = load_recipe(REPO / path, [*TINY, "data.synthetic.users=12", f"data.path={part.path}", "data.by_shard=true"])
+    with pytest.raises(TaskError, match=r"shard \d+ of 12 .*or partition into fewer shards"):
+        prepare_shards(recipe, cache_dir=tmp_path / "cache", progress=False)

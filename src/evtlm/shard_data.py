@@ -275,7 +275,7 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
     from tqdm.auto import tqdm
 
     from evtlm.partition import read_partition
-    from evtlm.tokenization import default_cache_dir, tokenizer_fingerprint
+    from evtlm.tokenization import default_cache_dir, tokenizer_fingerprint, try_load_pretrained
 
     recipe = text_recipe(recipe)
     if not is_sharded(recipe):
@@ -283,8 +283,10 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
                         fix="write one with `evtlm partition RECIPE --out DIR` and point data.path at DIR")
     part = read_partition(recipe.data.path)
     root = (Path(cache_dir) if cache_dir is not None else default_cache_dir()) / "shards"
-    tok_key = tokenizer_fingerprint(tokenizer) if tokenizer is not None else f"scratch-or-base:{recipe.model.base}:" \
-        f"{recipe.model.tokenizer}:{recipe.model.scratch.vocab_size}"
+    if tokenizer is None:  # a pretrained tokenizer when one loads (offline: the local cache), as prepare does
+        tokenizer, _ = try_load_pretrained(recipe.model)
+    scratch = tokenizer is None
+    tok_key = f"scratch:{recipe.model.scratch.vocab_size}" if scratch else tokenizer_fingerprint(tokenizer)
     key = datacache.cache_key(recipe, datacache.data_fingerprint(recipe.data), tok_key)
     final = root / key
     if use_cache and datacache.is_complete(final):
@@ -305,8 +307,12 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
             users.append(int(log.events["user_id"].nunique()))
             work = tmp / f"work-{k:05d}"
             # example ids run on across shards: ids of the whole folder are unique
-            prepared = prepare(recipe, tokenizer=tokenizer, cache_dir=work, progress=False, events=log, facts=facts,
-                               first_example_id=next_id)
+            try:
+                prepared = prepare(recipe, tokenizer=tokenizer, cache_dir=work, progress=False, events=log, facts=facts,
+                                   first_example_id=next_id)
+            except TaskError as exc:  # e.g. a shard too small to hold a training example
+                raise TaskError(f"shard {k} of {part.shards} ({len(log.events):,} events): {exc.what}",
+                                where=exc.where, fix="; ".join(f for f in (exc.fix, "or partition into fewer shards") if f)) from None
             next_id += sum(len(prepared.index[s]) for s in SPLITS)
             split_reports.append(prepared.report["splits"])
             tokenizer = prepared.tokenizer  # a scratch one, trained on shard 0, tokenizes every later shard
@@ -325,7 +331,7 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
         manifest = {"format": FORMAT, "shards": part.shards, "partition": str(part.path), "label_space": facts.label_space
                     if facts.label_space is not None else _label_space_of(tmp), "facts": facts.key(),
                     "events": events, "users": users, "splits": merge_split_reports(split_reports), **counts,
-                    "tokenizer": "trained on shard 0's training text" if tok_key.startswith("scratch-or-base") else "given"}
+                    "tokenizer": "trained on shard 0's training text" if scratch else "given or pretrained"}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         final = datacache.commit_entry(tmp, final)
     except BaseException:
