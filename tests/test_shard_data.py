@@ -55,15 +55,9 @@ def test_shards_prepare_what_the_whole_log_prepares_user_for_user(task, tmp_path
     assert is_sharded(sharded_recipe) and not is_sharded(recipe)
     tokenizer = type(whole.tokenizer).from_pretrained(str(whole.cache_path / "tokenizer"))  # the same, fresh
     sharded = prepare_shards(sharded_recipe, tokenizer=tokenizer, cache_dir=tmp_path / "cache", progress=False)
-    assert sharded.label_space == whole.label_space
-    identity_items = task != "next_item"  # next_item's ev_item is a label-space index, the others an identity code
+    # next_item's ev_item is a label-space index, the others an identity code
+    _assert_same_prepared(whole, sharded, sharded_recipe, identity_items=task != "next_item")
     for split in SPLITS:
-        want = _windows(whole, split, identity_items)
-        got: dict[tuple, dict] = {}
-        for k in range(sharded.shards):
-            got.update(_windows(sharded.shard(k, sharded_recipe), split, identity_items))
-        assert got.keys() == want.keys(), split
-        assert all(got[key] == want[key] for key in want), split
         cols = ["user_id", "label_time", "label", "label_index", "n_tokens"]
         a = whole.index[split][cols].astype(str).sort_values(cols).reset_index(drop=True)
         b = pd.concat([sharded.shard(k, sharded_recipe).index[split][cols] for k in range(sharded.shards)]

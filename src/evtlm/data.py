@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["Prepared", "LogFacts", "prepare", "text_recipe", "item_vocabulary"]
+__all__ = ["Prepared", "LogFacts", "SplitFrames", "prepare", "text_recipe", "item_vocabulary"]
 
 
 @dataclass(frozen=True)
@@ -363,16 +363,12 @@ def _load(path: Path, recipe: Recipe, task: Task, tokenizer, info: TokenizerInfo
     return prepared
 
 
-class TextExamples(Mapping[str, pd.DataFrame]):
-    """Per split: ``example_id, user_id, prompt, target, label, label_index, label_time,
-    history_items, truncated``, built on first access (prompts are strings: costly at scale).
+class SplitFrames(Mapping[str, pd.DataFrame]):
+    """One DataFrame per split (``train``, ``valid``, ``test``), each built by ``_split(name)`` on
+    first access and kept: what is never asked for is never built."""
 
-    ``prompt`` is the text the model sees (after truncation); ``history_items`` are the items of
-    the full, untruncated prompt range, for baselines.
-    """
-
-    def __init__(self, prepared: Prepared, recipe: Recipe) -> None:
-        self._p, self._recipe, self._frames, self._text = prepared, recipe, {}, None
+    def __init__(self) -> None:
+        self._frames: dict[str, pd.DataFrame] = {}
 
     def __iter__(self) -> Iterator[str]:
         return iter(SPLITS)
@@ -384,8 +380,27 @@ class TextExamples(Mapping[str, pd.DataFrame]):
         if split not in SPLITS:
             raise KeyError(split)
         if split not in self._frames:
-            self._frames[split] = self._build(self._p.index[split])
+            self._frames[split] = self._split(split)
         return self._frames[split]
+
+    def _split(self, split: str) -> pd.DataFrame:
+        raise NotImplementedError
+
+
+class TextExamples(SplitFrames):
+    """Per split: ``example_id, user_id, prompt, target, label, label_index, label_time,
+    history_items, truncated``, built on first access (prompts are strings: costly at scale).
+
+    ``prompt`` is the text the model sees (after truncation); ``history_items`` are the items of
+    the full, untruncated prompt range, for baselines.
+    """
+
+    def __init__(self, prepared: Prepared, recipe: Recipe) -> None:
+        super().__init__()
+        self._p, self._recipe, self._text = prepared, recipe, None
+
+    def _split(self, split: str) -> pd.DataFrame:
+        return self._build(self._p.index[split])
 
     def _build(self, ix: pd.DataFrame) -> pd.DataFrame:
         from evtlm.verbalize import actor_text, verbalize_events

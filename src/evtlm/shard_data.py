@@ -49,7 +49,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -58,7 +57,7 @@ import numpy as np
 import pandas as pd
 
 from evtlm import datacache
-from evtlm.data import LogFacts, Prepared, prepare, text_recipe
+from evtlm.data import LogFacts, Prepared, SplitFrames, prepare, text_recipe
 from evtlm.errors import DataError, TaskError
 from evtlm.events import EventLog
 from evtlm.recipe import Recipe
@@ -158,7 +157,7 @@ class ShardedData:
         return _load(self.path / _shard_dir(k), recipe, get_task(recipe.task.name), self.tokenizer, None)
 
 
-class ShardIndex(Mapping[str, pd.DataFrame]):
+class ShardIndex(SplitFrames):
     """Per split, every shard's example table end to end, read on first access. Event positions
     (``hist_start``, ``hist_stop``, ``target_pos``, ``kept_start``) and ``user_code`` are
     shifted by the events and users of the shards before, so they index the shards' events laid
@@ -167,31 +166,22 @@ class ShardIndex(Mapping[str, pd.DataFrame]):
     POSITIONS = ("hist_start", "hist_stop", "kept_start")
 
     def __init__(self, data: ShardedData) -> None:
-        self._data, self._frames = data, {}
+        super().__init__()
+        self._data = data
 
-    def __iter__(self) -> Iterator[str]:
-        return iter(SPLITS)
-
-    def __len__(self) -> int:
-        return len(SPLITS)
-
-    def __getitem__(self, split: str) -> pd.DataFrame:
-        if split not in SPLITS:
-            raise KeyError(split)
-        if split not in self._frames:
-            m = self._data.manifest
-            ev_off, user_off = np.r_[0, np.cumsum(m["events"])], np.r_[0, np.cumsum(m["users"])]
-            parts = []
-            for k in range(self._data.shards):
-                ix = pd.read_parquet(self._data.path / _shard_dir(k) / f"index_{split}.parquet")
-                for col in self.POSITIONS:
-                    ix[col] = ix[col] + ev_off[k]
-                if "target_pos" in ix:  # -1: no target event (purchase)
-                    ix["target_pos"] = np.where(ix["target_pos"] >= 0, ix["target_pos"] + ev_off[k], ix["target_pos"])
-                ix["user_code"] = ix["user_code"] + user_off[k]
-                parts.append(ix)
-            self._frames[split] = pd.concat(parts, ignore_index=True)
-        return self._frames[split]
+    def _split(self, split: str) -> pd.DataFrame:
+        m = self._data.manifest
+        ev_off, user_off = np.r_[0, np.cumsum(m["events"])], np.r_[0, np.cumsum(m["users"])]
+        parts = []
+        for k in range(self._data.shards):
+            ix = pd.read_parquet(self._data.path / _shard_dir(k) / f"index_{split}.parquet")
+            for col in self.POSITIONS:
+                ix[col] = ix[col] + ev_off[k]
+            if "target_pos" in ix:  # -1: no target event (purchase)
+                ix["target_pos"] = np.where(ix["target_pos"] >= 0, ix["target_pos"] + ev_off[k], ix["target_pos"])
+            ix["user_code"] = ix["user_code"] + user_off[k]
+            parts.append(ix)
+        return pd.concat(parts, ignore_index=True)
 
 
 class ShardedPrepared(Prepared):
