@@ -46,7 +46,7 @@ def _disk_bytes(path: Path) -> int:
 
 
 def child(stage: str, folder: str, users: int = 0, days: int = 60, part_users: int = 20_000,
-          shards: int = 4, chunk_rows: int = 1_000_000) -> dict[str, Any]:
+          shards: int = 4, chunk_rows: int = 1_000_000, steps: int = 300) -> dict[str, Any]:
     """One stage in this (child) process."""
     folder_p = Path(folder)
     t0 = time.perf_counter()
@@ -72,7 +72,7 @@ def child(stage: str, folder: str, users: int = 0, days: int = 60, part_users: i
                 "examples": {k: int(sum(v)) for k, v in sharded.manifest["examples"].items()},
                 "disk_bytes": _disk_bytes(sharded.path)}
     if stage == "train":
-        return _train_start(folder_p, t0)
+        return _train_start(folder_p, t0, steps)
     from evtlm.partition import partition_events
     from evtlm.recipe import DataConfig
 
@@ -122,7 +122,7 @@ def _train_start(folder: Path, t0: float, steps: int = 300) -> dict[str, Any]:
     def on_step(step: int) -> None:
         if step == 1:
             first.append(time.perf_counter() - t0)
-        if step in (10, 50, 100, 200, steps):
+        if step in (10, 50, 100, 200, 300, 600, 1000, 1500, steps):
             marks[step] = {kind: round(_rss_gb(kind), 3) for kind in ("VmRSS", "RssAnon", "RssFile")}
         if step >= steps:
             raise Enough

@@ -130,10 +130,19 @@ class StreamLM(nn.Module):
         if not self.target_features or "tgt_feat" not in getattr(dataset, "column_names", ()):
             return
         table = dataset.data.table if hasattr(dataset.data, "table") else dataset.data
+        column = table.column("tgt_feat")
         if len(dataset) > self.FEATURE_SCALE_WINDOWS:
             rows = np.sort(np.random.default_rng(0).choice(len(dataset), self.FEATURE_SCALE_WINDOWS, replace=False))
-            table = table.take(pa.array(rows))
-        column = table.column("tgt_feat").combine_chunks()  # the flat values: no loop over windows
+            # chunk by chunk (a shard each): a take over the whole chunked column would first
+            # concatenate it, copying every shard's features (16 GB at 100M events)
+            starts = np.cumsum([0] + [len(c) for c in column.chunks])
+            pieces = []
+            for i, chunk in enumerate(column.chunks):
+                lo, hi = np.searchsorted(rows, [starts[i], starts[i + 1]])
+                if hi > lo:
+                    pieces.append(chunk.take(pa.array(rows[lo:hi] - starts[i])))
+            column = pa.chunked_array(pieces, type=column.type)
+        column = column.combine_chunks()  # the flat values: no loop over windows
         x = column.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(-1, self.target_features)
         if len(x):
             self.feat_mean.copy_(torch.as_tensor(x.mean(0), dtype=self.feat_mean.dtype))
