@@ -125,11 +125,6 @@ def _smallest_share(acc, batches: int) -> int:
     return int(counts.min())
 
 
-def _on_device(batches, device):
-    for batch in batches:
-        yield {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
-
-
 def fit(
     model: torch.nn.Module,
     datasets: Mapping[str, Any],
@@ -162,7 +157,7 @@ def fit(
     processes; every process runs as many batches per epoch as the smallest share has, so the
     gradient all-reduces stay in step.
     """
-    from accelerate.utils import broadcast_object_list, set_seed
+    from accelerate.utils import broadcast_object_list, send_to_device, set_seed
     from tqdm.auto import tqdm
 
     run_dir = Path(run_dir)
@@ -292,7 +287,7 @@ def fit(
             batches = loader
             skip = (state.global_step - epoch * steps_per_epoch) * train_cfg.grad_accum
             if train_is_per_process:  # the common number of batches, on this process's device
-                batches = _on_device(itertools.islice(loader, skip, batches_per_epoch), acc.device)
+                batches = (send_to_device(b, acc.device) for b in itertools.islice(loader, skip, batches_per_epoch))
             elif skip:  # resuming mid-epoch: skip the micro-batches already trained on
                 batches = acc.skip_first_batches(loader, skip)
             model.train()
