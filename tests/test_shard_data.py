@@ -57,6 +57,7 @@ def test_shards_prepare_what_the_whole_log_prepares_user_for_user(task, tmp_path
     sharded = prepare_shards(sharded_recipe, tokenizer=tokenizer, cache_dir=tmp_path / "cache", progress=False)
     # next_item's ev_item is a label-space index, the others an identity code
     _assert_same_prepared(whole, sharded, sharded_recipe, identity_items=task != "next_item")
+    _assert_same_report(whole, sharded, sharded_recipe)
     for split in SPLITS:
         cols = ["user_id", "label_time", "label", "label_index", "n_tokens"]
         a = whole.index[split][cols].astype(str).sort_values(cols).reset_index(drop=True)
@@ -137,6 +138,20 @@ def _assert_same_prepared(whole, sharded, recipe, identity_items: bool) -> None:
         assert all(got[key] == want[key] for key in want), split
 
 
+def _assert_same_report(whole, sharded, recipe) -> None:
+    """data_report.json over the shards: the whole log's, figure for figure (percentiles, label
+    distributions, distinct labels, cold items, capped examples), plus a ``shards`` section. Its
+    ``tokenizer`` section says how each side got its tokenizer (here: trained / given), so it is
+    left out."""
+    import json
+
+    got = json.loads(json.dumps(sharded.prepared(recipe, ranks=(0, 1)).report, default=str))
+    want = json.loads(json.dumps(whole.report, default=str))
+    assert got.pop("shards")["shards"] == sharded.shards
+    got.pop("tokenizer"), want.pop("tokenizer")
+    assert got == want
+
+
 @pytest.mark.shared_data
 @pytest.mark.parametrize("name", ["taobao_next_item", "online_retail_repurchase"])
 def test_the_shipped_real_logs_shard_to_the_whole_log_prepared_data(shared_data, tmp_path, name):
@@ -151,6 +166,7 @@ def test_the_shipped_real_logs_shard_to_the_whole_log_prepared_data(shared_data,
     tokenizer = type(whole.tokenizer).from_pretrained(str(whole.cache_path / "tokenizer"))
     sharded = prepare_shards(sharded_recipe, tokenizer=tokenizer, cache_dir=tmp_path / "cache", progress=False)
     _assert_same_prepared(whole, sharded, sharded_recipe, identity_items=name != "taobao_next_item")
+    _assert_same_report(whole, sharded, sharded_recipe)
     assert {s: sum(sharded.manifest["examples"][s]) for s in SPLITS} == {s: len(whole.index[s]) for s in SPLITS}
 
 
@@ -163,3 +179,51 @@ def test_a_shard_without_training_examples_names_the_shard_and_the_fix(tmp_path)
     recipe = load_recipe(REPO / path, [*TINY, "data.synthetic.users=12", f"data.path={part.path}", "data.by_shard=true"])
     with pytest.raises(TaskError, match=r"shard \d+ of 12 .*or partition into fewer shards"):
         prepare_shards(recipe, cache_dir=tmp_path / "cache", progress=False)
+
+
+def _assert_same_metrics(path, overrides: list[str], tmp_path, monkeypatch) -> None:
+    """The same trained model and tokenizer, evaluated on the whole-log `prepare` and on the
+    tokenized shards of the same log: metrics.json's figures are identical, baselines included
+    (they are fitted on the shards' events and training examples). The model's probabilities
+    agree to float32 rounding (1e-7 relative): its windows are batched in another order, so a
+    window meets other padding in its batch; rankings and every count are exact."""
+    from evtlm.evaluate import evaluate_run
+    from evtlm.inference import load_for_inference
+    from tests.conftest import finetune_metrics
+
+    finetune_metrics(path, overrides, tmp_path, monkeypatch)
+    run = tmp_path / "run"
+    model, tokenizer = load_for_inference(run)
+    recipe = load_recipe(path, overrides)
+    whole = prepare(recipe, tokenizer=tokenizer, cache_dir=tmp_path / "cache", progress=False)
+    part = partition_events(recipe.data, tmp_path / "parts", shards=3)
+    sharded_recipe = load_recipe(path, [*overrides, f"data.path={part.path}", "data.by_shard=true"])
+    sharded = prepare_shards(sharded_recipe, tokenizer=tokenizer, cache_dir=tmp_path / "cache", progress=False)
+    want = evaluate_run(run, recipe=recipe, prepared=whole, model=model, progress=False, write=False)
+    got = evaluate_run(run, recipe=sharded_recipe, prepared=sharded.prepared(sharded_recipe, ranks=(0, 1)), model=model,
+                       progress=False, write=False)
+    assert got["n"] == want["n"] == len(whole.index["test"]) and not got["sampled"]
+    assert got["methods"].keys() == want["methods"].keys()
+    for name, figures in want["methods"].items():
+        figures = {k: v for k, v in figures.items() if k != "seconds"}
+        assert {k: v for k, v in got["methods"][name].items() if k != "seconds"} == pytest.approx(figures, rel=1e-6, abs=1e-9), name
+
+
+@pytest.mark.parametrize("task", sorted(RECIPES))
+def test_a_model_and_every_baseline_score_the_same_from_shards_as_from_the_whole_log(task, tmp_path, monkeypatch):
+    path, extra = RECIPES[task]
+    _assert_same_metrics(REPO / path, [*TINY, *extra, "eval.max_examples=null"], tmp_path, monkeypatch)
+
+
+@pytest.mark.slow  # about 2 minutes: make test-all
+@pytest.mark.shared_data
+@pytest.mark.parametrize("name", ["taobao_next_item", "online_retail_repurchase"])
+def test_the_shipped_real_logs_score_the_same_from_shards(shared_data, tmp_path, monkeypatch, name):
+    """A shipped real-log recipe with a small model and short training (the identity is of the
+    evaluation, not of the model's quality): the full test split, every shipped baseline."""
+    base = load_recipe(REPO / "recipes" / f"{name}.yaml")
+    small = ["model.scratch.n_layer=1", "model.scratch.n_embd=32", "model.scratch.n_head=2", "train.max_steps=2",
+             "train.eval_every=1000", "model.scratch.pretrain_max_steps=2", "eval.sasrec.epochs=1", "eval.sasrec.dim=16",
+             "eval.gbt.max_iter=20"]
+    _assert_same_metrics(REPO / "recipes" / f"{name}.yaml",
+                         [f"data.path={shared_data / base.data.path.split('data/', 1)[1]}", *small], tmp_path, monkeypatch)

@@ -86,6 +86,9 @@ class Baseline:
         """Learn from the training examples and the events they may see; returns ``self``."""
         index = as_index(events)
         train = check_examples(train_examples, "train_examples", with_label=True)
+        # one canonical order: samples, early stopping's hold-out and SASRec's batches then depend
+        # on the examples, not on how they were laid out (a whole log and its shards fit the same)
+        train = train.sort_values(["user_id", "label_time"], kind="stable", ignore_index=True)
         if self.task == "next_action":
             self.labels = action_order(labels)
             check_labels_in(train, self.labels, "the action order")

@@ -25,7 +25,8 @@ recipe's data / verbalize / task / split sections, the model fields the data sta
 tokenizer::
 
     <cache>/shards/<key>/
-      manifest.json     shards; examples, windows and tokens per split and shard; label space; facts
+      manifest.json     shards; examples, windows and tokens per split and shard; label space; facts;
+                        the data report's per-split figures over every shard, exact (`evtlm.data.split_parts`)
       tokenizer/        the tokenizer of every shard (item tokens included)
       shard-00000/      a prepared entry of that shard's users (`evtlm.data`: train.arrow, ...)
 
@@ -57,7 +58,7 @@ import numpy as np
 import pandas as pd
 
 from evtlm import datacache
-from evtlm.data import LogFacts, Prepared, SplitFrames, prepare, text_recipe
+from evtlm.data import LogFacts, Prepared, SplitFrames, merge_split_parts, prepare, split_parts, split_summary, text_recipe
 from evtlm.errors import DataError, TaskError
 from evtlm.events import EventLog
 from evtlm.recipe import Recipe
@@ -69,7 +70,7 @@ if TYPE_CHECKING:
 __all__ = ["ShardedData", "prepare_shards", "log_facts", "is_sharded"]
 
 MANIFEST = "manifest.json"
-FORMAT = 1
+FORMAT = 2  # of the manifest; part of the cache key: an entry of another format is rebuilt
 
 
 def is_sharded(recipe: Recipe) -> bool:
@@ -144,6 +145,9 @@ class ShardedData:
         report["events"] = read_partition(self.manifest["partition"]).report.to_dict()
         report["examples"] = {s: int(sum(self.manifest["examples"][s])) for s in SPLITS}
         report["splits"] = self.manifest["splits"]
+        report["task"] = {**report["task"], "examples_per_user": {**report["task"]["examples_per_user"],
+                                                                  "dropped": self.manifest["examples_per_user_dropped"]}}
+        report["cold_items"] = self.manifest["cold_items"]
         report["shards"] = {"shards": self.shards, "path": str(self.path), "tokenizer": self.manifest["tokenizer"],
                             "windows": {s: int(sum(self.manifest["windows"][s])) for s in SPLITS}}
         return report
@@ -277,16 +281,22 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
         tokenizer, _ = try_load_pretrained(recipe.model)
     scratch = tokenizer is None
     tok_key = f"scratch:{recipe.model.scratch.vocab_size}" if scratch else tokenizer_fingerprint(tokenizer)
-    key = datacache.cache_key(recipe, datacache.data_fingerprint(recipe.data), tok_key)
+    key = datacache.cache_key(recipe, {**datacache.data_fingerprint(recipe.data), "format": FORMAT}, tok_key)
     final = root / key
     if use_cache and datacache.is_complete(final):
         return _open(final, from_cache=True)
 
     facts = log_facts(recipe, part, progress)
+    from evtlm.tasks import get_task
+
+    stream_task = get_task(recipe.task.name).stream  # pretraining: report rows are chunks of streams
     tmp = datacache.new_entry(root)
     try:
         counts: dict[str, dict[str, list[int]]] = {name: {s: [] for s in SPLITS} for name in ("examples", "windows", "tokens")}
-        events, users, next_id, split_reports = [], [], 0, []
+        events, users, next_id = [], [], 0
+        parts: dict[str, list[dict[str, Any]]] = {s: [] for s in SPLITS}  # each shard's, for an exact report
+        cold: dict[str, tuple[int, set]] | None = None  # next_item: examples and items outside the label space
+        dropped = dict.fromkeys(SPLITS, 0)  # task.examples_per_user: examples over the cap
         # events/s and ETA over the whole log, the shard in the postfix
         bar = tqdm(total=int(sum(part.manifest["events"])), desc="prepare shards", unit="ev", unit_scale=True,
                    disable=not progress)
@@ -304,7 +314,14 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
                 raise TaskError(f"shard {k} of {part.shards} ({len(log.events):,} events): {exc.what}",
                                 where=exc.where, fix="; ".join(f for f in (exc.fix, "or partition into fewer shards") if f)) from None
             next_id += sum(len(prepared.index[s]) for s in SPLITS)
-            split_reports.append(prepared.report["splits"])
+            for s in SPLITS:
+                parts[s].append(split_parts(prepared.index[s]))
+                dropped[s] += int(prepared.report["task"]["examples_per_user"]["dropped"].get(s, 0))
+            if prepared.report.get("cold_items") is not None:
+                cold = cold or {s: (0, set()) for s in SPLITS}
+                for s in SPLITS:
+                    out = prepared.index[s].loc[prepared.index[s]["label_index"] < 0, "label"]
+                    cold[s] = (cold[s][0] + len(out), cold[s][1] | set(out.astype(str)))
             tokenizer = prepared.tokenizer  # a scratch one, trained on shard 0, tokenizes every later shard
             if k == 0:
                 tokenizer.save_pretrained(str(tmp / "tokenizer"))
@@ -320,7 +337,9 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
         bar.close()
         manifest = {"format": FORMAT, "shards": part.shards, "partition": str(part.path), "label_space": facts.label_space
                     if facts.label_space is not None else _label_space_of(tmp), "facts": facts.key(),
-                    "events": events, "users": users, "splits": merge_split_reports(split_reports), **counts,
+                    "events": events, "users": users, "splits": {s: split_summary(merge_split_parts(parts[s]), stream_rows=recipe.task.max_tokens if stream_task else None,
+                                                 labels=not stream_task) for s in SPLITS},
+                    "examples_per_user_dropped": dropped, "cold_items": _cold_report(cold, parts), **counts,
                     "tokenizer": "trained on shard 0's training text" if scratch else "given or pretrained"}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
         final = datacache.commit_entry(tmp, final)
@@ -330,33 +349,15 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
     return _open(final, from_cache=False)
 
 
-def merge_split_reports(reports: list[dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
-    """The data report's ``splits`` over shards: counts add up (users too: a user is in one
-    shard); ``max`` is the largest; p50 / p90 / p99 are the median over shards of each shard's
-    percentile (shards are uniform samples of the users), not recomputed over the whole log.
-
-    >>> one = {"train": {"examples": 4, "users": 2, "label_distribution": {"no": 3, "yes": 1}, "distinct_labels": 2,
-    ...        "tokens": {"p50": 10.0, "p90": 20.0, "p99": 30.0, "max": 31, "total": 60}, "truncated": 1,
-    ...        "truncation_rate": 0.25}}
-    >>> m = merge_split_reports([one, one])["train"]
-    >>> m["examples"], m["label_distribution"], m["tokens"]["total"], m["truncation_rate"]
-    (8, {'no': 6, 'yes': 2}, 120, 0.25)
-    """
-    out: dict[str, dict[str, Any]] = {}
-    for split in reports[0]:
-        parts = [r[split] for r in reports]
-        dist: dict[str, int] = {}
-        for p in parts:
-            for k, v in p["label_distribution"].items():
-                dist[k] = dist.get(k, 0) + int(v)
-        n = sum(int(p["examples"]) for p in parts)
-        truncated = sum(int(p.get("truncated", 0)) for p in parts)
-        tokens = {q: float(np.median([p["tokens"][q] for p in parts])) for q in ("p50", "p90", "p99")}
-        tokens |= {"max": max(int(p["tokens"]["max"]) for p in parts), "total": sum(int(p["tokens"].get("total", 0)) for p in parts)}
-        out[split] = {"examples": n, "users": sum(int(p["users"]) for p in parts),
-                      "label_distribution": dict(sorted(dist.items(), key=lambda kv: -kv[1])),
-                      "distinct_labels": max(int(p.get("distinct_labels", 0)) for p in parts), "tokens": tokens,
-                      "truncated": truncated, "truncation_rate": truncated / n if n else 0.0}
+def _cold_report(cold: dict[str, tuple[int, set]] | None, parts: dict[str, list[dict[str, Any]]]) -> dict | None:
+    """next_item's ``cold_items`` over every shard (`evtlm.tasks.next_item.cold_report`'s figures):
+    examples add up, distinct items are the union of the shards'."""
+    if cold is None:
+        return None
+    out = {}
+    for s, (n, items) in cold.items():
+        total = sum(int(p["tokens"].sum()) for p in parts[s])
+        out[s] = {"examples": n, "share": float(n / total) if total else 0.0, "distinct_items": len(items)}
     return out
 
 
