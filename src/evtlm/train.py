@@ -93,13 +93,24 @@ def _cpu_processes() -> bool:
     ``distributed_type: MULTI_GPU`` it uses torchrun, and this switch makes those processes
     talk over gloo when the machine has no GPU (recipes/accelerate/cpu_2proc.yaml, the tests).
     """
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and not _deepspeed_launch()
+
+
+def _deepspeed_launch() -> bool:
+    """Started by ``accelerate launch`` with a DeepSpeed config (``distributed_type: DEEPSPEED``)."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
 
 
 def distributed_state():
     """accelerate's process state (rank, world size), created the way ``fit`` needs it."""
     from accelerate import PartialState
 
+    if _deepspeed_launch() and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
+        # DeepSpeed on CPU: accelerate drops DeepSpeed when cpu=True (plain gloo DDP instead), and
+        # with cpu=False and no GPU it finds no backend (one process each). Name gloo, put the
+        # processes on the CPU: DeepSpeed's CPU accelerator then runs ZeRO over gloo.
+        os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
+        return PartialState(backend="gloo")
     return PartialState(cpu=_cpu_processes())
 
 
@@ -164,6 +175,7 @@ def fit(
     if greater_is_better is None:
         greater_is_better = not any(word in metric_for_best for word in LOWER_IS_BETTER)
     set_seed(train_cfg.seed)  # python, numpy, torch (all devices): LoRA init is done before, dropout after
+    distributed_state()  # the process state first, as the CLI makes it (DeepSpeed on CPU needs gloo named)
     acc = make_accelerator(train_cfg, run_dir)
     main = acc.is_main_process
     if main:
@@ -208,6 +220,13 @@ def fit(
         [{"params": decay, "weight_decay": train_cfg.weight_decay}, {"params": [p for p in params if p.ndim < 2], "weight_decay": 0.0}],
         lr=train_cfg.lr,
     )
+    ds_plugin = getattr(acc.state, "deepspeed_plugin", None)
+    if ds_plugin is not None:  # our loaders batch through a sampler (batch_size None): tell DeepSpeed the batch
+        # all three, every fit: the plugin outlives an Accelerator, and a scratch base pretrained
+        # first in the same process (another batch size) would leave its train_batch_size behind
+        ds_plugin.deepspeed_config.update({
+            "train_micro_batch_size_per_gpu": train_cfg.batch_size, "gradient_accumulation_steps": train_cfg.grad_accum,
+            "train_batch_size": train_cfg.batch_size * train_cfg.grad_accum * acc.num_processes})
     if train_is_per_process:  # its own shards: batches are moved to the device here, not dealt out
         model, optimizer = acc.prepare(model, optimizer)
         batches_per_epoch = _smallest_share(acc, len(loader))
@@ -223,6 +242,10 @@ def fit(
     total_steps = train_cfg.max_steps or max(1, math.ceil(train_cfg.epochs * steps_per_epoch))
     warmup = math.ceil(train_cfg.warmup_ratio * total_steps)
     scheduler = acc.prepare(_scheduler(optimizer, train_cfg.schedule, warmup, total_steps))
+    if ds_plugin is not None:
+        # prepared without the model, DeepSpeed's prepare hands the scheduler back unregistered:
+        # neither the engine's checkpoint nor save_state would hold its step
+        acc.register_for_checkpointing(scheduler)
     # checkpoints hold trainable weights only; the frozen base comes from the recipe
     unwrapped = acc.unwrap_model(model)
     acc.register_save_state_pre_hook(lambda models, weights, _dir: _trim_to_trainable(unwrapped, weights))
@@ -230,7 +253,9 @@ def fit(
     state = TrainerState(total_steps=total_steps)
     ckpt = latest_checkpoint(run_dir) if resume else None
     if ckpt is not None:
-        acc.load_state(str(ckpt), strict=False)  # weights, optimizer, scheduler, RNG, scaler
+        # weights, optimizer, scheduler, RNG, scaler; trainable weights only (DeepSpeed's engine
+        # loads its own checkpoint, frozen weights left out when saving: load_module_strict)
+        acc.load_state(str(ckpt), **({"load_module_strict": False} if ds_plugin is not None else {"strict": False}))
         state = TrainerState.load(ckpt)
         state.total_steps = total_steps
         acc.print(f"resuming from {ckpt} (step {state.global_step}/{total_steps})")
@@ -259,7 +284,8 @@ def fit(
 
     def save_checkpoint() -> None:
         directory = step_dir(run_dir, state.global_step)
-        acc.save_state(str(directory))
+        # DeepSpeed's engine writes its checkpoint itself (the pre-hook does not see it): frozen weights left out there
+        acc.save_state(str(directory), **({"exclude_frozen_parameters": True} if ds_plugin is not None else {}))
         acc.wait_for_everyone()
         if main:
             fsync_tree(directory)  # every file on disk before the marker says the checkpoint is complete
