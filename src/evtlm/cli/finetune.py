@@ -97,6 +97,11 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     if base_info.kind == "scratch" and lora_cfg.enabled and lora_cfg.full_finetune_scratch:
         lora_cfg = lora_cfg.model_copy(update={"enabled": False})
         say("adaptation: full fine-tuning of the scratch base (lora.full_finetune_scratch=true)")
+    # the adapter's random init (and the stream head's below) from the recipe's seed: what ran
+    # before (a cached base or a pretraining one, the data stage) must not change the draws
+    from accelerate.utils import set_seed
+
+    set_seed(recipe.train.seed)
     model = apply_lora(model, lora_cfg, trainable_token_ids=token_ids)
     if recipe.task.formulation == "stream":  # every target of a window read in one pass (evtlm.stream_model)
         from evtlm.stream import N_PURCHASE_FEATURES
