@@ -111,7 +111,7 @@ def test_predict_applies_the_calibration_evaluate_reports(tmp_path):
     y = truth("purchase", test["label_index"].to_numpy(), read_label_space(run))
     for row, probs in (("model calibrated", p), ("model", raw)):
         ours, reported = binary_metrics(y, probs), result["methods"][row]
-        for metric in ("log_loss", "brier", "positive_rate"):  # 6-decimal records: equal to 1e-5
+        for metric in ("log_loss", "brier", "positive_rate"):  # records keep 6 significant digits: equal to 1e-5
             assert ours[metric] == pytest.approx(reported[metric], abs=1e-5), (row, metric)
 
 
