@@ -75,6 +75,8 @@ COVERAGE: list[tuple[str, str]] = [
     (r"evtlm partition .*--engine dask", "tests/test_partition_dask.py::"
      "test_the_cli_on_a_local_cluster_of_processes_matches_the_local_engine"),
     (r"evtlm partition\b", "tests/test_partition.py::test_partition_cli_prints_rates_and_writes_the_folder"),
+    (r"pip install 'evtlm\[deepspeed\]'$",  # the DeepSpeed runs skip without it, naming this command
+     "tests/test_distributed.py::test_two_processes_reach_one_process_losses_at_the_same_global_batch"),
     (r"pip install 'evtlm\[dask\]'$",
      "tests/test_partition.py::test_the_dask_engine_without_its_extra_is_a_one_line_error_naming_the_fix"),
     (r"evtlm validate-data ", "tests/test_cli_validate_data.py::test_taobao_acceptance"),

@@ -432,7 +432,8 @@ def _purchase_extras(recipe: Recipe, prepared: Any, model: Any, tokenizer: Any, 
         gbt.fit(prepared.examples["train"], index)
     return purchase_extras(np.asarray(p_valid, dtype=np.float64), truth("purchase", valid_ex["label_index"].to_numpy(), space),
                            p_model, y, gbt=gbt, index=index, valid_examples=valid_ex, report_examples=chosen,
-                           report_rows=report_rows, n_bins=recipe.eval.ece_bins, seed=recipe.train.seed,
+                           report_rows=report_rows, method=recipe.eval.calibration, n_bins=recipe.eval.ece_bins,
+                           seed=recipe.train.seed,
                            valid_seconds=valid_seconds)
 
 

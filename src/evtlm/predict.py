@@ -220,13 +220,13 @@ def _records(task: str, users: list[str], out: Any, actions: list[str] | None, i
     rule fitted on validation when the run has one (the probabilities are the model's own);
     purchase probabilities go through the run's calibrator when it has one (`evtlm.calibration`),
     the raw softmax kept beside them as ``p_raw``."""
-    if task == "purchase":
+    if task == "purchase":  # the answer follows the probability as written (0.4999999 is written 0.5: "yes")
         if calibrator is None or calibrator.skipped is not None:
-            return [{"user_id": u, "p_purchase": _prob(p), "answer": "yes" if p >= 0.5 else "no"}
+            return [{"user_id": u, "p_purchase": (q := _prob(p)), "answer": "yes" if q >= 0.5 else "no"}
                     for u, p in zip(users, out)]
         cal = calibrator.apply(out) if len(out) else []
-        return [{"user_id": u, "p_purchase": _prob(c), "p_raw": _prob(p),
-                 "answer": "yes" if c >= 0.5 else "no"} for u, p, c in zip(users, out, cal)]
+        return [{"user_id": u, "p_purchase": (q := _prob(c)), "p_raw": _prob(p),
+                 "answer": "yes" if q >= 0.5 else "no"} for u, p, c in zip(users, out, cal)]
     if task == "next_action":
         from evtlm.metrics import apply_offsets
 
