@@ -159,3 +159,24 @@ def test_one_class_validation_skips_the_stack_too():
                           gbt=_FakeGbt({}), index=None, valid_examples=v_frame, report_examples=v_frame.head(10))
     assert STACKED not in out.preds and "only class 0" in out.info["stack"]["skipped"]
     assert np.array_equal(out.preds[CALIBRATED], p_v[:10])
+
+
+def test_auto_keeps_a_calibrated_model_as_it_is_and_the_choice_travels(tmp_path):
+    """eval.calibration auto: a model whose probabilities are already right keeps them (the
+    identity wins out of fold); the choice and every candidate's score are saved, and the
+    calibrator read back from the run directory gives the same probabilities."""
+    from evtlm.calibration import choose_calibrator, load_calibration, save_calibration
+
+    rng = np.random.default_rng(3)
+    z = rng.normal(-1.0, 1.2, 4_000)
+    y = (rng.random(4_000) < expit(z)).astype(int)
+    cal = choose_calibrator(y, expit(z))
+    assert cal.method == "identity" and set(cal.cv_log_loss) == {"identity", "temperature", "platt"}
+    assert cal.cv_log_loss["identity"] == min(cal.cv_log_loss.values())
+    p = expit(z[:50])
+    assert np.array_equal(cal.apply(p), p)
+    save_calibration(tmp_path, cal)
+    back = load_calibration(tmp_path)
+    assert back == cal and np.array_equal(back.apply(p), p)
+    shifted = choose_calibrator(y, expit(z + 1.0))  # every logit one too high: a shift mends it
+    assert shifted.method == "platt" and shifted.cv_log_loss["platt"] < shifted.cv_log_loss["identity"]

@@ -419,11 +419,10 @@ class EvalConfig(Section):
     # training-time task metric (early stopping): validation examples it is computed on, model only
     fit_max_examples: int = Field(500, ge=1)
     ece_bins: int = Field(10, ge=2)
-    # purchase: the calibrator fitted on validation (evtlm.calibration). temperature rescales the
-    # logit only; platt also shifts it, to validation's buy rate, which a time split's test window
-    # need not share (Online Retail repurchase: validation 0.295, test 0.339; test ECE 0.030 raw,
-    # 0.020 temperature, 0.037 platt)
-    calibration: Literal["temperature", "platt"] = "temperature"
+    # purchase: the calibrator fitted on validation (evtlm.calibration). auto: the identity,
+    # temperature or Platt scaling, whichever has the lowest 5-fold cross-fitted log loss within
+    # validation; temperature rescales the logit, platt also shifts it to validation's buy rate
+    calibration: Literal["auto", "temperature", "platt"] = "auto"
     sasrec: SasrecConfig = Field(default_factory=SasrecConfig)
     gbt: GbtConfig = Field(default_factory=GbtConfig)
     gbt_action: ActionGbtConfig = Field(default_factory=ActionGbtConfig)

@@ -176,7 +176,9 @@ def calibration_section(result: dict[str, Any]) -> list[str]:
         lines += [f"Calibration skipped: {cal['skipped']}. The `{CALIBRATED}` row repeats the model's raw "
                   "probabilities, which are not calibrated.", ""]
     else:
-        what = {"platt": "Platt scaling", "temperature": "temperature scaling"}.get(cal["method"], cal["method"])
+        what = {"platt": "Platt scaling", "temperature": "temperature scaling",
+                "identity": "no rescaling (the identity had the lowest cross-fitted validation log loss)"
+                }.get(cal["method"], cal["method"])
         b, a = cal["before"], cal["after"]
         lines += [
             f"`{CALIBRATED}`: the model's P(yes) through {what}, p' = sigmoid({cal['scale']:.4g} * logit(p) "
