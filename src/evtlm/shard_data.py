@@ -335,10 +335,11 @@ def prepare_shards(recipe: Recipe, *, tokenizer=None, cache_dir: str | Path | No
             shutil.rmtree(work, ignore_errors=True)
             bar.update(events[-1])
         bar.close()
+        rows = recipe.task.max_tokens if stream_task else None
+        splits = {s: split_summary(merge_split_parts(parts[s]), stream_rows=rows, labels=not stream_task) for s in SPLITS}
         manifest = {"format": FORMAT, "shards": part.shards, "partition": str(part.path), "label_space": facts.label_space
                     if facts.label_space is not None else _label_space_of(tmp), "facts": facts.key(),
-                    "events": events, "users": users, "splits": {s: split_summary(merge_split_parts(parts[s]), stream_rows=recipe.task.max_tokens if stream_task else None,
-                                                 labels=not stream_task) for s in SPLITS},
+                    "events": events, "users": users, "splits": splits,
                     "examples_per_user_dropped": dropped, "cold_items": _cold_report(cold, parts), **counts,
                     "tokenizer": "trained on shard 0's training text" if scratch else "given or pretrained"}
         (tmp / MANIFEST).write_text(json.dumps(manifest, indent=1) + "\n")
