@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import subprocess
 import sys
@@ -142,6 +143,24 @@ def write_all(details: dict[str, Any], quick: bool) -> tuple[list[dict[str, Any]
     return rows, write_result(NAME, "Quality on real logs: model vs the best baseline", rows, details)
 
 
+def _standard_errors(methods: dict[str, dict[str, float]], metric: str, ref_name: str | None, method: str = "model") -> str:
+    """``; SE ...`` for a metric whose standard error the evaluation recorded (ROC-AUC: DeLong's),
+    with the model-minus-reference difference in units of the unpaired SE (conservative: the two
+    are scored on the same examples); '' otherwise.
+
+    >>> _standard_errors({"model": {"roc_auc": 0.545, "roc_auc_se": 0.021}, "gbt": {"roc_auc": 0.536, "roc_auc_se": 0.02}},
+    ...                  "roc_auc", "gbt")
+    '; SE (DeLong) model 0.021, gbt 0.020: the difference +0.009 is 0.3 SE'
+    """
+    model, ref = methods.get(method, {}), methods.get(ref_name or "", {})
+    se_m, se_r = model.get(f"{metric}_se"), ref.get(f"{metric}_se")
+    if se_m is None or se_r is None or any(map(math.isnan, (se_m, se_r))):
+        return ""
+    diff = model[metric] - ref[metric]
+    return (f"; SE (DeLong) {method} {se_m:.3f}, {ref_name} {se_r:.3f}: the difference {diff:+.3f} is "
+            f"{abs(diff) / math.hypot(se_m, se_r):.1f} SE")
+
+
 def summarize(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per headline metric: the model against the reference its target names."""
     _, metrics, kind, param = RECIPES[name]
@@ -173,6 +192,7 @@ def summarize(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
         sampled = f"N={res['n']} of {res['n_split']}" + (" (SAMPLED)" if res["n"] < res["n_split"] else " (full test split)")
         note = (f"{label}; reference: {ref_name}; best baseline: {best} {baselines.get(best, float('nan')):.4f}; {sampled}; "
                 + (f"{res['seconds'] / 60:.1f} min" if res.get("seconds") else "wall time unknown"))
+        note += _standard_errors(methods, metric, ref_name)
         out.append(row(figure, model, ref, _target_text(kind, param), met=met, note=note,
                        tie_with=baselines[tied] if tied else None))
         stacked, gbt = methods.get(STACKED, {}).get(metric), baselines.get("gbt")
@@ -181,7 +201,8 @@ def summarize(name: str, res: dict[str, Any]) -> list[dict[str, Any]]:
             stack_met = stacked >= gbt + margin
             stack_label, _ = verdict(stack_met, stacked, gbt)
             out.append(row(f"{figure} ({STACKED})", stacked, gbt, f">= gbt + {margin:g}" if margin else ">= gbt",
-                           met=stack_met, note=f"{stack_label or 'short'}; reference: gbt; {sampled}"))
+                           met=stack_met, note=f"{stack_label or 'short'}; reference: gbt; {sampled}"
+                           + _standard_errors(methods, metric, "gbt", STACKED)))
     return out
 
 

@@ -54,7 +54,8 @@ def render(quality: dict[str, Any]) -> str:
             for shown in (label, f"{label} (model+gbt)"):  # the second: purchase recipes' stack against gbt
                 v = verdicts.get(f"{name}: {shown}")
                 if v:
-                    lines.append(f"\n{shown}: target {v['target']}; {v['note'].split(';')[0]}.")
+                    se = next((part.strip() for part in v["note"].split(";") if part.strip().startswith("SE ")), None)
+                    lines.append(f"\n{shown}: target {v['target']}; {v['note'].split(';')[0]}" + (f" ({se})." if se else "."))
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
