@@ -141,7 +141,7 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     state.wait_for_everyone()
 
     # 6. evaluation on the held-out split with baselines (evtlm.evaluate) — call point
-    _evaluate_run(run_dir, recipe, prepared, model, state)
+    _evaluate_run(run_dir, recipe, prepared, model, state, progress=progress)
     say(f"run directory: {run_dir}")
     return run_dir
 
@@ -153,7 +153,7 @@ def _task_metric(recipe: Any, prepared: Any):
     return ev.make_evaluate_fn(recipe, prepared)
 
 
-def _evaluate_run(run_dir: Path, recipe: Any, prepared: Any, model: Any, state: Any) -> None:
+def _evaluate_run(run_dir: Path, recipe: Any, prepared: Any, model: Any, state: Any, progress: bool = True) -> None:
     """Final evaluation (metrics.json, report.md, plots) with every baseline: the model's scoring
     shared by every process, the baselines and the report on the main one."""
     from accelerate.utils import extract_model_from_parallel
@@ -161,5 +161,5 @@ def _evaluate_run(run_dir: Path, recipe: Any, prepared: Any, model: Any, state: 
     from evtlm import evaluate as ev
 
     ev.evaluate_run(run_dir, recipe=recipe, prepared=prepared, model=extract_model_from_parallel(model),
-                    write=state.is_main_process, follower=not state.is_main_process)
+                    progress=progress, write=state.is_main_process, follower=not state.is_main_process)
     state.wait_for_everyone()
