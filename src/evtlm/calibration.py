@@ -81,8 +81,7 @@ __all__ = [
 CALIBRATION_FILE = "calibration.json"  # the fitted calibrator in a run directory (evtlm predict applies it)
 CALIBRATED = "model calibrated"  # the model's probabilities through the calibrator: its own row
 STACKED = "model+gbt"  # the stack's row
-METHODS = ("platt", "temperature")
-CHOICES = ("auto", *METHODS)  # eval.calibration: auto picks identity, temperature or platt by cross-fitting
+METHODS = ("platt", "temperature", "identity")  # identity: no rescaling (what auto may choose)
 EPS = 1e-12  # probabilities are clipped to [EPS, 1 - EPS] before the logit (float32 0 or 1)
 LOG_BOUND = 12.0  # |log scale| and |log T| stay below this (a degenerate fit cannot run away)
 
@@ -142,7 +141,7 @@ class Calibrator:
 
 def fit_calibrator(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarray, method: str = "platt",
                    fitted_on: str = "valid", n_bins: int = 10) -> Calibrator:
-    """Fit ``method`` (``platt`` | ``temperature``) on labels ``y`` (0/1) and the model's P(yes) ``p``.
+    """Fit ``method`` (``platt`` | ``temperature`` | ``identity``: none) on labels ``y`` (0/1) and the model's P(yes) ``p``.
 
     Platt is fitted on the standardised logit (well conditioned when the model's outputs barely
     vary) and mapped back: ``scale = a / sd``, ``shift = b - a * mean / sd``.
@@ -165,7 +164,9 @@ def fit_calibrator(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.ndarra
         only = f"only class {int(classes[0])} ({len(y)} examples)" if len(classes) else "no examples"
         return Calibrator(method, n=len(y), positive_rate=rate, fitted_on=fitted_on,
                           skipped=f"{fitted_on_name(fitted_on)} holds {only}: nothing to fit, probabilities left as they are")
-    if method == "temperature":
+    if method == "identity":
+        scale, shift = 1.0, 0.0
+    elif method == "temperature":
         res = minimize_scalar(lambda t: _nll(z * np.exp(-t), y), bounds=(-LOG_BOUND, LOG_BOUND), method="bounded")
         scale, shift = float(np.exp(-res.x)), 0.0
     else:
@@ -213,18 +214,10 @@ def choose_calibrator(y: Sequence[int] | np.ndarray, p: Sequence[float] | np.nda
     for method in ("identity", "temperature", "platt"):
         oof = np.empty(len(y))
         for tr, te in split:
-            oof[te] = p[te] if method == "identity" else fit_calibrator(y[tr], p[tr], method, fitted_on, n_bins).apply(p[te])
+            oof[te] = fit_calibrator(y[tr], p[tr], method, fitted_on, n_bins).apply(p[te])
         scores[method] = round(_nll(to_logit(oof), y), 6)
     best = min(scores, key=scores.get)  # dicts keep order: ties go to the simpler
-    if best == "identity":
-        from evtlm.metrics import ece
-
-        z = to_logit(p)
-        e = ece(y.astype(int), expit(z), n_bins)
-        fit = {"log_loss_before": _nll(z, y), "log_loss_after": _nll(z, y), "ece_before": e, "ece_after": e}
-        cal = Calibrator("identity", 1.0, 0.0, len(y), float(y.mean()), fitted_on, None, {k: round(v, 6) for k, v in fit.items()})
-    else:
-        cal = fit_calibrator(y, p, method=best, fitted_on=fitted_on, n_bins=n_bins)
+    cal = fit_calibrator(y, p, method=best, fitted_on=fitted_on, n_bins=n_bins)
     return Calibrator(**{**asdict(cal), "cv_log_loss": scores})
 
 
