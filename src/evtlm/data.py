@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from datasets import DatasetDict
     from transformers import PreTrainedTokenizerBase
 
-__all__ = ["Prepared", "LogFacts", "SplitFrames", "prepare", "text_recipe", "item_vocabulary"]
+__all__ = ["Prepared", "LogFacts", "SplitFrames", "ExampleLabels", "example_labels", "history_items", "prepare", "text_recipe",
+           "item_vocabulary"]
 
 
 @dataclass(frozen=True)
@@ -387,9 +388,44 @@ class SplitFrames(Mapping[str, pd.DataFrame]):
         raise NotImplementedError
 
 
+def example_labels(ix: pd.DataFrame) -> pd.DataFrame:
+    """What the metrics and the baselines read of each example of an index table (`Prepared.index`):
+    ``example_id, user_id, target, label, label_index, label_time``. No event text is built: a
+    prompt is a string per event of the history, more than a machine holds at 100M events, and
+    evaluation never reads it (the model reads token ids, the baselines the event table)."""
+    return pd.DataFrame({
+        "example_id": ix["example_id"],
+        "user_id": ix["user_id"].astype("string"),
+        "target": ix["target"],
+        "label": ix["label"],
+        "label_index": ix["label_index"],
+        "label_time": pd.to_datetime(ix["label_time"].to_numpy(), utc=True),
+    })
+
+
+def history_items(events: EventLog, ix: pd.DataFrame) -> list[list[str]]:
+    """The item ids of each example's full, untruncated history (rows ``hist_start:hist_stop`` of
+    ``events``): what ``decode.exclude_history_items`` masks."""
+    items = events.events["item_id"].to_numpy(dtype=object, na_value=None)
+    return [[i for i in items[lo:hi] if i is not None] for lo, hi in zip(ix["hist_start"].to_numpy(), ix["hist_stop"].to_numpy())]
+
+
+class ExampleLabels(SplitFrames):
+    """Per split, `example_labels` of ``index[split]``, built on first access: evaluation's view
+    of the examples (`evtlm.evaluate`), which reads the index tables only, never the events."""
+
+    def __init__(self, index: Mapping[str, pd.DataFrame]) -> None:
+        super().__init__()
+        self._index = index
+
+    def _split(self, split: str) -> pd.DataFrame:
+        return example_labels(self._index[split])
+
+
 class TextExamples(SplitFrames):
     """Per split: ``example_id, user_id, prompt, target, label, label_index, label_time,
-    history_items, truncated``, built on first access (prompts are strings: costly at scale).
+    history_items, truncated``, built on first access (prompts are strings: costly at scale;
+    what evaluation reads is `ExampleLabels`).
 
     ``prompt`` is the text the model sees (after truncation); ``history_items`` are the items of
     the full, untruncated prompt range, for baselines.
@@ -410,7 +446,6 @@ class TextExamples(SplitFrames):
             self._text = verbalize_events(ev.events, ev.catalog, cfg)
         piece = self._text.piece.to_numpy(dtype=object)
         stand = self._text.standalone.to_numpy(dtype=object)
-        items = ev.events["item_id"].to_numpy(dtype=object, na_value=None)
         users = ev.events["user_id"].to_numpy(dtype=object)
         actors = actor_text(ix["user_id"].astype("string"), cfg).to_numpy(dtype=object)
         a, b, s = (ix[c].to_numpy() for c in ("hist_start", "hist_stop", "kept_start"))
@@ -420,17 +455,9 @@ class TextExamples(SplitFrames):
             act + ((piece[k] if f else stand[k]) if k < e else "") + "".join(piece[k + 1 : e]) + q
             for act, k, e, f, q in zip(actors, s, b, first, ix["question"].to_numpy(dtype=object))
         ]
-        return pd.DataFrame({
-            "example_id": ix["example_id"],
-            "user_id": ix["user_id"].astype("string"),
-            "prompt": prompts,
-            "target": ix["target"],
-            "label": ix["label"],
-            "label_index": ix["label_index"],
-            "label_time": pd.to_datetime(ix["label_time"].to_numpy(), utc=True),
-            "history_items": [[i for i in items[lo:hi] if i is not None] for lo, hi in zip(a, b)],
-            "truncated": s > a,
-        })
+        out = example_labels(ix)
+        out.insert(2, "prompt", prompts)
+        return out.assign(history_items=history_items(ev, ix), truncated=s > a)
 
 
 def split_parts(ix: pd.DataFrame) -> dict[str, Any]:

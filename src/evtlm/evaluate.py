@@ -290,7 +290,11 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         prepared = prepare(recipe, tokenizer=tokenizer, progress=progress)
     tokenizer = prepared.tokenizer
     space = list(prepared.label_space)
-    ds, examples = prepared.datasets[split], prepared.examples[split]
+    from evtlm.data import ExampleLabels, history_items
+
+    ds = prepared.datasets[split]
+    frames = ExampleLabels(prepared.index)  # what metrics and baselines read: the index tables, never the event text
+    examples = frames[split]
     stream = recipe.task.formulation == "stream"  # rows of ds are windows; the examples are prepared.index
     if len(ds) == 0:
         raise TaskError(f"the {split} split has no examples", where=f"split {split!r}",
@@ -308,21 +312,27 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     depth = max(ks)
     item_ids = answers = None
     exclude = None  # decode.exclude_history_items: one mask, each example's history items, for every method
-    if task == "next_item":
+    # the event table is read by the main process only (the baselines, the masks), except where a
+    # follower's own decoding needs the masks (per-example prompts)
+    if task == "next_item" and (not follower or (not stream and recipe.decode.exclude_history_items)):
         item_ids = label_item_ids(space, prepared.events.events, prepared.events.catalog, recipe.verbalize)
         answers = answer_index(space, prepared.events.events, prepared.events.catalog, recipe.verbalize)
         if recipe.decode.exclude_history_items:
-            exclude = history_exclusions(chosen["history_items"], answers)
+            exclude = history_exclusions(history_items(prepared.events, prepared.index[split].iloc[rows]), answers)
 
     preds: dict[str, np.ndarray] = {}
     seconds: dict[str, float] = {}
     # ---- the model
     t0 = time.perf_counter()
     offsets: dict[str, np.ndarray] = {}  # next_action: each method's decision rule, fitted on validation
-    if stream and exclude is not None:  # the stream masks its window; the full history is masked as for the rest
-        deep = depth + max(map(len, exclude), default=0)
-        preds[MODEL] = drop_excluded(model_predictions(model, recipe, ds, ds_ids[rows], deep, progress=progress),
-                                     exclude, depth)[0]
+    if stream and task == "next_item" and recipe.decode.exclude_history_items:
+        # the stream masks its window; the full history is masked as for the rest, ranked deep
+        # enough to drop it (the main process's depth on every process: one collective shape)
+        from evtlm.sharded import gather_parts
+
+        deep = gather_parts(None if follower else depth + max(map(len, exclude), default=0))[0]
+        pred = model_predictions(model, recipe, ds, ds_ids[rows], deep, progress=progress)
+        preds[MODEL] = pred if follower else drop_excluded(pred, exclude, depth)[0]
     elif stream:
         preds[MODEL] = model_predictions(model, recipe, ds, ds_ids[rows], depth, progress=progress)
         if task == "next_action":
@@ -344,7 +354,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     from evtlm.baselines import get_baselines
     from evtlm.history import HistoryIndex
 
-    log, train = prepared.events, prepared.examples["train"]
+    log, train = prepared.events, frames["train"]
     if answers is not None:  # ids sharing an answer are one item, for the baselines as for the model
         log, train = as_answers(log, train, answers, item_ids)
     index = HistoryIndex(log)
@@ -358,14 +368,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         if task == "next_action" and MODEL in offsets:  # the same decision-rule fitting for every method
             from evtlm import metrics as M
 
-            valid_ex = prepared.examples["valid"]
+            valid_ex = frames["valid"]
             v_pred = np.asarray(base.predict(valid_ex, index), dtype=np.float64)
             offsets[base.name] = M.fit_class_offsets(truth(task, valid_ex["label_index"].to_numpy(), space), v_pred)
         seconds[base.name] = time.perf_counter() - t0
         fitted[base.name] = base
     extras = None
     if task == "purchase":  # the calibrator and the model+gbt stack, fitted on validation only
-        extras = _purchase_extras(recipe, prepared, model, tokenizer, fitted, index, chosen, preds[MODEL], y,
+        extras = _purchase_extras(recipe, prepared, frames, model, tokenizer, fitted, index, chosen, preds[MODEL], y,
                                   rows if split == "valid" else None)
         preds.update(extras.preds)
         seconds.update(extras.seconds)
@@ -413,8 +423,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
 VALID_CAP = 20_000  # purchase: validation examples the calibrator and the stack are fitted on (a seeded sample above)
 
 
-def _purchase_extras(recipe: Recipe, prepared: Any, model: Any, tokenizer: Any, fitted: dict[str, Any], index: Any,
-                     chosen: pd.DataFrame, p_model: np.ndarray, y: np.ndarray, report_rows: np.ndarray | None):
+def _purchase_extras(recipe: Recipe, prepared: Any, frames: Any, model: Any, tokenizer: Any, fitted: dict[str, Any],
+                     index: Any, chosen: pd.DataFrame, p_model: np.ndarray, y: np.ndarray, report_rows: np.ndarray | None):
     """The ``model calibrated`` and ``model+gbt`` rows (`evtlm.calibration.purchase_extras`): the model
     scores the validation split, the calibrator and the stack are fitted there and predict the
     reported examples. ``report_rows``: the reported positions when the report is on validation."""
@@ -424,12 +434,12 @@ def _purchase_extras(recipe: Recipe, prepared: Any, model: Any, tokenizer: Any, 
     t0 = time.perf_counter()
     space = list(prepared.label_space)
     vrows, p_valid = _purchase_valid_scores(recipe, prepared, model, tokenizer, report_rows is not None)
-    valid_ex = prepared.examples.get("valid", chosen.head(0)).iloc[vrows].reset_index(drop=True)
+    valid_ex = frames["valid"].iloc[vrows].reset_index(drop=True) if len(vrows) else chosen.head(0)
     valid_seconds = time.perf_counter() - t0
     gbt = fitted.get("gbt")
     if gbt is None:  # the gbt row was not asked for: the stack still reads the same trees
         gbt = get_baselines("purchase", recipe.eval, names=["gbt"], level=recipe.task.level)[0]
-        gbt.fit(prepared.examples["train"], index)
+        gbt.fit(frames["train"], index)
     return purchase_extras(np.asarray(p_valid, dtype=np.float64), truth("purchase", valid_ex["label_index"].to_numpy(), space),
                            p_model, y, gbt=gbt, index=index, valid_examples=valid_ex, report_examples=chosen,
                            report_rows=report_rows, method=recipe.eval.calibration, n_bins=recipe.eval.ece_bins,
