@@ -451,3 +451,61 @@ def test_bad_inputs_are_clear_errors():
         get_baselines("next_action", names=["markov"])[0].fit(next_examples(ev2, "action"), ev2, labels=["view", "walk"])
     with pytest.raises(DataError, match="not in the action order"):
         get_baselines("next_action", names=["markov"])[0].fit(next_examples(ev2, "action"), ev2, labels=["cart"])
+
+
+# ------------------------------------------------------------------------------------- shards
+def _shop(n_users=150, seed=0) -> pd.DataFrame:
+    """A random log of views, carts and purchases over 40 days (prices for the spend features)."""
+    rng = np.random.default_rng(seed)
+    n = n_users * 30
+    ev = events(rng.integers(0, n_users, n), rng.choice(list("abcdefgh"), n),
+                rng.choice(["view", "view", "view", "cart", "purchase", "favorite"], n), np.sort(rng.uniform(0, 40 * 24, n)))
+    return ev.assign(price=rng.uniform(1, 50, n).round(2))
+
+
+def _purchase_examples(ev: pd.DataFrame) -> pd.DataFrame:
+    """Every user at days 10, 20, 30: does a purchase follow within 5 days?"""
+    rows = []
+    for day in (10, 20, 30):
+        t = T0 + pd.Timedelta(days=day)
+        window = ev[(ev["timestamp"] >= t) & (ev["timestamp"] < t + pd.Timedelta(days=5))]
+        buyers = set(window.loc[window["action"] == "purchase", "user_id"])
+        rows += [(u, int(u in buyers), t) for u in ev["user_id"].unique()]
+    return pd.DataFrame(rows, columns=["user_id", "label", "label_time"])
+
+
+@pytest.mark.parametrize("task", ["purchase", "next_action"])
+def test_every_shardable_baseline_fits_and_predicts_from_shards_as_from_the_whole_log(task):
+    """Users split into 3 shards, each read on its own (evtlm.history_shards): every purchase and
+    next_action baseline gives the whole log's predictions, whatever the order of the examples."""
+    from evtlm.history_shards import ShardedEvents
+
+    ev = _shop()
+    shard_of = {u: i % 3 for i, u in enumerate(sorted(ev["user_id"].unique()))}
+    sharded = ShardedEvents(3, lambda k: ev[ev["user_id"].map(shard_of) == k])
+    examples = _purchase_examples(ev) if task == "purchase" else next_examples(ev, "action")
+    examples = examples.assign(shard=examples["user_id"].map(shard_of))
+    cut = examples["label_time"] < T0 + pd.Timedelta(days=25)
+    train, test = examples[cut], examples[~cut].sample(frac=1.0, random_state=1)  # shuffled: pieces are put back
+    labels = ["view", "cart", "purchase", "favorite"] if task == "next_action" else None
+    bases = get_baselines(task, FAST)
+    assert bases and all(task in b.shardable for b in bases)
+    for whole, parted in zip(bases, get_baselines(task, FAST)):
+        whole.fit(train, ev, labels=labels)
+        parted.fit(train, sharded, labels=labels)
+        np.testing.assert_array_equal(parted.predict(test, sharded), whole.predict(test, ev), err_msg=whole.name)
+        if whole.name == "gbt" and task == "purchase":
+            pd.testing.assert_frame_equal(parted.features(test, sharded), whole.features(test, ev))
+    assert sharded.loads < 3 * 2 * 2 * len(bases)  # the shard kept from the last call is not read again
+
+
+def test_next_item_baselines_from_shards_say_they_need_the_whole_log():
+    from evtlm.history_shards import ShardedEvents
+
+    ev = _shop()
+    sharded = ShardedEvents(1, lambda k: ev)
+    train = next_examples(ev, "item_id").assign(shard=0)
+    with pytest.raises(TaskError, match="learns from the whole log at once"):
+        get_baselines("next_item", FAST, names=["transitions"])[0].fit(train, sharded)
+    with pytest.raises(DataError, match="no 'shard' column"):
+        get_baselines("purchase", FAST, names=["gbt"])[0].fit(_purchase_examples(ev), sharded)

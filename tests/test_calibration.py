@@ -82,7 +82,7 @@ def test_to_logit_is_finite_at_zero_and_one():
 
 # ------------------------------------------------------------------------------- the stack
 class _FakeGbt:
-    """What purchase_extras reads of a fitted gbt: predict, features, columns, cfg.gbt.threads."""
+    """What purchase_extras reads of a fitted gbt: features, from_features, columns, cfg.gbt.threads."""
 
     columns = ["n_cart", "hours_since_last"]
 
@@ -96,9 +96,12 @@ class _FakeGbt:
     def features(self, examples, index):
         return examples[self.columns].reset_index(drop=True)
 
-    def predict(self, examples, index):
-        x = examples[self.columns].to_numpy()
+    def from_features(self, x):
+        x = x[self.columns].to_numpy()
         return expit(0.8 * x[:, 0] - 0.05 * np.nan_to_num(x[:, 1], nan=40.0))
+
+    def predict(self, examples, index):
+        return self.from_features(examples)
 
 
 def _stack_data(n: int, seed: int):

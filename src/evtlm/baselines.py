@@ -31,6 +31,20 @@ user, the events up to their last training example's label time (its target incl
 >>> t = get_baselines("next_item", names=["transitions"], k=2)[0].fit(train.assign(label=["b", "a", "b"]), ev)
 >>> t.predict(test, ev).items.tolist()                  # after a comes b
 [['b', 'a']]
+
+**Shards** (`evtlm.history_shards.ShardedEvents`, users split into disjoint shards, one read at a
+time): the purchase and next_action baselines read only each example's own user's events plus
+statistics that add up over users, so they fit and predict from shards with the same results as
+from the whole log. Their fit is split in two: ``_part(train, index)`` (what one shard's
+examples give: per-example features, or counts in ``additive``) and ``_fit_part(train, part)``
+(the parts of every shard put together). The next-item baselines (popularity rankings,
+transitions, repeat's tuning sample, SASRec) learn from the whole log at once and say so.
+
+>>> from evtlm.history_shards import ShardedEvents
+>>> shards = ShardedEvents(2, lambda k: ev[ev["user_id"] == ("u", "v")[k]])
+>>> m2 = get_baselines("next_action", names=["markov"])[0].fit(train.assign(shard=0), shards, labels=["view", "cart"])
+>>> bool(np.allclose(m2.predict(test.assign(shard=1), shards), m.predict(test, ev)))
+True
 """
 
 from __future__ import annotations
@@ -46,6 +60,7 @@ import scipy.sparse as sp
 
 from evtlm.errors import DataError, TaskError, did_you_mean
 from evtlm.events import EventLog
+from evtlm.history_shards import ShardedEvents, put_back
 from evtlm.history import (HistoryIndex, action_order, binary_labels, check_examples, check_labels_in,
                            default_catalog, drop_excluded, item_popularity, next_action_features, positions_in, rfm_features,
                            strictly_earlier, top_per_row, with_fallback)
@@ -69,6 +84,9 @@ class Baseline:
 
     name: ClassVar[str] = ""
     description: ClassVar[str] = ""
+    shardable: ClassVar[tuple[str, ...]] = ()  # tasks it fits from shards (`_part` + `_fit_part`; module doc)
+    additive: ClassVar[frozenset[str]] = frozenset()  # keys of `_part` summed over shards; the rest are per example
+    reads_events: ClassVar[bool] = True  # False: fits and predicts from the examples alone (no shard is read)
 
     def __init__(self, task: str, k: int = 20, cfg: EvalConfig | None = None, progress: bool = False,
                  level: str = "user") -> None:
@@ -83,8 +101,12 @@ class Baseline:
         return f"{type(self).__name__}(task={self.task!r}, name={self.name!r})"
 
     def fit(self, train_examples: pd.DataFrame, events: EventsLike, *, labels: Sequence[str] | None = None) -> Baseline:
-        """Learn from the training examples and the events they may see; returns ``self``."""
-        index = as_index(events)
+        """Learn from the training examples and the events they may see; returns ``self``.
+        ``events`` may be a `ShardedEvents` (task in ``shardable``; the examples carry ``shard``)."""
+        sharded = isinstance(events, ShardedEvents)
+        if sharded:
+            self._require_shardable()
+        index = None if sharded else as_index(events)
         train = check_examples(train_examples, "train_examples", with_label=True)
         # one canonical order: samples, early stopping's hold-out and SASRec's batches then depend
         # on the examples, not on how they were laid out (a whole log and its shards fit the same)
@@ -99,9 +121,40 @@ class Baseline:
                                 fix="the training events need item ids (or pass labels=the catalog)")
         elif self.task == "purchase":
             train = train.assign(label=binary_labels(train["label"]))
-        self._fit(train, index)
+        if not sharded:
+            self._fit(train, index)
+        else:  # a setting a part depends on may change once every part is in (gbt's clock): then once more
+            while self._fit_part(train, self._sharded_part(train, events)):
+                pass
         self._fitted = True
         return self
+
+    def _require_shardable(self) -> None:
+        if self.task not in self.shardable:
+            raise TaskError(f"baseline {self.name!r} ({self.task}) learns from the whole log at once, not shard by shard",
+                            where="evtlm.baselines", fix="pass the whole log's events (or leave it out of eval.baselines)")
+
+    def _sharded_part(self, train: pd.DataFrame, events: ShardedEvents) -> dict:
+        """Every shard's `_part` of its own training examples, put together: per-example entries
+        in the order of ``train``, the ``additive`` ones summed."""
+        if not self.reads_events:
+            return self._part(train, None)
+        pieces = [(pos, self._part(train.iloc[pos].reset_index(drop=True), events.index(k))) for k, pos in events.groups(train)]
+        if not pieces:
+            raise TaskError(f"baseline {self.name!r} has no training examples", where="evtlm.baselines")
+        return {key: (sum(p[key] for _, p in pieces) if key in self.additive
+                      else put_back([(pos, p[key]) for pos, p in pieces], len(train))) for key in pieces[0][1]}
+
+    def _sharded(self, frame: pd.DataFrame, events: ShardedEvents, fn: Callable[[pd.DataFrame, HistoryIndex], object]):
+        """``fn(rows, index)`` on each shard's rows of ``frame``, the pieces put back in order."""
+        self._require_shardable()
+        if not self.reads_events:
+            none = np.zeros(len(frame), np.int64)
+            return self._predict(frame, None, none, none)
+        if not len(frame):
+            return fn(frame, events.index(0))
+        return put_back([(pos, fn(frame.iloc[pos].reset_index(drop=True), events.index(k))) for k, pos in events.groups(frame)],
+                        len(frame))
 
     def predict(self, examples: pd.DataFrame, events: EventsLike, *,
                 exclude: Sequence[Sequence[int]] | None = None) -> np.ndarray | Ranking:
@@ -113,8 +166,10 @@ class Baseline:
         """
         if not self._fitted:
             raise TaskError(f"baseline {self.name!r} is not fitted", fix="call fit(train_examples, events) first")
-        index = as_index(events)
         frame = check_examples(examples, "examples", with_label=False)
+        if isinstance(events, ShardedEvents):  # shardable tasks never rank items: no exclusions
+            return self._sharded(frame, events, lambda rows, index: self.predict(rows, index))
+        index = as_index(events)
         start, end = index.bounds(frame["user_id"], frame["label_time"])
         if exclude is None or self.task != "next_item":
             return self._predict(frame, index, start, end)
@@ -130,6 +185,14 @@ class Baseline:
                        np.where(col >= 0, np.take_along_axis(out.scores, at, axis=1), -np.inf), codes)
 
     def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        """The whole log: one part (baselines that fit from parts), or a fit of its own."""
+        self._fit_part(train, self._part(train, index))
+
+    def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
+        raise NotImplementedError
+
+    def _fit_part(self, train: pd.DataFrame, part: dict) -> bool | None:
+        """Fit from the put-together parts; True: a setting the parts depend on changed, compute them again."""
         raise NotImplementedError
 
     def _predict(self, examples: pd.DataFrame, index: HistoryIndex, start: np.ndarray, end: np.ndarray):
@@ -155,13 +218,25 @@ class Prior(Baseline):
 
     name = "prior"
     description = "class prior / majority (next_item: most frequent training targets)"
+    shardable = ("purchase", "next_action")
 
-    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+    @property  # type: ignore[override]
+    def reads_events(self) -> bool:  # next_item's prior ranks by the events' popularity
+        return self.task == "next_item"
+
+    def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
+        return {}  # the labels alone
+
+    def _fit_part(self, train: pd.DataFrame, part: dict) -> None:
         if self.task == "purchase":
             self.p = float(train["label"].mean())
-        elif self.task == "next_action":
+        else:
             counts = train["label"].astype("string").value_counts().reindex(self.labels, fill_value=0)
             self.p = (counts.to_numpy(float) + 1.0) / (counts.sum() + len(self.labels))  # Laplace: no zero
+
+    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+        if self.task in self.shardable:
+            super()._fit(train, index)
         else:
             cat = self._catalog_codes(index)
             pop, _ = item_popularity(index, cat, index.visible_mask(train["user_id"], train["label_time"]), self.labels)
@@ -194,13 +269,20 @@ class Popularity(Baseline):
         f = rfm_features(index, start, end, times)
         return (np.minimum(f["n_purchase"], 3) * 3 + np.minimum(f["carts_since_purchase"], 2)).to_numpy(int)  # 12 cells
 
+    shardable = ("purchase",)
+
+    def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
+        return {"cells": self._cells(index, *index.bounds(train["user_id"], train["label_time"]), train["label_time"])}
+
+    def _fit_part(self, train: pd.DataFrame, part: dict) -> None:
+        y = train["label"].to_numpy(float)
+        self.base = y.mean()
+        pos, cnt = np.bincount(part["cells"], y, minlength=12), np.bincount(part["cells"], minlength=12)
+        self.rate = (pos + self.smoothing * self.base) / (cnt + self.smoothing)
+
     def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
-        if self.task == "purchase":
-            cells = self._cells(index, *index.bounds(train["user_id"], train["label_time"]), train["label_time"])
-            y = train["label"].to_numpy(float)
-            self.base = y.mean()
-            pos, cnt = np.bincount(cells, y, minlength=12), np.bincount(cells, minlength=12)
-            self.rate = (pos + self.smoothing * self.base) / (cnt + self.smoothing)
+        if self.task in self.shardable:
+            super()._fit(train, index)
         else:
             cat = self._catalog_codes(index)
             mask = index.visible_mask(train["user_id"], train["label_time"])
@@ -295,16 +377,21 @@ class Markov(Baseline):
     name = "markov"
     description = "last-action Markov chain from training transitions (smoothed)"
     smoothing = 5.0
+    shardable = ("next_action",)
+    additive = frozenset({"counts"})
 
-    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
-        cols = np.array([ACTIONS.index(a) for a in self.labels])
+    def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
         mask = index.visible_mask(train["user_id"], train["label_time"])
         seq = np.flatnonzero(mask & (index.action >= 0))
         a, b = seq[:-1], seq[1:]
-        same = index.user[a] == index.user[b]
+        same = index.user[a] == index.user[b]  # pairs within a user: users never straddle shards
         counts = np.zeros((len(ACTIONS), len(ACTIONS)))
         np.add.at(counts, (index.action[a[same]], index.action[b[same]]), 1.0)
-        counts = counts[:, cols]  # [6 last actions, A next actions in label order]
+        return {"counts": counts}
+
+    def _fit_part(self, train: pd.DataFrame, part: dict) -> None:
+        cols = np.array([ACTIONS.index(a) for a in self.labels])
+        counts = part["counts"][:, cols]  # [6 last actions, A next actions in label order]
         marginal = (counts.sum(axis=0) + 1.0) / (counts.sum() + len(cols))
         self.table = (counts + self.smoothing * marginal) / (counts.sum(axis=1, keepdims=True) + self.smoothing)
         self.marginal = marginal
@@ -335,10 +422,15 @@ class SameAsLast(Baseline):
         last = index.action[np.clip(end - 1, 0, max(index.n - 1, 0))] if index.n else np.full(len(end), -1)
         return np.where(end > start, col[last], -1)
 
-    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
+    shardable = ("next_action",)
+
+    def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
+        return {"last": self._last(index, *index.bounds(train["user_id"], train["label_time"]))}
+
+    def _fit_part(self, train: pd.DataFrame, part: dict) -> None:
         counts = train["label"].astype("string").value_counts().reindex(self.labels, fill_value=0)
         self.prior = (counts.to_numpy(float) + 1.0) / (counts.sum() + len(self.labels))  # Laplace: no zero
-        last = self._last(index, *index.bounds(train["user_id"], train["label_time"]))
+        last = part["last"]
         y = positions_in(self.labels, train["label"])
         has = last >= 0
         stay, p_y = (y == last)[has], self.prior[y[has]]  # the one-hot's support, the prior's share
@@ -367,16 +459,23 @@ class GradientBoosting(Baseline):
     name = "gbt"
     description = "gradient-boosted trees on recency/frequency/monetary/session features"
 
+    shardable = ("purchase",)
+
+    def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
+        return {"x": rfm_features(index, *index.bounds(train["user_id"], train["label_time"]), train["label_time"], self.clock)}
+
     def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
-        bounds = index.bounds(train["user_id"], train["label_time"])
-        x = rfm_features(index, *bounds, train["label_time"], self.clock)
-        y = train["label"].to_numpy()
+        while self._fit_part(train, self._part(train, index)):
+            pass
+
+    def _fit_part(self, train: pd.DataFrame, part: dict) -> bool:
+        x, y = part["x"], train["label"].to_numpy()
         if self.clock == "label_time" and _separates(x["hours_since_last"].to_numpy(), y):
             warnings.warn("the gap between the last event and label_time alone separates the purchase labels "
                           "(label times that depend on the label, as at session level): measuring durations "
-                          "from the last event instead; pass level='session' to get_baselines", stacklevel=2)
+                          "from the last event instead; pass level='session' to get_baselines", stacklevel=4)
             self.clock = "last_event"
-            x = rfm_features(index, *bounds, train["label_time"], self.clock)
+            return True  # the features again, under the new clock
         # a column without two distinct values (e.g. never a favorite: all NaN) carries nothing,
         # and sklearn's binning fails on an all-NaN column
         self.columns = [c for c in x.columns if x[c].nunique(dropna=False) > 1]
@@ -385,14 +484,17 @@ class GradientBoosting(Baseline):
         self.constant = float(y.mean()) if len(np.unique(y)) < 2 or not self.columns else None
         if self.constant is None:
             self.model = _fit_trees(self.cfg.gbt, x, y)
+        return False
 
     def features(self, examples: pd.DataFrame, events: EventsLike) -> pd.DataFrame:
         """The fitted trees' input columns for ``examples`` (events strictly before each label_time):
         what the ``model+gbt`` stack reads beside the model (`evtlm.calibration`)."""
         if not self._fitted:
             raise TaskError(f"baseline {self.name!r} is not fitted", fix="call fit(train_examples, events) first")
-        index = as_index(events)
         frame = check_examples(examples, "examples", with_label=False)
+        if isinstance(events, ShardedEvents):
+            return self._sharded(frame, events, lambda rows, index: self.features(rows, index))
+        index = as_index(events)
         start, end = index.bounds(frame["user_id"], frame["label_time"])
         return self._features(index, start, end, frame["label_time"])
 
@@ -400,11 +502,14 @@ class GradientBoosting(Baseline):
         return rfm_features(index, start, end, times, self.clock)[self.columns]
 
     def _predict(self, examples, index, start, end):
+        return self.from_features(self._features(index, start, end, examples["label_time"]))
+
+    def from_features(self, x: pd.DataFrame) -> np.ndarray:
+        """P(yes) from `features` already computed (the stack reads both: one pass over the events)."""
         if self.constant is not None:
-            return np.full(len(examples), self.constant)
+            return np.full(len(x), self.constant)
         from threadpoolctl import threadpool_limits
 
-        x = self._features(index, start, end, examples["label_time"])
         with threadpool_limits(self.cfg.gbt.threads):
             return self.model.predict_proba(x)[:, 1]
 
@@ -424,8 +529,13 @@ class ActionGradientBoosting(Baseline):
     name = "gbt"
     description = "gradient-boosted trees on the last actions, gaps, counts and the last item's history"
 
-    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
-        x = next_action_features(index, *index.bounds(train["user_id"], train["label_time"]))
+    shardable = ("next_action",)
+
+    def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
+        return {"x": next_action_features(index, *index.bounds(train["user_id"], train["label_time"]))}
+
+    def _fit_part(self, train: pd.DataFrame, part: dict) -> None:
+        x = part["x"]
         y = positions_in(self.labels, train["label"])  # columns of the label order
         counts = np.bincount(y, minlength=len(self.labels)).astype(float)
         self.prior = (counts + 1.0) / (counts.sum() + len(self.labels))  # Laplace: no zero

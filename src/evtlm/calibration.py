@@ -393,12 +393,14 @@ def purchase_extras(p_valid: np.ndarray, y_valid: np.ndarray, p_report: np.ndarr
                                                         "no stack can be fitted")}
     else:
         stacker = Stacker(seed=seed, threads=gbt.cfg.gbt.threads)
-        v_in = Stacker.inputs(p_valid, gbt.predict(valid_examples, index), gbt.features(valid_examples, index))
+        x_valid = gbt.features(valid_examples, index)
+        v_in = Stacker.inputs(p_valid, gbt.from_features(x_valid), x_valid)
         stacker.fit(v_in, y_valid)
         if in_sample:
             stacked = stacker.cross_fitted()[report_rows]
         else:
-            r_in = Stacker.inputs(p_report, gbt.predict(report_examples, index), gbt.features(report_examples, index))
+            x_report = gbt.features(report_examples, index)
+            r_in = Stacker.inputs(p_report, gbt.from_features(x_report), x_report)
             stacked = stacker.predict(r_in)
         preds[STACKED] = stacked
         info["stack"] = {"learner": stacker.learner, "cv_log_loss": stacker.cv_log_loss, "fitted_on": "valid",

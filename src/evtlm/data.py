@@ -390,10 +390,10 @@ class SplitFrames(Mapping[str, pd.DataFrame]):
 
 def example_labels(ix: pd.DataFrame) -> pd.DataFrame:
     """What the metrics and the baselines read of each example of an index table (`Prepared.index`):
-    ``example_id, user_id, target, label, label_index, label_time``. No event text is built: a
+    ``example_id, user_id, target, label, label_index, label_time`` (and ``shard``, over shards). No event text is built: a
     prompt is a string per event of the history, more than a machine holds at 100M events, and
     evaluation never reads it (the model reads token ids, the baselines the event table)."""
-    return pd.DataFrame({
+    out = pd.DataFrame({
         "example_id": ix["example_id"],
         "user_id": ix["user_id"].astype("string"),
         "target": ix["target"],
@@ -401,6 +401,9 @@ def example_labels(ix: pd.DataFrame) -> pd.DataFrame:
         "label_index": ix["label_index"],
         "label_time": pd.to_datetime(ix["label_time"].to_numpy(), utc=True),
     })
+    if "shard" in ix:  # tokenized shards: where each user's events are (evtlm.history_shards)
+        out["shard"] = ix["shard"].to_numpy()
+    return out
 
 
 def history_items(events: EventLog, ix: pd.DataFrame) -> list[list[str]]:

@@ -39,6 +39,10 @@ P(yes) through a Platt scaler fitted on the validation split (``calibration.json
 and ``model+gbt`` stacks the model's logit with the gbt row's trees and features. The ``model``
 row stays the raw softmax; the reading compares it with the baselines only.
 
+Over tokenized shards (``data.by_shard``) the examples' labels come from the index tables (no
+event text is built) and the purchase / next_action baselines read one shard's events at a time
+(`evtlm.history_shards`), with the whole log's figures; the next-item baselines read the whole log.
+
 `make_evaluate_fn` gives `evtlm.train.fit` the task's own metric on a capped validation sample
 (model only), so early stopping and the best checkpoint follow ROC-AUC / macro-F1 / NDCG@10.
 
@@ -354,13 +358,19 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     from evtlm.baselines import get_baselines
     from evtlm.history import HistoryIndex
 
-    log, train = prepared.events, frames["train"]
-    if answers is not None:  # ids sharing an answer are one item, for the baselines as for the model
-        log, train = as_answers(log, train, answers, item_ids)
-    index = HistoryIndex(log)
+    bases = get_baselines(task, recipe.eval, names=baselines, k=depth, level=recipe.task.level, progress=progress)
+    train = frames["train"]
+    sharded_events = getattr(prepared, "sharded_events", None)  # tokenized shards (evtlm.shard_data)
+    if sharded_events is not None and all(task in b.shardable for b in bases):
+        index = sharded_events()  # one shard's events in memory at a time, the whole log's results
+    else:
+        log = prepared.events
+        if answers is not None:  # ids sharing an answer are one item, for the baselines as for the model
+            log, train = as_answers(log, train, answers, item_ids)
+        index = HistoryIndex(log)
     labels = action_names(space, recipe.verbalize) if task == "next_action" else item_ids
     fitted: dict[str, Any] = {}  # purchase: the gbt row's trees feed the model+gbt stack
-    for base in get_baselines(task, recipe.eval, names=baselines, k=depth, level=recipe.task.level, progress=progress):
+    for base in bases:
         t0 = time.perf_counter()
         base.fit(train, index, labels=labels)
         out = base.predict(chosen, index, exclude=exclude)

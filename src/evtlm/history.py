@@ -320,8 +320,14 @@ def rfm_features(index: HistoryIndex, start: np.ndarray, end: np.ndarray, times,
     out["session_carts"] = (cum[end, ACTIONS.index("cart")] - cum[cur, ACTIONS.index("cart")]).astype(float)
     out["purchases_per_session"] = out["n_purchase"] / np.maximum(out["n_sessions"], 1)
     if index.amount is not None:  # what was paid: price x quantity of each purchase (evtlm.money)
-        spend = np.r_[0.0, np.cumsum(np.nan_to_num(index.amount) * (index.action == ACTIONS.index("purchase")))]
-        out["spend"] = spend[end] - spend[start]
+        paid = np.nan_to_num(index.amount) * (index.action == ACTIONS.index("purchase"))
+        # running totals that restart at each user: a user's spend adds up their own events only,
+        # in one order, so it does not depend on who else is in the log (shards agree exactly)
+        within = pd.Series(paid).groupby(index.user).cumsum().to_numpy() if index.n else np.zeros(1)
+        first = index.user_start[index.user[np.clip(start, 0, max(index.n - 1, 0))]] if index.n else start
+        upto_end = within[np.clip(end - 1, 0, None)]
+        upto_start = np.where(start > first, within[np.clip(start - 1, 0, None)], 0.0)
+        out["spend"] = np.where(end > start, upto_end - upto_start, 0.0)
     return pd.DataFrame(out)
 
 

@@ -47,7 +47,6 @@ from evtlm.errors import ModelUnavailableError
 from evtlm.fsio import library_bars_off
 from evtlm.recipe import LoraConfig, ModelConfig, ScratchConfig, TrainConfig
 from evtlm.tokenization import (  # one cache root for tokenizers and bases; item tokens live with the tokenizer
-    ITEM_TOKEN,
     add_item_tokens,
     default_cache_dir,
     item_token,

@@ -61,6 +61,7 @@ from evtlm import datacache
 from evtlm.data import LogFacts, Prepared, SplitFrames, merge_split_parts, prepare, split_parts, split_summary, text_recipe
 from evtlm.errors import DataError, TaskError
 from evtlm.events import EventLog
+from evtlm.history_shards import SHARD, ShardedEvents
 from evtlm.recipe import Recipe
 from evtlm.splits import SPLITS
 
@@ -165,7 +166,8 @@ class ShardIndex(SplitFrames):
     """Per split, every shard's example table end to end, read on first access. Event positions
     (``hist_start``, ``hist_stop``, ``target_pos``, ``kept_start``) and ``user_code`` are
     shifted by the events and users of the shards before, so they index the shards' events laid
-    end to end (`ShardedPrepared.events`); ``example_id`` already runs on across shards."""
+    end to end (`ShardedPrepared.events`); ``example_id`` already runs on across shards; ``shard``
+    names each example's shard."""
 
     POSITIONS = ("hist_start", "hist_stop", "kept_start")
 
@@ -184,6 +186,7 @@ class ShardIndex(SplitFrames):
             if "target_pos" in ix:  # -1: no target event (purchase)
                 ix["target_pos"] = np.where(ix["target_pos"] >= 0, ix["target_pos"] + ev_off[k], ix["target_pos"])
             ix["user_code"] = ix["user_code"] + user_off[k]
+            ix[SHARD] = np.int32(k)  # where each example's user lives (evtlm.history_shards)
             parts.append(ix)
         return pd.concat(parts, ignore_index=True)
 
@@ -207,6 +210,14 @@ class ShardedPrepared(Prepared):
     @events.setter
     def events(self, value) -> None:
         self._events_cache = value
+
+    def sharded_events(self) -> ShardedEvents:
+        """The events shard by shard, one in memory at a time (`evtlm.history_shards`): what the
+        purchase and next_action baselines fit and predict from, with the whole log's results."""
+        from evtlm.partition import read_partition
+
+        part = read_partition(self._sharded.manifest["partition"])
+        return ShardedEvents(part.shards, lambda k: EventLog(part.shard(k), part.catalog, part.report))
 
     @property  # type: ignore[override]
     def train_texts(self) -> list[str]:

@@ -155,7 +155,6 @@ def read_timestamps(values: pd.Series, cfg: TimestampConfig, now: pd.Timestamp |
     unix number in another unit than the column's, before 1990, in the future.
     """
     lo, hi = plausible_range(now)
-    span = f"from {lo:%Y-%m-%d} to {hi:%Y-%m-%d}"
     if pd.api.types.is_datetime64_any_dtype(values.dtype):
         return _check_times(_localize(values, cfg.timezone), "datetimes", "datetimes", lo, hi, "fix the values")
     unit = cfg.unit
