@@ -171,17 +171,23 @@ def test_shard_scores_splits_the_work_and_gathers_it_in_order(tmp_path):
 
 def test_by_shard_each_process_trains_on_its_own_tokenized_shards(tmp_path):
     """data.by_shard under two processes: each trains on its own shards (half of them), the
-    batches are not dealt out again, and the run ends with the model and baselines scored."""
+    batches are not dealt out again, and the run ends with the model and baselines scored. The
+    baselines are fitted shard by shard, each process reading its own shards (evtlm.history_shards):
+    their figures equal a one-process run's over the same shards."""
     sys.path.insert(0, str(REPO / "src"))
     from evtlm.partition import partition_events
     from evtlm.recipe import load_recipe
 
     recipe = load_recipe(REPO / "recipes/purchase.yaml", TINY)
     part = partition_events(recipe.data, tmp_path / "parts", shards=4)
-    extra = [f"data.path={part.path}", "data.by_shard=true", "eval.baselines=[gbt]"]
+    extra = [f"data.path={part.path}", "data.by_shard=true", "eval.baselines=[prior,popularity,gbt]"]
     two = _finetune(tmp_path, "two", processes=2, batch=4, extra=extra)
     assert two.returncode == 0, two.stderr[-3000:]
     assert "4 tokenized shards, training on 2 of them per process" in two.stdout
     assert len(_losses(tmp_path / "runs" / "two")) == 8
-    metrics = json.loads((tmp_path / "runs" / "two" / "metrics.json").read_text())
-    assert {"model", "gbt"} <= set(metrics["methods"])
+    one = _finetune(tmp_path, "one", processes=1, batch=8, extra=extra)
+    assert one.returncode == 0, one.stderr[-3000:]
+    m1, m2 = (json.loads((tmp_path / "runs" / r / "metrics.json").read_text())["methods"] for r in ("one", "two"))
+    assert {"model", "prior", "popularity", "gbt", "model+gbt"} <= set(m2)
+    for name in ("prior", "popularity", "gbt"):
+        assert {k: v for k, v in m2[name].items() if k != "seconds"} == {k: v for k, v in m1[name].items() if k != "seconds"}, name

@@ -139,7 +139,8 @@ class Baseline:
         in the order of ``train``, the ``additive`` ones summed."""
         if not self.reads_events:
             return self._part(train, None)
-        pieces = [(pos, self._part(train.iloc[pos].reset_index(drop=True), events.index(k))) for k, pos in events.groups(train)]
+        mine = [(pos, self._part(train.iloc[pos].reset_index(drop=True), events.index(k))) for k, pos in events.groups(train)]
+        pieces = [piece for part in events.gather(mine) for piece in part]  # every process's shards
         if not pieces:
             raise TaskError(f"baseline {self.name!r} has no training examples", where="evtlm.baselines")
         return {key: (sum(p[key] for _, p in pieces) if key in self.additive
@@ -152,9 +153,9 @@ class Baseline:
             none = np.zeros(len(frame), np.int64)
             return self._predict(frame, None, none, none)
         if not len(frame):
-            return fn(frame, events.index(0))
-        return put_back([(pos, fn(frame.iloc[pos].reset_index(drop=True), events.index(k))) for k, pos in events.groups(frame)],
-                        len(frame))
+            return fn(frame, events.any_index())
+        mine = [(pos, fn(frame.iloc[pos].reset_index(drop=True), events.index(k))) for k, pos in events.groups(frame)]
+        return put_back([piece for part in events.gather(mine) for piece in part], len(frame))
 
     def predict(self, examples: pd.DataFrame, events: EventsLike, *,
                 exclude: Sequence[Sequence[int]] | None = None) -> np.ndarray | Ranking:

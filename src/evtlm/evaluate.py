@@ -349,20 +349,21 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         decoder = Decoder(model, tokenizer, task, space, recipe.decode)
         preds[MODEL] = score_model(decoder, task, _prompts(ds, rows), top_k=depth, exclude=exclude)
     seconds[MODEL] = time.perf_counter() - t0
-    if follower:  # the main process fits the baselines; the model's last scoring call is purchase's validation
-        if task == "purchase":
-            _purchase_valid_scores(recipe, prepared, model, tokenizer, split == "valid")
-        return {}
 
     # ---- the baselines: fitted on the training examples, predicting the same chosen examples
     from evtlm.baselines import get_baselines
     from evtlm.history import HistoryIndex
 
     bases = get_baselines(task, recipe.eval, names=baselines, k=depth, level=recipe.task.level, progress=progress)
-    train = frames["train"]
     sharded_events = getattr(prepared, "sharded_events", None)  # tokenized shards (evtlm.shard_data)
-    if sharded_events is not None and all(task in b.shardable for b in bases):
-        index = sharded_events()  # one shard's events in memory at a time, the whole log's results
+    by_shard = sharded_events is not None and all(task in b.shardable for b in bases)
+    if follower and not by_shard:  # the main process fits the baselines; the model's last scoring call is purchase's validation
+        if task == "purchase":
+            _purchase_valid_scores(recipe, prepared, model, tokenizer, split == "valid")
+        return {}
+    train = frames["train"]
+    if by_shard:  # each process reads its own shards, one at a time; every process gets every figure
+        index = sharded_events()
     else:
         log = prepared.events
         if answers is not None:  # ids sharing an answer are one item, for the baselines as for the model
@@ -389,6 +390,8 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
                                   rows if split == "valid" else None)
         preds.update(extras.preds)
         seconds.update(extras.seconds)
+    if follower:  # its shards' parts are in; the main process writes the report
+        return {}
     n = len(rows)
     assert all(len(p) == n for p in preds.values()), {k: len(p) for k, p in preds.items()}  # same N for all
 

@@ -8,6 +8,11 @@ events: each shard's examples are handled with that shard's `evtlm.history.Histo
 the pieces are put back in the examples' order. Only one shard's index is held at a time, so
 memory follows the shard, not the log.
 
+Under several processes each reads only its own shards (``mine``: shard k belongs to process
+k % world, as in training) and ``gather`` (`evtlm.sharded.gather_parts`) hands every process
+the pieces of all of them: every process must then make the same calls, and each gets the whole
+result.
+
 Which shard an example belongs to is a column of the examples (``shard``, as
 `evtlm.shard_data.ShardIndex` lays them out), not a hash recomputed here: the partition hashed
 the raw ids, which need not survive a cast to string.
@@ -43,10 +48,15 @@ SHARD = "shard"  # the examples' column naming their shard
 class ShardedEvents:
     """``shards`` disjoint sets of users; ``load(k)`` gives shard k's events (a DataFrame or an
     `evtlm.events.EventLog`). The index of the shard read last is kept, so consecutive calls
-    on one shard read it once; ``loads`` counts the reads."""
+    on one shard read it once; ``loads`` counts the reads. ``ranks``: this process's
+    ``(rank, world)``; ``gather(piece)`` returns every process's piece (one process: ``[piece]``)."""
 
-    def __init__(self, shards: int, load: Callable[[int], pd.DataFrame | EventLog]) -> None:
+    def __init__(self, shards: int, load: Callable[[int], pd.DataFrame | EventLog], *,
+                 ranks: tuple[int, int] = (0, 1), gather: Callable[[object], list] | None = None) -> None:
         self.shards, self._load = int(shards), load
+        rank, world = ranks
+        self.mine = list(range(rank, self.shards, world))
+        self.gather = gather or (lambda piece: [piece])
         self._kept: tuple[int, HistoryIndex] | None = None
         self.loads = 0
 
@@ -61,9 +71,14 @@ class ShardedEvents:
             self.loads += 1
         return self._kept[1]
 
+    def any_index(self) -> HistoryIndex:
+        """An index of this process's (for calls on no examples: every shard gives the same empty answer)."""
+        return self.index(self._kept[0] if self._kept is not None else (self.mine or [0])[0])
+
     def groups(self, examples: pd.DataFrame) -> Iterator[tuple[int, np.ndarray]]:
-        """``(k, positions)``: the rows of ``examples`` in shard k, each shard once, starting with
-        the one kept (the order of the pieces never changes a result: `put_back` places them)."""
+        """``(k, positions)``: the rows of ``examples`` in shard k, for this process's shards, each
+        once, starting with the one kept (the order of the pieces never changes a result:
+        `put_back` places them)."""
         if SHARD not in examples:
             raise DataError("the examples have no 'shard' column: which shard holds each user is unknown",
                             where="ShardedEvents", fix="use the example tables of the tokenized shards (evtlm.shard_data)")
@@ -71,7 +86,7 @@ class ShardedEvents:
         if len(shard) and (shard.min() < 0 or shard.max() >= self.shards):
             raise DataError(f"shard numbers outside 0..{self.shards - 1}", where="examples.shard",
                             fix="the examples and the events come from different partitions")
-        present = np.unique(shard).tolist()
+        present = [k for k in np.unique(shard).tolist() if k in set(self.mine)]
         if self._kept is not None and self._kept[0] in present:
             i = present.index(self._kept[0])
             present = present[i:] + present[:i]

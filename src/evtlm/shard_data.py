@@ -213,11 +213,14 @@ class ShardedPrepared(Prepared):
 
     def sharded_events(self) -> ShardedEvents:
         """The events shard by shard, one in memory at a time (`evtlm.history_shards`): what the
-        purchase and next_action baselines fit and predict from, with the whole log's results."""
+        purchase and next_action baselines fit and predict from, with the whole log's results.
+        Under several processes each reads its own shards and every process gets every piece."""
         from evtlm.partition import read_partition
+        from evtlm.sharded import gather_parts, rank_world
 
         part = read_partition(self._sharded.manifest["partition"])
-        return ShardedEvents(part.shards, lambda k: EventLog(part.shard(k), part.catalog, part.report))
+        return ShardedEvents(part.shards, lambda k: EventLog(part.shard(k), part.catalog, part.report),
+                             ranks=rank_world(), gather=gather_parts)
 
     @property  # type: ignore[override]
     def train_texts(self) -> list[str]:
