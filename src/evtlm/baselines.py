@@ -187,7 +187,8 @@ class Baseline:
 
     def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
         """The whole log: one part (baselines that fit from parts), or a fit of its own."""
-        self._fit_part(train, self._part(train, index))
+        while self._fit_part(train, self._part(train, index)):  # as over shards: once more if a setting changed
+            pass
 
     def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
         raise NotImplementedError
@@ -265,12 +266,11 @@ class Popularity(Baseline):
     name = "popularity"
     description = "next_item: global training popularity; purchase: buy rate by past buys x open carts"
     smoothing = 10.0  # pseudo-examples pulling a sparse cell to the overall rate
+    shardable = ("purchase",)
 
     def _cells(self, index, start, end, times) -> np.ndarray:
         f = rfm_features(index, start, end, times)
         return (np.minimum(f["n_purchase"], 3) * 3 + np.minimum(f["carts_since_purchase"], 2)).to_numpy(int)  # 12 cells
-
-    shardable = ("purchase",)
 
     def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
         return {"cells": self._cells(index, *index.bounds(train["user_id"], train["label_time"]), train["label_time"])}
@@ -464,10 +464,6 @@ class GradientBoosting(Baseline):
 
     def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
         return {"x": rfm_features(index, *index.bounds(train["user_id"], train["label_time"]), train["label_time"], self.clock)}
-
-    def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
-        while self._fit_part(train, self._part(train, index)):
-            pass
 
     def _fit_part(self, train: pd.DataFrame, part: dict) -> bool:
         x, y = part["x"], train["label"].to_numpy()

@@ -86,7 +86,8 @@ class ShardedEvents:
         if len(shard) and (shard.min() < 0 or shard.max() >= self.shards):
             raise DataError(f"shard numbers outside 0..{self.shards - 1}", where="examples.shard",
                             fix="the examples and the events come from different partitions")
-        present = [k for k in np.unique(shard).tolist() if k in set(self.mine)]
+        mine = set(self.mine)
+        present = [k for k in np.unique(shard).tolist() if k in mine]
         if self._kept is not None and self._kept[0] in present:
             i = present.index(self._kept[0])
             present = present[i:] + present[:i]
