@@ -305,7 +305,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
                         fix="widen the data window (split.valid_days / split.test_days)")
     ds_ids = prepared.index[split]["example_id"].to_numpy() if stream else np.asarray(ds["example_id"])
     if not np.array_equal(ds_ids, examples["example_id"].to_numpy()):
-        raise TaskError("the tokenized and text examples are not in the same order", where=f"split {split!r}",
+        raise TaskError("the tokenized examples and the example index are not in the same order", where=f"split {split!r}",
                         fix="rebuild the data cache (delete ~/.cache/evtlm/datasets)")
     n_split = len(ds_ids)
     cap = max_examples if max_examples is not None else recipe.eval.max_examples
