@@ -120,6 +120,42 @@ def test_prediction_reads_the_same_window_and_features_as_evaluation(purchase_st
     assert want.std() > 0  # the features move the answer
 
 
+def test_feature_bins_are_quantiles_of_the_training_cutoffs_and_travel_with_the_run(purchase_stream, tmp_path):
+    """model.feature_bins: the edges are the training cutoffs' quantiles, strictly increasing
+    (a count that is mostly 0 included), every bin reads between 0 and 1, and a saved run loads
+    with the same edges and gives the same probabilities."""
+    import json
+    from types import SimpleNamespace
+
+    from evtlm.run_dir import load_run_model, save_model
+    from evtlm.stream_model import piecewise_linear
+
+    recipe, prepared, plain = purchase_stream
+    torch.manual_seed(0)
+    lm = build_scratch_model(recipe.model.scratch, prepared.tokenizer)
+    model = StreamLM(lm, plain.answer_ids.tolist(), target_features=N_PURCHASE_FEATURES, feature_bins=4)
+    assert model.target_mlp[0].in_features == N_PURCHASE_FEATURES * 5  # standardised + 4 bins each
+    train = prepared.datasets["train"]
+    model.fit_feature_scale(train)
+    x = np.concatenate([np.asarray(f, dtype=np.float32).reshape(-1, N_PURCHASE_FEATURES) for f in train["tgt_feat"]])
+    edges = model.feat_edges.numpy()
+    assert edges.shape == (N_PURCHASE_FEATURES, 5) and (np.diff(edges, axis=1) > 0).all()
+    np.testing.assert_allclose(edges[:, 0], x.min(0), atol=1e-6)
+    np.testing.assert_allclose(edges[:, 2], np.maximum(np.median(x, 0), edges[:, 1] + 1e-4), atol=1e-4)
+    enc = piecewise_linear(torch.as_tensor(x), model.feat_edges).reshape(len(x), N_PURCHASE_FEATURES, 4)
+    assert float(enc.min()) >= 0.0 and float(enc.max()) <= 1.0
+    assert (enc[..., :-1] >= enc[..., 1:]).all()  # a value fills the bins below it first
+
+    model.eval()
+    meta = save_model(model, prepared.tokenizer, tmp_path, SimpleNamespace(kind="scratch", used="scratch", path=None))
+    (tmp_path / "run.json").write_text(json.dumps({"model": meta}))
+    loaded, _ = load_run_model(tmp_path)
+    assert loaded.feature_bins == 4 and torch.equal(loaded.feat_edges, model.feat_edges)
+    ids = prepared.index["test"]["example_id"].to_numpy()
+    np.testing.assert_allclose(stream_predictions(loaded, prepared.datasets["test"], ids),
+                               stream_predictions(model, prepared.datasets["test"], ids), atol=1e-6)
+
+
 def test_stream_purchase_model_does_not_collapse_to_the_base_rate(tmp_path, monkeypatch):
     """The main job's formulation on a small shop: test predictions spread at least half as much
     as gbt's, and rank buyers well above chance (the old per-prompt model returned ~the base

@@ -42,7 +42,12 @@ counts and recency a tree would (last actions, action counts, a returning item, 
 and a small MLP adds a learned bias to every answer's logit. purchase: the window carries each
 cutoff's recency / frequency / monetary features (``tgt_feat``, `evtlm.stream.purchase_features`,
 the gbt baseline's own) and an MLP over them adds to the " no" / " yes" logits: the cutoff's
-clock, which the text at the read position cannot know, reaches the answer this way.
+clock, which the text at the read position cannot know, reaches the answer this way. The MLP
+reads each feature standardised and, with ``model.feature_bins`` (16 by default), also
+piecewise-linearly over quantile bins of the training cutoffs (`piecewise_linear`): the kinks a
+tree would split on ("a cart in the last day", "no purchase for a month") cost it one weight
+each. Test ROC-AUC on the synthetic shop, seeds 0 / 1 / 2: standardised only 0.841 / 0.835 /
+0.838, with 8 bins 0.845 / 0.843 / 0.844 (the gbt 0.836 on the same examples).
 """
 
 from __future__ import annotations
@@ -50,6 +55,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -57,7 +63,8 @@ from transformers.utils import ModelOutput
 
 from evtlm.recipe import ACTIONS
 
-__all__ = ["StreamLM", "StreamOutput", "StreamCollator", "HEAD_FILE", "answer_token_ids", "stream_predictions"]
+__all__ = ["StreamLM", "StreamOutput", "StreamCollator", "HEAD_FILE", "answer_token_ids", "stream_predictions",
+           "quantile_edges", "piecewise_linear"]
 
 HEAD_FILE = "stream_head.safetensors"
 N_FEATURES = 9  # phi without the action one-hot: see _pair_features
@@ -90,13 +97,15 @@ class StreamLM(nn.Module):
     is_stream = True
 
     def __init__(self, lm: nn.Module, answer_token_ids: list[int], copy: bool = False, negatives: int | None = None,
-                 features: bool = False, target_features: int = 0, explore_loss: float = 1.0) -> None:
+                 features: bool = False, target_features: int = 0, explore_loss: float = 1.0,
+                 feature_bins: int = 0) -> None:
         super().__init__()
         self.lm = lm
         self.explore_loss = float(explore_loss)  # copy path, training: weight of the explore head's own NLL
         self.negatives = negatives  # training: sampled softmax over this many items plus the batch's answers
         self.features = features
         self.target_features = int(target_features)  # width of tgt_feat (purchase); 0: none
+        self.feature_bins = int(feature_bins) if self.target_features else 0  # piecewise-linear bins per feature
         self.register_buffer("answer_ids", torch.tensor(answer_token_ids, dtype=torch.long), persistent=False)
         self.answer_bias = nn.Parameter(torch.zeros(len(answer_token_ids)))
         self.copy = copy
@@ -114,7 +123,12 @@ class StreamLM(nn.Module):
             # hours on a log scale still span 0-9 with very different spreads per column
             self.register_buffer("feat_mean", torch.zeros(self.target_features))
             self.register_buffer("feat_std", torch.ones(self.target_features))
-            self.target_mlp = nn.Sequential(nn.Linear(self.target_features, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(),
+            # and piecewise-linear over quantile bins (`piecewise_linear`): an MLP on standardised
+            # values alone fits smooth curves where the gbt's trees find thresholds
+            if self.feature_bins:  # until fitted: unit bins, so the encoding is defined
+                self.register_buffer("feat_edges", torch.arange(self.feature_bins + 1.0).repeat(self.target_features, 1))
+            width = self.target_features * (1 + self.feature_bins)
+            self.target_mlp = nn.Sequential(nn.Linear(width, 64), nn.GELU(), nn.Linear(64, 64), nn.GELU(),
                                             nn.Linear(64, len(answer_token_ids)))
 
     FEATURE_SCALE_WINDOWS = 20_000  # more windows than this: a seeded sample of them sets the scale
@@ -147,6 +161,8 @@ class StreamLM(nn.Module):
         if len(x):
             self.feat_mean.copy_(torch.as_tensor(x.mean(0), dtype=self.feat_mean.dtype))
             self.feat_std.copy_(torch.as_tensor(np.maximum(x.std(0), 1e-3), dtype=self.feat_std.dtype))
+            if self.feature_bins:
+                self.feat_edges.copy_(torch.as_tensor(quantile_edges(x, self.feature_bins), dtype=self.feat_edges.dtype))
 
     @property
     def config(self):  # fit() and the run card read the LM's config
@@ -201,7 +217,10 @@ class StreamLM(nn.Module):
             if tgt_feat is None:
                 raise ValueError("this model reads per-target features (tgt_feat) and the batch has none: "
                                  "build the windows with model.history_features on (evtlm.stream.purchase_features)")
-            z = (tgt_feat[real] - self.feat_mean) / self.feat_std
+            x = tgt_feat[real]
+            z = (x - self.feat_mean) / self.feat_std
+            if self.feature_bins:
+                z = torch.cat([z, piecewise_linear(x, self.feat_edges)], dim=1)
             explore = explore + self.target_mlp(z.to(h_t.dtype)).float()
         attn = gate = None
         if self.copy:
@@ -266,6 +285,36 @@ class StreamLM(nn.Module):
 
 
 N_HISTORY_FEATURES = 4 * len(ACTIONS) + 5
+
+
+MIN_BIN_WIDTH = 1e-4  # tied quantiles (a count that is mostly 0) become steps this narrow
+
+
+def quantile_edges(x, bins: int):
+    """[F, bins + 1] strictly increasing bin edges per column of ``x`` [n, F]: its quantiles at
+    0, 1/bins, ..., 1, each at least `MIN_BIN_WIDTH` above the one before.
+
+    >>> quantile_edges(np.array([[0.0], [0.0], [0.0], [1.0], [3.0]]), 2).round(4).tolist()
+    [[0.0, 0.0001, 3.0]]
+    """
+    q = np.quantile(np.asarray(x, dtype=np.float64), np.linspace(0.0, 1.0, bins + 1), axis=0).T
+    for t in range(1, q.shape[1]):  # bins + 1 columns, not one per row
+        q[:, t] = np.maximum(q[:, t], q[:, t - 1] + MIN_BIN_WIDTH)
+    return q
+
+
+def piecewise_linear(x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
+    """Piecewise-linear encoding of numeric features (Gorishniy et al., "On Embeddings for
+    Numerical Features in Tabular Deep Learning", 2022): ``x`` [N, F] and ``edges`` [F, B + 1]
+    give [N, F * B], where bin ``t`` of a value reads 0 below the bin, 1 above it and the
+    fraction covered inside it. A linear layer over it is any piecewise-linear function of each
+    feature with knots at the edges, so thresholds cost the MLP one weight each.
+
+    >>> piecewise_linear(torch.tensor([[0.5], [2.5], [9.0]]), torch.tensor([[0.0, 1.0, 2.0, 4.0]])).tolist()
+    [[0.5, 0.0, 0.0], [1.0, 1.0, 0.25], [1.0, 1.0, 1.0]]
+    """
+    lo, hi = edges[:, :-1], edges[:, 1:]
+    return ((x[..., None] - lo) / (hi - lo)).clamp(0.0, 1.0).flatten(-2)
 
 
 def history_features(ev_item, ev_action, ev_time, tgt_local, real) -> torch.Tensor:

@@ -112,7 +112,8 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
                          negatives=recipe.train.negatives if recipe.task.name == "next_item" else None,
                          features=bool(recipe.model.history_features) and recipe.task.name == "next_action",
                          target_features=N_PURCHASE_FEATURES if purchase_feats else 0,
-                         explore_loss=recipe.model.explore_loss)
+                         explore_loss=recipe.model.explore_loss,
+                         feature_bins=recipe.model.feature_bins if purchase_feats else 0)
         # the training split of every shard, not only this process's: one scale on every process
         model.fit_feature_scale(sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"])
         say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}; "
