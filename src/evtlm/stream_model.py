@@ -263,8 +263,11 @@ class StreamLM(nn.Module):
         b_idx = torch.arange(B, device=h.device)[:, None]
         rows = torch.nonzero(real)[:, 0]
         h_j = h[b_idx, ev_end.clamp(min=0)] + h[b_idx, ev_pos.clamp(min=0)]  # [B, E, d] each event's end + its item
-        k = self.key(h_j)[rows]  # [N, E, d]
-        s = (self.query(h_t)[:, None, :] * k).sum(-1) / math.sqrt(h.shape[-1])  # [N, E]
+        # one product per window, [B, T, d] x [B, d, E]: every target's query against its own
+        # window's keys, without copying the keys out to each target ([N, E, d]: 3x slower a step)
+        q = h_t.new_zeros(*real.shape, h_t.shape[-1])
+        q[real] = self.query(h_t)
+        s = (q @ self.key(h_j).transpose(1, 2))[real] / math.sqrt(h.shape[-1])  # [N, E]
         phi = _pair_features(self.action_emb, ev_item, ev_action, ev_time, ev_cat, tgt_local)[real]  # [N, E, F]
         s = s + self.pair_mlp(phi).squeeze(-1)
         local = tgt_local[real]
