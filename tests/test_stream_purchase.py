@@ -13,7 +13,7 @@ import torch
 from evtlm.data import prepare, text_recipe
 from evtlm.modeling import build_scratch_model
 from evtlm.recipe import Recipe
-from evtlm.splits import NS_PER_DAY
+from evtlm.timeunits import NS_PER_DAY
 from evtlm.stream import N_PURCHASE_FEATURES, PURCHASE_FEATURES, now_windows, purchase_features
 from evtlm.stream_model import StreamLM, answer_token_ids, stream_predictions
 from tests.conftest import REPO, finetune_metrics

@@ -31,9 +31,7 @@ from evtlm.errors import DataError
 from evtlm.events import EventLog
 from evtlm.money import event_money
 from evtlm.recipe import ACTIONS
-
-NS_PER_HOUR = 3_600 * 10**9
-NS_PER_DAY = 24 * NS_PER_HOUR
+from evtlm.timeunits import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE
 
 
 def to_ns(values: pd.Series | Sequence | pd.DatetimeIndex, what: str) -> np.ndarray:
@@ -154,7 +152,7 @@ class HistoryIndex:
         if sess is not None and sess.notna().all():
             codes = pd.factorize(sess)[0][order]
             return new_user | np.r_[True, codes[1:] != codes[:-1]][: self.n]
-        gap = np.r_[np.inf, np.diff(self.ts)][: self.n] > gap_minutes * 60 * 10**9
+        gap = np.r_[np.inf, np.diff(self.ts)][: self.n] > gap_minutes * NS_PER_MINUTE
         return new_user | gap
 
     def _categories(self, events: pd.DataFrame, order: np.ndarray, catalog: pd.DataFrame | None) -> np.ndarray:

@@ -54,7 +54,6 @@ __all__ = [
 
 SPLITS: tuple[str, ...] = ("train", "valid", "test")
 TRAIN, VALID, TEST = 0, 1, 2
-NS_PER_DAY = 86_400 * 10**9
 
 
 @dataclass

@@ -58,6 +58,7 @@ import pyarrow.compute as pc
 from evtlm.errors import DataError, RecipeError, did_you_mean, format_rows
 from evtlm.events import STRING_DTYPE, finalize_events  # noqa: F401  (finalize_events: worked examples)
 from evtlm.recipe import ACTIONS, VerbalizeConfig
+from evtlm.timeunits import NS_PER_DAY
 
 __all__ = ["EventText", "RELATIVE_BUCKETS", "verbalize_events", "actor_text", "render_items",
            "action_label", "verbalize_user", "relative_phrases"]
@@ -427,7 +428,7 @@ def _summaries(ucode: np.ndarray, action: np.ndarray, ts_ns: np.ndarray) -> pa.A
     never = np.iinfo(np.int64).min
     last = np.r_[never, np.where(bought, ts_ns, never)[:-1]] if n else np.zeros(0, np.int64)
     last = pd.Series(np.where(first, never, last)).groupby(ucode).cummax().to_numpy() if n else last
-    days = np.where(buys > 0, (ts_ns - np.where(buys > 0, last, ts_ns)) // (86_400 * 10**9), 0)
+    days = np.where(buys > 0, (ts_ns - np.where(buys > 0, last, ts_ns)) // NS_PER_DAY, 0)
     since = pc.if_else(pa.array(buys == 0), text("no purchase yet"),
                        pc.if_else(pa.array(days <= 0), text("last purchase today"),
                                   join("last purchase ", days, np.where(days == 1, " day ago", " days ago"))))

@@ -27,7 +27,8 @@ import numpy as np
 import pandas as pd
 
 from evtlm.errors import TaskError
-from evtlm.splits import NS_PER_DAY, TEST, TRAIN, VALID
+from evtlm.splits import TEST, TRAIN, VALID
+from evtlm.timeunits import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE
 from evtlm.tasks.base import (
     ExampleSet,
     TaskContext,
@@ -44,7 +45,6 @@ if TYPE_CHECKING:
 
 ANSWERS = [" no", " yes"]  # label_index 1 = buys
 SESSION_QUESTION = " Will this session end in a purchase?"
-NS_PER_HOUR = 3_600 * 10**9
 
 
 def elapsed_phrase(ns: int) -> str:
@@ -129,7 +129,7 @@ class Purchase:
         ev, idx = ctx.events, ctx.index
         n = len(ev)
         sess = ev["session_id"].fillna("").to_numpy(dtype=object)
-        gap = np.diff(idx.ts, prepend=idx.ts[:1]) > 30 * 60 * 10**9  # fallback when a log has no sessions
+        gap = np.diff(idx.ts, prepend=idx.ts[:1]) > 30 * NS_PER_MINUTE  # fallback when a log has no sessions
         new = np.ones(n, dtype=bool)
         new[1:] = (idx.user_code[1:] != idx.user_code[:-1]) | (sess[1:] != sess[:-1]) | ((sess[1:] == "") & gap[1:])
         start = np.flatnonzero(new)
