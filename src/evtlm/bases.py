@@ -42,7 +42,8 @@ from pathlib import Path
 
 from evtlm.errors import ModelUnavailableError
 
-__all__ = ["NamedBase", "NAMED_BASES", "base_dir", "resolve_base", "missing_fix", "is_installed", "install"]
+__all__ = ["NamedBase", "NAMED_BASES", "base_dir", "resolve_base", "missing_fix", "is_installed", "install",
+           "hub_offline_reason"]
 
 DONE_FILE = "evtlm_base.json"  # written last: a directory without it is a half-finished conversion
 
@@ -67,6 +68,32 @@ NAMED_BASES: dict[str, NamedBase] = {
         origin="HuggingFaceTB/SmolLM2-135M-Instruct (Q4_1 GGUF)", license="Apache-2.0",
         hub_id="HuggingFaceTB/SmolLM2-135M-Instruct", make_target="base-smollm2"),
 }
+
+
+def hub_offline_reason(timeout: float = 3.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached, or None: checked in milliseconds, where a
+    download would retry for a minute first. The one probe both loaders (tokenizer and model) ask.
+
+    ``HF_HUB_OFFLINE`` is read as huggingface_hub reads it (1 / ON / YES / TRUE, any case); then
+    one TCP connect to the endpoint (``HF_ENDPOINT``, default huggingface.co).
+
+    >>> from unittest import mock
+    >>> with mock.patch.dict(os.environ, {"HF_HUB_OFFLINE": "yes"}):
+    ...     hub_offline_reason()
+    'HF_HUB_OFFLINE is set'
+    """
+    import socket
+    from urllib.parse import urlparse
+
+    if os.environ.get("HF_HUB_OFFLINE", "").strip().upper() in ("1", "ON", "YES", "TRUE"):
+        return "HF_HUB_OFFLINE is set"
+    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
+    host = url.hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, url.port or 443), timeout=timeout).close()
+    except OSError:
+        return f"the hub ({host}) is unreachable (offline?)"
+    return None
 
 
 def base_dir(name: str, cache_dir: str | Path | None = None) -> Path:

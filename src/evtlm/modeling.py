@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from evtlm.bases import missing_fix, resolve_base
+from evtlm.bases import hub_offline_reason, missing_fix, resolve_base
 from evtlm.errors import ModelUnavailableError
 from evtlm.fsio import library_bars_off
 from evtlm.recipe import LoraConfig, ModelConfig, ScratchConfig, TrainConfig
@@ -147,27 +147,13 @@ def _load_pretrained(base: str, dtype: torch.dtype | None) -> tuple[torch.nn.Mod
                 return AutoModelForCausalLM.from_pretrained(Path(cached).parent, **kwargs), f"hf cache: {Path(cached).parent}"
         except (OSError, ValueError):
             pass  # incomplete cache entry (e.g. no safetensors): try the network below
-    if os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False"):
-        return None, "not in the local Hugging Face cache and HF_HUB_OFFLINE is set"
-    if not _hub_reachable():  # the hub client would retry for a minute before giving up
-        return None, "not in the local Hugging Face cache and the hub is unreachable (offline?)"
+    offline = hub_offline_reason()  # the hub client would retry for a minute before giving up
+    if offline:
+        return None, f"not in the local Hugging Face cache and {offline}"
     try:
         return AutoModelForCausalLM.from_pretrained(base, **kwargs), f"hub: {base}"
     except Exception as exc:  # network errors come in many classes (httpx, OSError, hub errors)
         return None, f"not in the local cache and the hub is unreachable: {_short(exc)}"
-
-
-def _hub_reachable(timeout: float = 3.0) -> bool:
-    """One TCP connect to the hub endpoint: fails in milliseconds without network."""
-    import socket
-    from urllib.parse import urlparse
-
-    url = urlparse(os.environ.get("HF_ENDPOINT", "https://huggingface.co"))
-    try:
-        socket.create_connection((url.hostname or "huggingface.co", url.port or 443), timeout=timeout).close()
-        return True
-    except OSError:
-        return False
 
 
 def _short(exc: BaseException) -> str:

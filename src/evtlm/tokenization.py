@@ -28,14 +28,13 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evtlm.bases import missing_fix, resolve_base
+from evtlm.bases import hub_offline_reason, missing_fix, resolve_base
 from evtlm.errors import ModelUnavailableError
 from evtlm.recipe import ModelConfig
 
@@ -124,25 +123,13 @@ def _load_pretrained(name: str) -> PreTrainedTokenizerBase:
         return AutoTokenizer.from_pretrained(name, local_files_only=True, trust_remote_code=False)
     except Exception:
         pass
-    offline = _offline_reason()
+    offline = hub_offline_reason()
     if offline:
         raise _Unavailable(f"not in the local Hugging Face cache and {offline}")
     try:
         return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
     except Exception as err:
         raise _Unavailable(f"download failed: {_first_line(err)}") from err
-
-
-def _offline_reason() -> str | None:
-    """Why the hub cannot be reached, checked in milliseconds (a download retries for a minute)."""
-    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
-        return "HF_HUB_OFFLINE is set"
-    host = os.environ.get("HF_ENDPOINT", "https://huggingface.co").split("://")[-1].split("/")[0].split(":")[0]
-    try:
-        socket.getaddrinfo(host, 443)
-    except OSError:
-        return f"the hub ({host}) cannot be reached: no network"
-    return None
 
 
 def _first_line(err: BaseException) -> str:
