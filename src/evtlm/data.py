@@ -32,7 +32,7 @@ from evtlm.events import EventLog
 from evtlm.fsio import writing
 from evtlm.recipe import Recipe
 from evtlm.splits import SPLITS, TRAIN, TimeWindows, assert_prompts_before_labels
-from evtlm.tasks import Task, TaskContext, get_task
+from evtlm.tasks import Task, TaskContext, get_task, resolve_primary
 from evtlm.tokenization import (
     TokenizerInfo,
     add_item_tokens,
@@ -540,7 +540,7 @@ def build_report(recipe: Recipe, task: Task, log: EventLog, exset, index: dict[s
                                 labels=not task.stream) for split, ix in index.items()}
     return {
         "events": log.report.to_dict(),
-        "task": {"name": task.name, "metrics": list(task.metric_names), "primary_metric": task.primary_metric,
+        "task": {"name": task.name, "metrics": list(task.metric_names), "primary_metric": resolve_primary(task.name, recipe.eval.k)[0],
                  "label_space_size": len(exset.label_space), "max_tokens": recipe.task.max_tokens,
                  "examples_per_user": {"cap": recipe.task.examples_per_user, "dropped": {s: ctx.capped.get(s, 0) for s in SPLITS}},
                  **{k: v for k, v in exset.info.items() if k != "cold_items"}},

@@ -83,17 +83,11 @@ def sample_rows(n: int, cap: int | None, seed: int) -> np.ndarray:
 
 
 def primary_metric(task: str, ks: Sequence[int]) -> tuple[str, bool]:
-    """``(metric, greater_is_better)`` that ranks methods and drives early stopping.
+    """``(metric, greater_is_better)`` that ranks methods and drives early stopping: the task's
+    own (`evtlm.tasks.resolve_primary`), as data_report.json states it."""
+    from evtlm.tasks import resolve_primary
 
-    next_action uses macro-F1, not accuracy: "view" dominates, and a model that always says
-    "view" is accurate and useless.
-    """
-    if task == "purchase":
-        return "roc_auc", True
-    if task == "next_action":
-        return "macro_f1", True
-    k = 10 if 10 in ks else max(ks)
-    return f"ndcg@{k}", True
+    return resolve_primary(task, ks)
 
 
 def _prompts(dataset, rows: np.ndarray) -> list[list[int]]:

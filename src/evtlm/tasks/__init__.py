@@ -12,6 +12,8 @@ evtlm.errors.TaskError: unknown task 'purchse', task.name, did you mean 'purchas
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 from evtlm.errors import TaskError, did_you_mean
@@ -22,7 +24,7 @@ from evtlm.tasks.next_item import NextItem
 from evtlm.tasks.pretrain import Pretrain
 from evtlm.tasks.purchase import SESSION_QUESTION, Purchase, user_questions
 
-__all__ = ["TASKS", "get_task", "questions_at", "Task", "TaskContext", "ExampleSet", "EXAMPLE_COLUMNS"]
+__all__ = ["TASKS", "get_task", "resolve_primary", "questions_at", "Task", "TaskContext", "ExampleSet", "EXAMPLE_COLUMNS"]
 
 TASKS: dict[str, type] = {cls.name: cls for cls in (NextAction, NextItem, Purchase, Pretrain)}
 
@@ -35,6 +37,21 @@ def get_task(name: str) -> Task:
         raise TaskError(f"unknown task {name!r}", where="task.name",
                         fix=hint if hint.startswith("valid") else f"{hint} tasks: {valid}")
     return TASKS[name]()
+
+
+def resolve_primary(name: str, ks: Sequence[int]) -> tuple[str, bool]:
+    """``(metric, greater_is_better)`` of task ``name`` under ``eval.k`` = ``ks``: the task's own
+    `Task.primary_metric`, its "@k" at 10 when 10 is among ``ks``, else at the largest. The one
+    answer data_report.json, metrics.json, early stopping and the README's tables all use.
+
+    >>> resolve_primary("next_item", [1, 5, 20]), resolve_primary("next_action", [10])
+    (('ndcg@20', True), ('macro_f1', True))
+    """
+    task = TASKS[name] if name in TASKS else type(get_task(name))  # an unknown name: get_task's error
+    metric = task.primary_metric
+    if metric.endswith("@k"):
+        metric = f"{metric[:-1]}{10 if 10 in ks else max(ks)}"
+    return metric, bool(getattr(task, "greater_is_better", True))
 
 
 def questions_at(cfg: TaskConfig, last_ts: np.ndarray, as_of: int) -> np.ndarray:

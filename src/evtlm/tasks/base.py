@@ -102,6 +102,8 @@ class Task(Protocol):
 
     name: ClassVar[str]
     metric_names: ClassVar[tuple[str, ...]]
+    # the one metric that ranks methods, drives early stopping and heads every report; "name@k"
+    # is read at eval.k's 10 (or its largest k): `evtlm.tasks.resolve_primary`
     primary_metric: ClassVar[str]
     stream: ClassVar[bool]  # True: causal LM over whole streams (no question, no answer)
 

@@ -41,7 +41,7 @@ def render_answers(items: np.ndarray, ctx: TaskContext) -> pd.Series:
 class NextItem:
     name: ClassVar[str] = "next_item"
     metric_names: ClassVar[tuple[str, ...]] = ("hr@k", "ndcg@k", "mrr@k")
-    primary_metric: ClassVar[str] = "ndcg@k"
+    primary_metric: ClassVar[str] = "ndcg@k"  # NDCG@10, or at the largest eval.k without 10 (resolve_primary)
     stream: ClassVar[bool] = False
     question: ClassVar[str] = " Next item:"
 

@@ -25,6 +25,7 @@ class Pretrain:
     name: ClassVar[str] = "pretrain"
     metric_names: ClassVar[tuple[str, ...]] = ("loss", "perplexity")
     primary_metric: ClassVar[str] = "loss"
+    greater_is_better: ClassVar[bool] = False
     stream: ClassVar[bool] = True
 
     def event_splits(self, ctx: TaskContext) -> np.ndarray:
