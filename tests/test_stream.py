@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
@@ -11,7 +12,7 @@ from hypothesis import strategies as st
 from evtlm.data import prepare, text_recipe
 from evtlm.modeling import build_scratch_model
 from evtlm.recipe import Recipe
-from evtlm.stream import STREAM_COLUMNS, now_windows, plan_windows
+from evtlm.stream import ACTION_FEATURES, N_ACTION_FEATURES, STREAM_COLUMNS, action_features, now_windows, plan_windows
 from evtlm.stream_model import StreamCollator, StreamLM, answer_token_ids, stream_predictions
 from evtlm.tokenization import item_token_ids
 
@@ -45,7 +46,15 @@ def item_stream(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def action_stream(tmp_path_factory):
-    return _stream("next_action", tmp_path_factory.mktemp("cache"), features=True)
+    """next_action with both feature paths: counts read in the forward pass and the gbt's own
+    inputs per target (tgt_feat, over quantile bins), random weights that give them a say."""
+    recipe, prepared, model = _stream("next_action", tmp_path_factory.mktemp("cache"), features=True,
+                                      target_features=N_ACTION_FEATURES, feature_bins=4)
+    model.fit_feature_scale(prepared.datasets["train"])
+    with torch.no_grad():
+        for p in model.target_mlp.parameters():
+            p.normal_(0, 0.5)
+    return recipe, prepared, model
 
 
 def test_recipe_defaults_resolve_to_stream_with_item_tokens_and_copy():
@@ -164,6 +173,43 @@ def test_prediction_reads_the_same_position_as_evaluation(item_stream):
     want = stream_predictions(model, prepared.datasets["test"], ix["example_id"].to_numpy()[:5], top_k=5)[1]
     row_of = {now.user_ids[pos]: i for i, pos in enumerate(now.ok)}  # got is in now.ok order
     np.testing.assert_allclose(got[[row_of[u] for u in users]], want, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_action_features_never_read_the_target_or_anything_after_it(action_stream, seed):
+    """tgt_feat of a next_action target (the gbt's inputs) is computed from the events strictly
+    before it: rewriting the target event and everything after leaves it unchanged."""
+    _, prepared, _ = action_stream
+    ev, ix = prepared.events.events, prepared.index["test"]
+    users, times = ix["user_id"].astype(str).to_numpy(), ix["label_time"].to_numpy()
+    before = action_features(prepared.events, users, times)
+    rng = np.random.default_rng(seed)
+    t = ev["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
+    late = t >= pd.Series(times, index=users).groupby(level=0).min().reindex(ev["user_id"].astype(str)).to_numpy()
+    assert late.any()
+    changed = ev.copy()
+    changed.loc[late, "action"] = rng.choice(["view", "cart", "purchase", "favorite"], int(late.sum()))
+    changed.loc[late, "item_id"] = rng.choice(ev["item_id"].dropna().unique(), int(late.sum()))
+    log = type(prepared.events)(events=changed, catalog=prepared.events.catalog, report=prepared.events.report)
+    np.testing.assert_array_equal(action_features(log, users, times), before)
+    assert before.shape == (len(ix), N_ACTION_FEATURES) and before[:, ACTION_FEATURES.index("n_events")].min() > 0
+
+
+def test_next_action_prediction_reads_the_same_features_as_evaluation(action_stream):
+    """now_windows on a user's events before a test target gives that target's scores, the
+    per-target features included (categories from the catalog, as in training)."""
+    recipe, prepared, model = action_stream
+    ix = prepared.index["test"]
+    ev = prepared.events.events
+    users = ix["user_id"].astype(str).to_numpy()[:6]
+    starts, stops = ix["hist_start"].to_numpy()[:6], ix["hist_stop"].to_numpy()[:6]
+    part = ev.iloc[np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)])]
+    now = now_windows(part, prepared.events.catalog, recipe, prepared.tokenizer, prepared.label_space)
+    got = stream_predictions(model, now.dataset, now.ok)
+    want = stream_predictions(model, prepared.datasets["test"], ix["example_id"].to_numpy()[:6])
+    row_of = {now.user_ids[pos]: i for i, pos in enumerate(now.ok)}
+    np.testing.assert_allclose(got[[row_of[u] for u in users]], want, atol=1e-5)
+    assert np.ptp(want, axis=0).max() > 1e-3  # the features move the answers
 
 
 def test_explore_loss_adds_the_catalog_heads_own_nll_in_training_only(item_stream):

@@ -36,7 +36,7 @@ from evtlm.events import DataReport, EventLog
 from evtlm.fsio import TMP_PREFIX, fsync_dir, fsync_file, fsync_tree, remove_tree
 from evtlm.recipe import DataConfig, Recipe
 
-CACHE_VERSION = 5  # bump when the example format or the builders change (5: purchase streams, tgt_feat)
+CACHE_VERSION = 6  # bump when the example format or the builders change (5: purchase streams, tgt_feat; 6: next_action tgt_feat)
 
 
 def data_fingerprint(cfg: DataConfig, log: EventLog | None = None, base_dir: str | Path | None = None) -> dict[str, Any]:

@@ -113,8 +113,8 @@ class HistoryIndex:
     catalog; -1 when unknown).
     """
 
-    def __init__(self, events: pd.DataFrame | EventLog, session_gap_minutes: float = 30.0) -> None:
-        catalog = None
+    def __init__(self, events: pd.DataFrame | EventLog, session_gap_minutes: float = 30.0,
+                 catalog: pd.DataFrame | None = None) -> None:
         if isinstance(events, EventLog):
             events, catalog = events.events, events.catalog
         require_columns(events, ("user_id", "timestamp", "action", "item_id"), "events")

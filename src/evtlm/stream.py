@@ -69,7 +69,8 @@ from evtlm.encode import EventTokens, gather_ranges
 from evtlm.errors import TaskError
 from evtlm.recipe import ACTIONS
 
-__all__ = ["STREAM_COLUMNS", "PURCHASE_FEATURES", "N_PURCHASE_FEATURES", "purchase_features", "Windows", "plan_windows", "event_attributes", "stream_table", "stream_splits",
+__all__ = ["STREAM_COLUMNS", "PURCHASE_FEATURES", "N_PURCHASE_FEATURES", "purchase_features", "ACTION_FEATURES",
+           "N_ACTION_FEATURES", "action_features", "target_features", "target_feature_width", "Windows", "plan_windows", "event_attributes", "stream_table", "stream_splits",
            "now_windows", "is_stream_dataset"]
 
 EVENT_COLUMNS = ("ev_end", "ev_pos", "ev_item", "ev_action", "ev_time", "ev_cat")
@@ -86,6 +87,20 @@ PURCHASE_FEATURES = (
     "purchases_per_session", "spend",
 )
 N_PURCHASE_FEATURES = 2 * len(PURCHASE_FEATURES)  # log1p value + a "missing / never" flag each
+
+# `action_features` columns: the next_action gbt's own (`evtlm.history.next_action_features`)
+ACTION_FEATURES = (
+    "action_1", "action_2", "action_3", "gap_1_s", "gap_2_s", "hour", "n_events",
+    *[f"{kind}_{a}" for a in ACTIONS for kind in ("n", "share", "last10")],
+    "item_seen", "item_cart", "item_favorite", "item_purchase", "category_seen", "category_cart",
+    "same_item", "same_category", "session_events", "session_cart", "session_favorite", "session_purchase",
+)
+N_ACTION_FEATURES = 2 * len(ACTION_FEATURES)
+
+
+def target_feature_width(task: str) -> int:
+    """Width of ``tgt_feat`` for ``task`` with ``model.history_features`` on (0: none)."""
+    return {"purchase": N_PURCHASE_FEATURES, "next_action": N_ACTION_FEATURES}.get(task, 0)
 
 
 def is_stream_dataset(ds) -> bool:
@@ -207,6 +222,41 @@ def purchase_features(log, user_ids, label_time_ns: np.ndarray, level: str = "us
     return np.concatenate([x, never.astype(np.float64)], axis=1).astype(np.float32)
 
 
+def action_features(log, user_ids, label_time_ns: np.ndarray, catalog: pd.DataFrame | None = None) -> np.ndarray:
+    """[n, N_ACTION_FEATURES] float32: what the next_action gbt reads before each target
+    (`evtlm.history.next_action_features` over the user's events strictly before the target's
+    time: nothing of the target itself, not even its gap), encoded as `purchase_features`.
+
+    >>> ev = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "b", "a"], "action": ["view", "cart", "view"],
+    ...     "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"], utc=True)})
+    >>> f = action_features(ev, ["u"], np.array([pd.Timestamp("2024-01-03", tz="UTC").value]))  # the third event
+    >>> i = ACTION_FEATURES.index("n_cart"); float(np.expm1(f[0, i])), f.shape == (1, N_ACTION_FEATURES)
+    (1.0, True)
+    """
+    from evtlm.history import HistoryIndex, next_action_features
+
+    # the catalog's categories too (an EventLog carries its own): evaluation and prediction alike
+    index = log if isinstance(log, HistoryIndex) else HistoryIndex(log, catalog=catalog)
+    times = pd.to_datetime(np.asarray(label_time_ns, dtype=np.int64), utc=True)
+    start, end = index.bounds(pd.Series(list(user_ids), dtype=object), times)
+    x = next_action_features(index, start, end).reindex(columns=list(ACTION_FEATURES)).to_numpy(dtype=np.float64)
+    never = np.isnan(x)
+    x = np.where(never, 0.0, np.sign(x) * np.log1p(np.abs(x)))
+    return np.concatenate([x, never.astype(np.float64)], axis=1).astype(np.float32)
+
+
+def target_features(recipe, log, user_ids, label_time_ns: np.ndarray, catalog: pd.DataFrame | None = None) -> np.ndarray | None:
+    """``tgt_feat`` of each target (purchase: `purchase_features` as of its cutoff; next_action:
+    `action_features` before it), or None when the task or ``model.history_features`` has none."""
+    if not recipe.model.history_features:
+        return None
+    if recipe.task.name == "purchase":
+        return purchase_features(log, user_ids, label_time_ns, recipe.task.level)
+    if recipe.task.name == "next_action":
+        return action_features(log, user_ids, label_time_ns, catalog)
+    return None
+
+
 def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], tgt_pos: np.ndarray,
                  tgt_label: np.ndarray, tgt_example: np.ndarray, is_item_token: np.ndarray | None = None,
                  tgt_feat: np.ndarray | None = None) -> tuple[pa.Table, np.ndarray]:
@@ -277,10 +327,8 @@ def stream_splits(tok: EventTokens, table: pd.DataFrame, ctx, log, label_space: 
 
     item_label = event_items(log.events, log.catalog, recipe, label_space)
     attrs = event_attributes(log.events, log.catalog, item_label)
-    feats = None
-    if recipe.task.name == "purchase" and recipe.model.history_features:
-        users = pd.Index(ctx.index.user_ids)[table["user_code"].to_numpy()]
-        feats = purchase_features(log, users, table["label_time"].to_numpy(), recipe.task.level)
+    users = pd.Index(ctx.index.user_ids)[table["user_code"].to_numpy()]
+    feats = target_features(recipe, log, users, table["label_time"].to_numpy())
     kept = np.zeros(len(table), np.int64)
     context = np.zeros(len(table), np.int64)
     tables = {}
@@ -336,8 +384,8 @@ class NowWindows:
 def now_windows(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe, tokenizer, label_space: list[str],
                 cutoff_ns: int | None = None) -> NowWindows:
     """Windows of the last ``task.max_tokens`` tokens of every user's history, each with one target
-    after the last event: exactly the read position training used (module doc). Purchase
-    features are read as of ``cutoff_ns`` (default: just after the last event of the events)."""
+    after the last event: exactly the read position training used (module doc). Per-target
+    features (`target_features`) are read as of ``cutoff_ns`` (default: just after the last event)."""
     from datasets import Dataset
     from datasets.table import InMemoryTable
 
@@ -359,10 +407,8 @@ def now_windows(events: pd.DataFrame, catalog: pd.DataFrame | None, recipe, toke
     attrs = event_attributes(events, catalog, event_items(events, catalog, recipe, label_space))
     win = plan_windows(tok.piece_cum, index.user_start, index.user_stop, tok.actor_len, ok, index.user_stop[ok],
                        recipe.task.max_tokens, 0.0)
-    feats = None
-    if recipe.task.name == "purchase" and recipe.model.history_features:
-        if cutoff_ns is None:
-            cutoff_ns = int(index.ts.max()) + 1 if len(events) else 0
-        feats = purchase_features(events, [users[u] for u in ok], np.full(len(ok), cutoff_ns, np.int64), recipe.task.level)
+    if cutoff_ns is None:  # after every event (next_action reads them all; purchase measures from now)
+        cutoff_ns = int(index.ts.max()) + 1 if len(events) else 0
+    feats = target_features(recipe, events, [users[u] for u in ok], np.full(len(ok), cutoff_ns, np.int64), catalog)
     table, _ = stream_table(tok, win, attrs, index.user_stop[ok], np.full(len(ok), -1), ok, item_token_mask(tokenizer), feats)
     return NowWindows(users, Dataset(InMemoryTable(table)), ok, errors)

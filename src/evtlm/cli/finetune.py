@@ -104,16 +104,17 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     set_seed(recipe.train.seed)
     model = apply_lora(model, lora_cfg, trainable_token_ids=token_ids)
     if recipe.task.formulation == "stream":  # every target of a window read in one pass (evtlm.stream_model)
-        from evtlm.stream import N_PURCHASE_FEATURES
+        from evtlm.stream import target_feature_width
         from evtlm.stream_model import StreamLM, answer_token_ids
 
-        purchase_feats = recipe.task.name == "purchase" and bool(recipe.model.history_features)
+        # per-target features (tgt_feat): purchase cutoffs' RFM, next_action the gbt's own inputs
+        width = target_feature_width(recipe.task.name) if recipe.model.history_features else 0
         model = StreamLM(model, answer_token_ids(tokenizer, prepared.label_space), copy=bool(recipe.model.copy_path),
                          negatives=recipe.train.negatives if recipe.task.name == "next_item" else None,
                          features=bool(recipe.model.history_features) and recipe.task.name == "next_action",
-                         target_features=N_PURCHASE_FEATURES if purchase_feats else 0,
+                         target_features=width,
                          explore_loss=recipe.model.explore_loss,
-                         feature_bins=recipe.model.feature_bins if purchase_feats else 0)
+                         feature_bins=recipe.model.feature_bins if width else 0)
         # the training split of every shard, not only this process's: one scale on every process
         model.fit_feature_scale(sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"])
         say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}; "
