@@ -290,11 +290,12 @@ class ModelConfig(Section):
     # every next item and not only those the pointer cannot copy (0: the mixture alone); scoring unchanged
     explore_loss: float = Field(1.0, ge=0)
     # stream: counts and recency of the history read by a small MLP into every answer's logit
-    # (next_action: last actions, action counts, a returning item, the last gap; purchase: the
-    # gbt's RFM features as of each cutoff); None: on for next_action and purchase streams
+    # (next_action: last actions, action counts, a returning item, the last gap, and per target the
+    # next_action gbt's own inputs; purchase: the gbt's RFM features as of each cutoff); None: on
+    # for next_action and purchase streams
     history_features: bool | None = None
-    # purchase streams: each cutoff feature also enters that MLP piecewise-linearly over this many
-    # quantile bins of the training cutoffs (evtlm.stream_model.piecewise_linear), beside its
+    # purchase and next_action streams: each per-target feature also enters that MLP piecewise-linearly over this many
+    # quantile bins of the training targets (evtlm.stream_model.piecewise_linear), beside its
     # standardised value: an MLP then bends at the values a tree would split on. 0: the
     # standardised values only. Test ROC-AUC, seeds 0 / 1 / 2: synthetic shop 0 bins 0.841 / 0.835 /
     # 0.838, 8 bins 0.845 / 0.843 / 0.844, 16 bins 0.846 / 0.844 (gbt 0.836)

@@ -39,8 +39,9 @@ tgt_local      [T] which event of the window each target is (E for "after the la
 tgt_read       [T] position its answer is read at
 tgt_label      [T] label-space index of the answer (-1: outside it, e.g. a cold item)
 tgt_example    [T] row of the split's example table (`Prepared.index`) the target answers
-tgt_feat       [T x F] (purchase with ``model.history_features``) what a tree reads at each
-               target's cutoff (`purchase_features`), flattened target-major
+tgt_feat       [T x F] (purchase and next_action with ``model.history_features``) what a tree
+               reads at each target (`target_features`: purchase as of its cutoff,
+               next_action strictly before the target event), flattened target-major
 =============  ===========================================================================
 
 **Purchase streams.** A target is a ``(user, cutoff)`` pair, read after the last event before

@@ -39,7 +39,9 @@ test Online Retail lost, 0.244 / 0.157 -> 0.235 / 0.152, and Taobao gained, 0.15
 
 **History features** (``model.history_features``). next_action: `history_features` reads the
 counts and recency a tree would (last actions, action counts, a returning item, the last gap)
-and a small MLP adds a learned bias to every answer's logit. purchase: the window carries each
+and a small MLP adds a learned bias to every answer's logit; each target also carries the
+next_action gbt's own inputs (``tgt_feat``, `evtlm.stream.action_features`) into a second MLP,
+as purchase does below. purchase: the window carries each
 cutoff's recency / frequency / monetary features (``tgt_feat``, `evtlm.stream.purchase_features`,
 the gbt baseline's own) and an MLP over them adds to the " no" / " yes" logits: the cutoff's
 clock, which the text at the read position cannot know, reaches the answer this way. The MLP
