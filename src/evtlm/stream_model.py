@@ -222,7 +222,8 @@ class StreamLM(nn.Module):
             x = tgt_feat[real]
             z = (x - self.feat_mean) / self.feat_std
             if self.feature_bins:
-                z = torch.cat([z, piecewise_linear(x, self.feat_edges)], dim=1)
+                # in float32 whatever the model's dtype: bins 1e-4 wide vanish in bfloat16
+                z = torch.cat([z, piecewise_linear(x.float(), self.feat_edges.float())], dim=1)
             explore = explore + self.target_mlp(z.to(h_t.dtype)).float()
         attn = gate = None
         if self.copy:
@@ -266,7 +267,8 @@ class StreamLM(nn.Module):
         rows = torch.nonzero(real)[:, 0]
         h_j = h[b_idx, ev_end.clamp(min=0)] + h[b_idx, ev_pos.clamp(min=0)]  # [B, E, d] each event's end + its item
         # one product per window, [B, T, d] x [B, d, E]: every target's query against its own
-        # window's keys, without copying the keys out to each target ([N, E, d]: 3x slower a step)
+        # window's keys, without copying the keys out to each target as [N, E, d] (0.92 -> 0.86 s
+        # a training step on Online Retail next_item)
         q = h_t.new_zeros(*real.shape, h_t.shape[-1])
         q[real] = self.query(h_t)
         s = (q @ self.key(h_j).transpose(1, 2))[real] / math.sqrt(h.shape[-1])  # [N, E]
