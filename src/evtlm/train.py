@@ -45,7 +45,7 @@ from evtlm.checkpoint import (
     prune_checkpoints,
     step_dir,
     trainable_state,
-    write_train_log,
+    TrainLog,
 )
 from evtlm.errors import TaskError
 from evtlm.fsio import atomic_path, atomic_write_text, fsync_tree
@@ -293,13 +293,15 @@ def fit(
             prune_checkpoints(run_dir, keep_checkpoints)
         acc.wait_for_everyone()
 
+    train_log = TrainLog(run_dir / "train_log.csv")  # appends; rewrites only for a new column
+
     def log_row(row: dict[str, Any]) -> None:
         state.history.append(row)
         if main:
             for key, value in row.items():
                 if key not in ("step", "epoch") and value is not None:
                     tb.add_scalar(f"{desc}/{key}", value, row["step"])
-            write_train_log(state.history, run_dir / "train_log.csv")
+            train_log.write(state.history)
 
     # ---- the loop
     start = time.perf_counter()
