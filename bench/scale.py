@@ -111,7 +111,7 @@ def _train_start(folder: Path, t0: float, steps: int = 300) -> dict[str, Any]:
                          progress=False, seed=recipe.train.seed)
     lora = recipe.lora.model_copy(update={"enabled": False})  # the scratch base is fully fine-tuned, as the recipe does
     model = StreamLM(apply_lora(model, lora), answer_token_ids(prepared.tokenizer, prepared.label_space),
-                     target_features=N_PURCHASE_FEATURES)
+                     target_features=N_PURCHASE_FEATURES, feature_bins=recipe.model.feature_bins)
     model.fit_feature_scale(sharded.dataset("train"))
     marks: dict[int, float] = {}
     first: list[float] = []
