@@ -42,7 +42,6 @@ __all__ = [
     "latest_checkpoint",
     "prune_checkpoints",
     "trainable_state",
-    "write_train_log",
     "TrainLog",
     "plot_learning_curve",
     "install_sigint",
@@ -114,11 +113,6 @@ def trainable_state(model: torch.nn.Module, state: dict[str, torch.Tensor] | Non
 
 # ------------------------------------------------------------------------------------- logs
 TRAIN_LOG_FIXED = ["step", "epoch", "loss", "lr", "grad_norm", "tokens_per_s", "targets_per_s", "padding_efficiency", "valid_loss"]
-
-
-def write_train_log(history: list[dict[str, Any]], path: Path) -> None:
-    """Rewrite ``train_log.csv`` from the history (columns: the union of all rows' keys)."""
-    TrainLog(path).write(history)
 
 
 class TrainLog:

@@ -217,7 +217,13 @@ def purchase_features(log, user_ids, label_time_ns: np.ndarray, level: str = "us
     times = pd.to_datetime(np.asarray(label_time_ns, dtype=np.int64), utc=True)
     start, end = index.bounds(pd.Series(list(user_ids), dtype=object), times)
     frame = rfm_features(index, start, end, times, "label_time" if level == "user" else "last_event")
-    x = frame.reindex(columns=list(PURCHASE_FEATURES)).to_numpy(dtype=np.float64)
+    return _encode_features(frame, PURCHASE_FEATURES)
+
+
+def _encode_features(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
+    """``sign(x) log1p(|x|)`` of each of ``columns`` (fixed: a column the frame lacks reads as
+    missing), then a 1/0 flag per column for missing / never; float32 [n, 2 * len(columns)]."""
+    x = frame.reindex(columns=list(columns)).to_numpy(dtype=np.float64)
     never = np.isnan(x)
     x = np.where(never, 0.0, np.sign(x) * np.log1p(np.abs(x)))
     return np.concatenate([x, never.astype(np.float64)], axis=1).astype(np.float32)
@@ -240,10 +246,7 @@ def action_features(log, user_ids, label_time_ns: np.ndarray, catalog: pd.DataFr
     index = log if isinstance(log, HistoryIndex) else HistoryIndex(log, catalog=catalog)
     times = pd.to_datetime(np.asarray(label_time_ns, dtype=np.int64), utc=True)
     start, end = index.bounds(pd.Series(list(user_ids), dtype=object), times)
-    x = next_action_features(index, start, end).reindex(columns=list(ACTION_FEATURES)).to_numpy(dtype=np.float64)
-    never = np.isnan(x)
-    x = np.where(never, 0.0, np.sign(x) * np.log1p(np.abs(x)))
-    return np.concatenate([x, never.astype(np.float64)], axis=1).astype(np.float32)
+    return _encode_features(next_action_features(index, start, end), ACTION_FEATURES)
 
 
 def target_features(recipe, log, user_ids, label_time_ns: np.ndarray, catalog: pd.DataFrame | None = None) -> np.ndarray | None:
