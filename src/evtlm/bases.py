@@ -37,14 +37,17 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from evtlm.errors import ModelUnavailableError
 
 __all__ = ["NamedBase", "NAMED_BASES", "base_dir", "resolve_base", "missing_fix", "is_installed", "install",
-           "hub_offline_reason"]
+           "hub_offline_reason", "load_pretrained"]
 
+T = TypeVar("T")
 DONE_FILE = "evtlm_base.json"  # written last: a directory without it is a half-finished conversion
 
 
@@ -94,6 +97,51 @@ def hub_offline_reason(timeout: float = 3.0) -> str | None:
     except OSError:
         return f"the hub ({host}) is unreachable (offline?)"
     return None
+
+
+def load_pretrained(name: str, load: Callable[[str], T], what: str) -> tuple[T | None, str]:
+    """``(object, where it came from)`` or ``(None, why not)``: the one pretrained loader, for
+    the tokenizer and the model alike (``load`` is their ``from_pretrained`` with its options).
+
+    In order: a local directory; the local Hugging Face cache, read as a plain directory
+    (``from_pretrained(local_files_only=True)`` still probes the hub and retries for ~20 s when
+    offline); then, unless `hub_offline_reason` says the hub is out of reach, the hub.
+
+    >>> load_pretrained("./no/such/dir", str, "tokenizer")
+    (None, "no such directory: './no/such/dir'")
+    """
+    from evtlm.fsio import library_bars_off
+
+    path = Path(name).expanduser()
+    if path.is_dir():
+        try:
+            with library_bars_off():  # a local read: its "Loading weights" bar is noise
+                return load(str(path)), str(path.resolve())
+        except (OSError, ValueError) as exc:
+            return None, f"{path} holds no loadable {what}: {_first_line(exc)}"
+    if path.suffix or name.startswith((".", "/", "~")) or os.sep + os.sep in name:
+        return None, f"no such directory: {name!r}"
+    from huggingface_hub import try_to_load_from_cache
+
+    cached = try_to_load_from_cache(name, "config.json")
+    if isinstance(cached, str):
+        try:
+            with library_bars_off():
+                return load(str(Path(cached).parent)), f"hf cache: {Path(cached).parent}"
+        except (OSError, ValueError):
+            pass  # an incomplete cache entry (no safetensors, no tokenizer files): the hub below
+    offline = hub_offline_reason()  # the hub client would retry for a minute before giving up
+    if offline:
+        return None, f"not in the local Hugging Face cache and {offline}"
+    try:
+        return load(name), f"hub: {name}"
+    except Exception as exc:  # network errors come in many classes (httpx, OSError, hub errors)
+        return None, f"not in the local cache and the download failed: {_first_line(exc)}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
 def base_dir(name: str, cache_dir: str | Path | None = None) -> Path:

@@ -42,7 +42,7 @@ import numpy as np
 import pyarrow as pa
 import torch
 
-from evtlm.bases import hub_offline_reason, missing_fix, resolve_base
+from evtlm.bases import load_pretrained, missing_fix, resolve_base
 from evtlm.errors import ModelUnavailableError
 from evtlm.fsio import library_bars_off
 from evtlm.recipe import LoraConfig, ModelConfig, ScratchConfig, TrainConfig
@@ -124,40 +124,14 @@ def load_base(
 
 
 def _load_pretrained(base: str, dtype: torch.dtype | None) -> tuple[torch.nn.Module | None, str]:
-    """(model, where it came from) or (None, why not). Local files first, then the hub."""
+    """(model, where it came from) or (None, why not): `evtlm.bases.load_pretrained` with the
+    causal-LM loader (safetensors only, never remote code)."""
     from transformers import AutoModelForCausalLM
 
-    kwargs = {"use_safetensors": True, "trust_remote_code": False, "dtype": dtype}
-    if Path(base).is_dir():
-        try:
-            with library_bars_off():  # a local read: its "Loading weights" bar is noise
-                return AutoModelForCausalLM.from_pretrained(base, **kwargs), str(Path(base).resolve())
-        except (OSError, ValueError) as exc:
-            return None, f"local directory without a loadable causal LM: {_short(exc)}"
-    if Path(base).suffix or base.startswith((".", "/", "~")):
-        return None, f"no such directory {base!r}"
-    # The local HF cache, read as a plain directory: from_pretrained(local_files_only=True) still
-    # probes the hub for an adapter config and retries for ~20 s when offline.
-    from huggingface_hub import try_to_load_from_cache
+    def load(source: str) -> torch.nn.Module:
+        return AutoModelForCausalLM.from_pretrained(source, use_safetensors=True, trust_remote_code=False, dtype=dtype)
 
-    cached = try_to_load_from_cache(base, "config.json")
-    if isinstance(cached, str):
-        try:
-            with library_bars_off():
-                return AutoModelForCausalLM.from_pretrained(Path(cached).parent, **kwargs), f"hf cache: {Path(cached).parent}"
-        except (OSError, ValueError):
-            pass  # incomplete cache entry (e.g. no safetensors): try the network below
-    offline = hub_offline_reason()  # the hub client would retry for a minute before giving up
-    if offline:
-        return None, f"not in the local Hugging Face cache and {offline}"
-    try:
-        return AutoModelForCausalLM.from_pretrained(base, **kwargs), f"hub: {base}"
-    except Exception as exc:  # network errors come in many classes (httpx, OSError, hub errors)
-        return None, f"not in the local cache and the hub is unreachable: {_short(exc)}"
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+    return load_pretrained(base, load, "causal LM")
 
 
 def _match_vocab(model: torch.nn.Module, tokenizer: Any) -> None:

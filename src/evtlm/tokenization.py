@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evtlm.bases import hub_offline_reason, missing_fix, resolve_base
+from evtlm.bases import load_pretrained, missing_fix, resolve_base
 from evtlm.errors import ModelUnavailableError
 from evtlm.recipe import ModelConfig
 
@@ -96,45 +96,16 @@ def load_tokenizer(model_cfg: ModelConfig, train_texts: Iterable[str] | None = N
 def try_load_pretrained(model_cfg: ModelConfig) -> tuple[PreTrainedTokenizerBase | None, str | None]:
     """``(tokenizer, None)`` when the recipe's tokenizer loads (pad set), else ``(None, why)``."""
     name = model_cfg.tokenizer or model_cfg.base
-    try:
-        tok = _load_pretrained(resolve_base(name))  # a named base (smollm2-135m) is its cache directory
-    except _Unavailable as why:
-        return None, str(why)
-    ensure_pad(tok, name)
-    return tok, None
-
-
-class _Unavailable(Exception):
-    """Why a pretrained tokenizer could not be loaded (becomes TokenizerInfo.reason)."""
-
-
-def _load_pretrained(name: str) -> PreTrainedTokenizerBase:
     from transformers import AutoTokenizer
 
-    path = Path(name).expanduser()
-    if path.exists():
-        try:
-            return AutoTokenizer.from_pretrained(str(path), local_files_only=True, trust_remote_code=False)
-        except Exception as err:  # a directory without (valid) tokenizer files
-            raise _Unavailable(f"{path} holds no loadable tokenizer: {_first_line(err)}") from err
-    if name.startswith((".", "/", "~")) or os.sep + os.sep in name:
-        raise _Unavailable(f"no such directory: {path}")
-    try:  # the hub id may already be in the local HF cache
-        return AutoTokenizer.from_pretrained(name, local_files_only=True, trust_remote_code=False)
-    except Exception:
-        pass
-    offline = hub_offline_reason()
-    if offline:
-        raise _Unavailable(f"not in the local Hugging Face cache and {offline}")
-    try:
-        return AutoTokenizer.from_pretrained(name, trust_remote_code=False)
-    except Exception as err:
-        raise _Unavailable(f"download failed: {_first_line(err)}") from err
+    def load(source: str) -> PreTrainedTokenizerBase:
+        return AutoTokenizer.from_pretrained(source, trust_remote_code=False)
 
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip().splitlines()
-    return text[0] if text else type(err).__name__
+    tok, where = load_pretrained(resolve_base(name), load, "tokenizer")  # a named base (smollm2-135m): its cache directory
+    if tok is None:
+        return None, where
+    ensure_pad(tok, name)
+    return tok, None
 
 
 def ensure_pad(tok: PreTrainedTokenizerBase, name: str) -> None:
