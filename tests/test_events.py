@@ -456,3 +456,26 @@ if given is not None:
         want = want.sort_values(["user_id", "timestamp"], kind="stable").reset_index(drop=True)
         got = log.events[["user_id", "item_id", "action", "timestamp", "price"]]
         assert got.astype(str).values.tolist() == want.astype(str).values.tolist()
+
+
+def test_one_session_rule_for_ingestion_the_history_index_and_purchase() -> None:
+    """derive_sessions (ingestion) and HistoryIndex.session_start (baselines, features; the
+    purchase task's visits call the same evtlm.events.session_starts): a visit starts at a user's
+    first event, where the session id changes, and (no id) after a pause over the recipe's gap."""
+    from evtlm.history import HistoryIndex
+    from evtlm.recipe import SESSION_GAP_MINUTES
+
+    minutes = [0, 10, 25, 70, 71, 0, 50, 52]
+    ts = pd.Timestamp("2024-01-01", tz="UTC") + pd.to_timedelta(minutes, unit="min")
+    events = pd.DataFrame({"user_id": list("aaaaabbb"), "timestamp": ts, "action": "view", "item_id": list("xyzxyzxy")})
+    derived = derive_sessions(events["user_id"], events["timestamp"], SESSION_GAP_MINUTES)
+    starts_from_ids = np.r_[True, derived.to_numpy()[1:] != derived.to_numpy()[:-1]]
+    assert starts_from_ids.tolist() == [True, False, False, True, False, True, True, False]
+
+    no_ids = HistoryIndex(events).session_start
+    with_ids = HistoryIndex(events.assign(session_id=derived)).session_start
+    assert no_ids.tolist() == with_ids.tolist() == starts_from_ids.tolist()
+    # an explicit id wins over the clock: one id across a long pause is one visit
+    one_visit = HistoryIndex(events.assign(session_id=events["user_id"])).session_start
+    assert one_visit.tolist() == [True, False, False, False, False, True, False, False]
+

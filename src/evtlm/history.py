@@ -28,10 +28,10 @@ import numpy as np
 import pandas as pd
 
 from evtlm.errors import DataError
-from evtlm.events import EventLog
+from evtlm.events import EventLog, session_starts
 from evtlm.money import event_money
-from evtlm.recipe import ACTIONS
-from evtlm.timeunits import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE
+from evtlm.recipe import ACTIONS, SESSION_GAP_MINUTES
+from evtlm.timeunits import NS_PER_DAY, NS_PER_HOUR
 
 
 def to_ns(values: pd.Series | Sequence | pd.DatetimeIndex, what: str) -> np.ndarray:
@@ -113,7 +113,7 @@ class HistoryIndex:
     catalog; -1 when unknown).
     """
 
-    def __init__(self, events: pd.DataFrame | EventLog, session_gap_minutes: float = 30.0,
+    def __init__(self, events: pd.DataFrame | EventLog, session_gap_minutes: float = SESSION_GAP_MINUTES,
                  catalog: pd.DataFrame | None = None) -> None:
         if isinstance(events, EventLog):
             events, catalog = events.events, events.catalog
@@ -146,14 +146,9 @@ class HistoryIndex:
         self.category = self._categories(events, order, catalog)
 
     def _sessions(self, events: pd.DataFrame, order: np.ndarray, gap_minutes: float) -> np.ndarray:
-        """True on the first event of each visit: the session id changes, or (no ids) a gap."""
-        new_user = np.r_[True, self.user[1:] != self.user[:-1]] if self.n else np.zeros(0, bool)
-        sess = events["session_id"].astype("string") if "session_id" in events else None
-        if sess is not None and sess.notna().all():
-            codes = pd.factorize(sess)[0][order]
-            return new_user | np.r_[True, codes[1:] != codes[:-1]][: self.n]
-        gap = np.r_[np.inf, np.diff(self.ts)][: self.n] > gap_minutes * NS_PER_MINUTE
-        return new_user | gap
+        """True on the first event of each visit (`evtlm.events.session_starts`, the one rule)."""
+        sess = pd.factorize(events["session_id"].astype("string"))[0][order] if "session_id" in events else None
+        return session_starts(self.user, self.ts, gap_minutes, sess)
 
     def _categories(self, events: pd.DataFrame, order: np.ndarray, catalog: pd.DataFrame | None) -> np.ndarray:
         """Per sorted event, a category code (-1: unknown), as `evtlm.stream.event_attributes` reads it."""

@@ -26,6 +26,7 @@ from evtlm.errors import RecipeError, did_you_mean
 # The canonical action vocabulary. Readers map raw values (`pv`, `addtocart`, `transaction`) to
 # these; the order is the category order of the canonical `action` column.
 ACTIONS: tuple[str, ...] = ("view", "cart", "remove_from_cart", "favorite", "purchase", "return")
+SESSION_GAP_MINUTES = 30.0  # a longer pause starts a new visit, where a log has no session ids (data.session_gap_minutes)
 Action = Literal["view", "cart", "remove_from_cart", "favorite", "purchase", "return"]
 
 
@@ -100,7 +101,7 @@ class DataConfig(Section):
     drop_actions: list[str] = Field(default_factory=list)  # raw values dropped (and counted)
     start: str | None = None  # keep events at or after (ISO); earlier ones are counted, dropped
     end: str | None = None  # keep events before (ISO)
-    session_gap_minutes: float = Field(30.0, gt=0)
+    session_gap_minutes: float = Field(SESSION_GAP_MINUTES, gt=0)
     dedupe: bool = True
     on_bad_rows: Literal["error", "skip"] = "error"
     catalog: CatalogConfig | None = None

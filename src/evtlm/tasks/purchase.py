@@ -28,7 +28,9 @@ import pandas as pd
 
 from evtlm.errors import TaskError
 from evtlm.splits import TEST, TRAIN, VALID
-from evtlm.timeunits import NS_PER_DAY, NS_PER_HOUR, NS_PER_MINUTE
+from evtlm.events import session_starts
+from evtlm.recipe import SESSION_GAP_MINUTES
+from evtlm.timeunits import NS_PER_DAY, NS_PER_HOUR
 from evtlm.tasks.base import (
     ExampleSet,
     TaskContext,
@@ -128,10 +130,9 @@ class Purchase:
     def _session_level(self, ctx: TaskContext) -> pd.DataFrame:
         ev, idx = ctx.events, ctx.index
         n = len(ev)
-        sess = ev["session_id"].fillna("").to_numpy(dtype=object)
-        gap = np.diff(idx.ts, prepend=idx.ts[:1]) > 30 * NS_PER_MINUTE  # fallback when a log has no sessions
-        new = np.ones(n, dtype=bool)
-        new[1:] = (idx.user_code[1:] != idx.user_code[:-1]) | (sess[1:] != sess[:-1]) | ((sess[1:] == "") & gap[1:])
+        # ingestion fills every session id (data.session_gap_minutes); the pause rule covers
+        # events built by hand
+        new = session_starts(idx.user_code, idx.ts, SESSION_GAP_MINUTES, pd.factorize(ev["session_id"])[0])
         start = np.flatnonzero(new)
         stop = np.append(start[1:], n)
         code = np.cumsum(new) - 1  # [N] session of each row
