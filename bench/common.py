@@ -128,8 +128,8 @@ def machine() -> dict[str, Any]:
 
 
 # |evtlm / reference - 1| below this is a tie: within a shared machine's noise, never a win. The
-# product's own rule (evtlm.report.reading says "a tie" under the same 1%): one number for both.
-from evtlm.report import TIE  # noqa: E402
+# product's own rule (evtlm.evaluate.report.reading says "a tie" under the same 1%): one number for both.
+from evtlm.evaluate.report import TIE  # noqa: E402
 
 
 def is_tie(value: float | None, reference: float | None, tol: float = TIE) -> bool:

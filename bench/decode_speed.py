@@ -2,11 +2,11 @@
 
 Two workloads, each timed both ways on the same prompts:
 
-- purchase scoring: P(" yes") vs P(" no") per user. evtlm: :func:`evtlm.decode.first_token_probs`
+- purchase scoring: P(" yes") vs P(" no") per user. evtlm: :func:`evtlm.decode.methods.first_token_probs`
   (length-sorted left-padded batches, LM head on the last position only). Naive: one unpadded
   forward per user, full logits, softmax over the two answer tokens.
 - next-item top-10 over a catalog of " Product N" strings (multi-token under GPT-2 BPE). evtlm:
-  :func:`evtlm.decode.beam_search_items` (vectorised trie ``LogitsProcessor``, batched). Naive:
+  :func:`evtlm.decode.methods.beam_search_items` (vectorised trie ``LogitsProcessor``, batched). Naive:
   per-user ``model.generate`` with the classic ``prefix_allowed_tokens_fn`` Python callback (a dict
   trie looked up per beam per step). Also reported: evtlm's processor one user at a time, which
   separates the gain from batching from the gain from the vectorised processor.
@@ -37,7 +37,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-from evtlm.decode import beam_search_items, candidate_token_ids, first_token_probs  # noqa: E402
+from evtlm.decode.methods import beam_search_items, candidate_token_ids, first_token_probs  # noqa: E402
 
 SHAPES = {  # GPT-2 family shapes; "small" is the 124M model users fine-tune by default
     "tiny": dict(n_layer=2, n_head=2, n_embd=64),

@@ -82,7 +82,7 @@ def _gpus() -> int:
 
 def _base_installed(name: str) -> str | None:
     """None when the named base is installed, else why not."""
-    from evtlm.bases import base_dir, is_installed
+    from evtlm.text.bases import base_dir, is_installed
 
     return None if is_installed(name) else f"base {name} not installed at {base_dir(name)} (make base-smollm2)"
 
@@ -124,7 +124,7 @@ def run_workload(w: dict[str, Any], root: Path, processes: int, dry: bool, timeo
         why = _base_installed(w["needs"])
         if why:
             return {"name": w["name"], "skipped": why}
-    from evtlm.tokenization import default_cache_dir
+    from evtlm.fsio import default_cache_dir
 
     cache = root / "cache"  # datasets of this run only; installed bases (SmolLM2) read from the user's cache
     if not cache.exists():

@@ -3,7 +3,7 @@
 Written the way most "LLMs on event logs" notebooks do it, on purpose: ``pandas.read_csv``,
 validation with pandas, one Python string per event built in a ``DataFrame.iterrows`` loop, each
 example's history filtered in Python, and one tokenizer call per example. It produces the same
-kind of examples as ``evtlm.data.prepare`` for the purchase task at user level (history before a
+kind of examples as ``evtlm.data.prepare.prepare`` for the purchase task at user level (history before a
 cutoff, relative-time phrases, session breaks, "will they buy within H days?" + " yes"/" no",
 the oldest tokens cut when the budget is exceeded) so the two sides do comparable work; it is
 not meant to be byte-identical to evtlm's text.

@@ -1,4 +1,4 @@
-"""Peak memory of `evtlm.data.prepare` on a large synthetic log (acceptance: 5M events < 4 GB).
+"""Peak memory of `evtlm.data.prepare.prepare` on a large synthetic log (acceptance: 5M events < 4 GB).
 
     .venv/bin/python bench/prepare_memory.py                      # 5M events, purchase, GPT-2 BPE
     .venv/bin/python bench/prepare_memory.py --events 1e6 --task next_item
@@ -32,9 +32,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit-gb", type=float, default=4.0)
     args = ap.parse_args(argv)
 
-    from evtlm.data import prepare
+    from evtlm.data.prepare import prepare
     from evtlm.recipe import Recipe, SyntheticConfig
-    from evtlm.simulate import simulate_shop
+    from evtlm.ingest.simulate import simulate_shop
 
     # calibrate: events per user of this shop at this length, from a small run
     probe = simulate_shop(SyntheticConfig(users=500, days=args.days, seed=11)).events

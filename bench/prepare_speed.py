@@ -1,9 +1,9 @@
-"""Preparation speed and peak memory: ``evtlm.data.prepare`` against the tutorial way.
+"""Preparation speed and peak memory: ``evtlm.data.prepare.prepare`` against the tutorial way.
 
 Work measured on both sides: read the log file, validate it, verbalize every event, build the
 purchase examples (user level: history before each cutoff -> " yes"/" no") and tokenize them.
 
-- **evtlm**: ``evtlm.data.prepare(recipe, use_cache=False)`` (a throw-away cache dir, so nothing
+- **evtlm**: ``evtlm.data.prepare.prepare(recipe, use_cache=False)`` (a throw-away cache dir, so nothing
   is read back from an earlier run). Recipes: ``recipes/purchase.yaml`` with its data pointed at
   the synthetic file through the ``evtlm_shop`` preset, and ``recipes/taobao_purchase.yaml``.
 - **naive**: `bench.naive_prepare` (pandas ``read_csv``, ``iterrows`` string building, one
@@ -42,7 +42,7 @@ MEMORY_LIMIT_GB = 4.0
 def simulate_side(path: str, events: float, items: int = 2000, days: int = 60, seed: int = 11) -> dict[str, Any]:
     """Write a synthetic shop of about ``events`` events to ``path`` (users scaled to fit)."""
     from evtlm.recipe import SyntheticConfig
-    from evtlm.simulate import simulate_shop, write_shop
+    from evtlm.ingest.simulate import simulate_shop, write_shop
 
     probe = simulate_shop(SyntheticConfig(users=500, items=items, days=days, seed=seed)).events
     users = max(1, int(events / (len(probe) / 500)))
@@ -68,7 +68,7 @@ def evtlm_side(recipe_path: str, data_path: str, preset: str, cache_dir: str) ->
     import torch  # noqa: F401
     from transformers import AutoTokenizer, PreTrainedTokenizerFast  # noqa: F401
 
-    from evtlm.data import prepare
+    from evtlm.data.prepare import prepare
     from evtlm.recipe import load_recipe
 
     t0, c0 = time.perf_counter(), time.process_time()

@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--longer", type=Path, default=None, metavar="RUN_DIR",
                     help="also report a finished purchase_smollm2 run with a longer budget (same overrides, more steps)")
     args = ap.parse_args(argv)
-    from evtlm import bases
+    from evtlm.text import bases
 
     if not bases.is_installed("smollm2-135m"):
         print(f"skipped: the SmolLM2 base is not converted at {bases.base_dir('smollm2-135m')} (run `make base-smollm2`)")

@@ -1,7 +1,7 @@
 """Quality on real logs: the fine-tuned model next to every built-in baseline, same examples.
 
 For each recipe below: ``evtlm finetune RECIPE [overrides]`` (which prepares the data, builds the
-base, trains LoRA and ends with ``evtlm.evaluate.evaluate_run`` on the test split) in a fresh
+base, trains LoRA and ends with ``evtlm.evaluate.harness.evaluate_run`` on the test split) in a fresh
 process, then its ``metrics.json`` is read (``evtlm evaluate --run DIR`` is run only if the
 finetune left none). Reported per recipe: the headline metric of the model and of the best
 baseline (and every method's value in the details), and the wall time of the whole run.
@@ -21,13 +21,13 @@ purchase.yaml (synthetic shop)  ROC-AUC     >= the best baseline (gbt)
 ==============================  ==========  ==================================================
 
 Purchase recipes also report ``model+gbt`` (the model stacked with the gbt baseline on
-validation, `evtlm.calibration`) against ``gbt``: its own row, target ">= gbt" (">= gbt + 0.01" for the
+validation, `evtlm.evaluate.calibration`) against ``gbt``: its own row, target ">= gbt" (">= gbt + 0.01" for the
 main job, issue 11). Rows built on the
 model (``model calibrated``, ``model+gbt``) are never a "best baseline".
 
 Every figure is on the **full test split** (a recipe that samples its test split is reported as
 sampled); the model and every baseline are scored on the same examples by one
-``evtlm.evaluate.evaluate_run``. A model within 1% of its reference, or of any baseline (the
+``evtlm.evaluate.harness.evaluate_run``. A model within 1% of its reference, or of any baseline (the
 majority prior included), is reported as a **tie**, which never counts as met
 (`bench.common.verdict`, the one rule every benchmark uses). Needs ``../shared/data``; each recipe whose file is absent is
 skipped with the reason. ``--quick`` caps training for a smoke run (its figures are not the
@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import REPO, SHARED_DATA, is_tie, row, verdict, write_result
-from evtlm.calibration import CALIBRATED, STACKED
+from evtlm.evaluate.calibration import CALIBRATED, STACKED
 
 MODEL_ROWS = ("model", CALIBRATED, STACKED)  # the model's rows: never a baseline to beat
 

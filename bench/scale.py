@@ -6,16 +6,16 @@
 
 For each size, in fresh child processes (their own peak memory, `bench.common.run_child`):
 
-1. **simulate**: `evtlm simulate --part-users` (`evtlm.simulate.write_shop_parts`): the shop
+1. **simulate**: `evtlm simulate --part-users` (`evtlm.ingest.simulate.write_shop_parts`): the shop
    written part by part as Parquet, about 1M users for 100M events;
-2. **partition**: `evtlm.partition.partition_events` over that folder: read in chunks of 1M
+2. **partition**: `evtlm.ingest.partition.partition_events` over that folder: read in chunks of 1M
    rows, every row checked and mapped as prepare does, cut by user into shards of about 1.5M
    events each (67 at 99M, 3 at 5M), each shard finished (sort, duplicates, sessions);
-3. **prepare purchase** and **prepare next_item**: `evtlm.shard_data.prepare_shards` of
+3. **prepare purchase** and **prepare next_item**: `evtlm.data.shard_prepare.prepare_shards` of
    `recipes/purchase.yaml` (stream, daily cutoffs, features) and `recipes/next_item.yaml`
    (stream, item tokens) over those shards (``data.by_shard``): the facts pass, then each shard
    tokenized and written as memory-mapped Arrow;
-4. **train**: the purchase recipe's training loop over the prepared shards (`evtlm.train.fit`
+4. **train**: the purchase recipe's training loop over the prepared shards (`evtlm.train.fit.fit`
    on `ShardedData.prepared`, one epoch planned), from the child's start to its first optimizer
    step (imports, opening the shards, the scratch base, the feature scale), then memory after
    steps 10 to 300: the launch time, and whether the heap stays flat once the allocator has
@@ -52,7 +52,7 @@ def child(stage: str, folder: str, users: int = 0, days: int = 60, part_users: i
     t0 = time.perf_counter()
     if stage == "simulate":
         from evtlm.recipe import SyntheticConfig
-        from evtlm.simulate import write_shop_parts
+        from evtlm.ingest.simulate import write_shop_parts
 
         _, _, report = write_shop_parts(SyntheticConfig(users=users, days=days, items=5000, seed=13), folder_p / "shop",
                                         part_users, "parquet", progress=True)
@@ -61,7 +61,7 @@ def child(stage: str, folder: str, users: int = 0, days: int = 60, part_users: i
                 "disk_bytes": _disk_bytes(folder_p / "shop")}
     if stage in ("prepare_purchase", "prepare_next_item"):
         from evtlm.recipe import load_recipe
-        from evtlm.shard_data import prepare_shards
+        from evtlm.data.shard_prepare import prepare_shards
 
         task = stage.removeprefix("prepare_")
         recipe = load_recipe(REPO / "recipes" / f"{task}.yaml", [f"data.path={folder_p / 'parts'}", "data.by_shard=true"])
@@ -73,7 +73,7 @@ def child(stage: str, folder: str, users: int = 0, days: int = 60, part_users: i
                 "disk_bytes": _disk_bytes(sharded.path)}
     if stage == "train":
         return _train_start(folder_p, t0, steps)
-    from evtlm.partition import partition_events
+    from evtlm.ingest.partition import partition_events
     from evtlm.recipe import DataConfig
 
     cfg = DataConfig(preset="evtlm_shop", path=str(folder_p / "shop"))
@@ -95,12 +95,12 @@ def _train_start(folder: Path, t0: float, steps: int = 300) -> dict[str, Any]:
     """The purchase recipe's training over the shards prepared by ``prepare_purchase``: seconds
     from this process's start to the first optimizer step, and RSS along the first ``steps``."""
     from evtlm.cli.finetune import finetune  # noqa: F401  (the same imports a launch pays)
-    from evtlm.modeling import apply_lora, load_base
+    from evtlm.train.modeling import apply_lora, load_base
     from evtlm.recipe import load_recipe
-    from evtlm.shard_data import prepare_shards
-    from evtlm.stream import N_PURCHASE_FEATURES
-    from evtlm.stream_model import StreamLM, answer_token_ids
-    from evtlm.train import fit
+    from evtlm.data.shard_prepare import prepare_shards
+    from evtlm.data.stream import N_PURCHASE_FEATURES
+    from evtlm.train.stream_model import StreamLM, answer_token_ids
+    from evtlm.train.fit import fit
 
     recipe = load_recipe(REPO / "recipes/purchase.yaml", [f"data.path={folder / 'parts'}", "data.by_shard=true",
                                                            "train.max_steps=null", "train.epochs=1", "train.eval_every=1000000",
@@ -143,7 +143,7 @@ def _train_start(folder: Path, t0: float, steps: int = 300) -> dict[str, Any]:
 
 def _probe_events_per_user(days: int) -> float:
     from evtlm.recipe import SyntheticConfig
-    from evtlm.simulate import simulate_parts
+    from evtlm.ingest.simulate import simulate_parts
 
     [log] = list(simulate_parts(SyntheticConfig(users=2000, days=days, items=5000, seed=13), 2000))
     return len(log.events) / 2000

@@ -5,14 +5,14 @@ All sides use the same GPT-2 shape (random weights: throughput does not depend o
 GPT-2 BPE from ../shared, and the same users' histories as of just after their last event
 (``--users`` of them, the last ``task.max_tokens`` tokens each):
 
-- **stream** (evtlm's default for next_item): items are single tokens; `evtlm.stream.now_windows`
-  + `evtlm.stream_model.stream_predictions`, batched, ranks the whole label space with one
+- **stream** (evtlm's default for next_item): items are single tokens; `evtlm.data.stream.now_windows`
+  + `evtlm.train.stream_model.stream_predictions`, batched, ranks the whole label space with one
   product per user (the copy path on).
 - **plain forward**: the same windows through the transformer body alone, batched: the floor
   any prediction path pays just to read the history.
 - **naive stream loop**: the stream read-out one user at a time (batch size 1).
 - **trie beams**: items spelled as " Product N" (4-6 BPE pieces), per-example prompts
-  (`evtlm.inference.now_prompts`) and `evtlm.decode.beam_search_items` (batched, vectorised trie
+  (`evtlm.decode.inference.now_prompts`) and `evtlm.decode.methods.beam_search_items` (batched, vectorised trie
   over every item), 20 beams; timed on ``--beam-users`` users.
 - **naive generate**: per-user ``model.generate`` with a Python trie callback (the usual
   recipe), on ``--naive-users`` users.
@@ -38,7 +38,7 @@ GPT2_TOK = REPO.parent / "shared" / "tokenizers" / "gpt2"
 
 
 def _recipe(stream: bool):
-    from evtlm.data import text_recipe
+    from evtlm.data.prepare import text_recipe
     from evtlm.recipe import Recipe
 
     task = {"name": "next_item", "max_tokens": 512, "formulation": "stream" if stream else "example"}
@@ -65,13 +65,13 @@ def main(argv=None) -> dict:
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
     from bench.decode_speed import naive_beams
-    from evtlm.data import item_vocabulary
-    from evtlm.decode import beam_search_items, candidate_token_ids
-    from evtlm.inference import now_prompts
-    from evtlm.presets import load_event_log
-    from evtlm.stream import now_windows
-    from evtlm.stream_model import StreamLM, answer_token_ids, stream_predictions
-    from evtlm.tokenization import add_item_tokens, item_token
+    from evtlm.data.prepare import item_vocabulary
+    from evtlm.decode.methods import beam_search_items, candidate_token_ids
+    from evtlm.decode.inference import now_prompts
+    from evtlm.ingest.presets import load_event_log
+    from evtlm.data.stream import now_windows
+    from evtlm.train.stream_model import StreamLM, answer_token_ids, stream_predictions
+    from evtlm.text.tokenization import add_item_tokens, item_token
 
     log = load_event_log(_recipe(True).data)
     ev = log.events
@@ -99,7 +99,7 @@ def main(argv=None) -> dict:
     res["mean_window_tokens"] = float(np.mean([len(x) for x in now.dataset["input_ids"]]))
 
     # ---- plain batched forward over the same windows (body only, no ranking)
-    from evtlm.stream_model import StreamCollator
+    from evtlm.train.stream_model import StreamCollator
 
     def plain():
         col = StreamCollator(0)

@@ -4,12 +4,12 @@ Same data (the Taobao sample, next item, leave-one-out, items as single tokens, 
 verbalization), same GPT-2 shape and optimizer, same number of optimizer steps (``--steps`` of
 ``--batch-size`` rows), in one process, alternating, best of ``--repeats``:
 
-- **example**: `evtlm.data.prepare` with ``task.formulation=example``: one prompt per target
+- **example**: `evtlm.data.prepare.prepare` with ``task.formulation=example``: one prompt per target
   (history up to ``max_tokens``, question, answer), the causal LM loss on the answer token
   (transformers computes the logits of every position over the whole vocabulary, as the example
   path always has);
 - **stream**: ``task.formulation=stream``: windows of the same budget, every target in a window
-  read in one pass (`evtlm.stream_model.StreamLM`, copy path on), full softmax and sampled
+  read in one pass (`evtlm.train.stream_model.StreamLM`, copy path on), full softmax and sampled
   softmax (``train.negatives``) both reported.
 
 A target is one supervised answer: an example (a row) on the example side, ``n_targets`` of a
@@ -35,7 +35,7 @@ TAOBAO = REPO.parent / "shared" / "data" / "taobao" / "UserBehavior_head84k.csv"
 
 
 def _recipe(formulation: str):
-    from evtlm.data import text_recipe
+    from evtlm.data.prepare import text_recipe
     from evtlm.recipe import load_recipe
 
     return text_recipe(load_recipe(REPO / "recipes" / "taobao_next_item.yaml",
@@ -67,11 +67,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
-    from evtlm.batching import CausalCollator
-    from evtlm.data import prepare
-    from evtlm.modeling import build_scratch_model
-    from evtlm.stream import STREAM_COLUMNS
-    from evtlm.stream_model import StreamCollator, StreamLM, answer_token_ids
+    from evtlm.train.batching import CausalCollator
+    from evtlm.data.prepare import prepare
+    from evtlm.train.modeling import build_scratch_model
+    from evtlm.data.stream import STREAM_COLUMNS
+    from evtlm.train.stream_model import StreamCollator, StreamLM, answer_token_ids
 
     rng = np.random.default_rng(0)
     sides = {}

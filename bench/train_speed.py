@@ -1,8 +1,8 @@
-"""Training throughput: ``evtlm.train.fit`` against a plain Hugging Face ``Trainer`` + peft.
+"""Training throughput: ``evtlm.train.fit.fit`` against a plain Hugging Face ``Trainer`` + peft.
 
 Same model, same examples, same number of optimizer steps, same LoRA, optimizer and learning rate:
 
-- **examples**: ``evtlm.data.prepare`` on ``recipes/purchase.yaml`` with
+- **examples**: ``evtlm.data.prepare.prepare`` on ``recipes/purchase.yaml`` with
   ``task.formulation=example`` (one prompt + answer per row, the rows a Trainer takes; the
   synthetic shop, GPT-2 BPE from ../shared when present), then a seeded subset of ``steps x batch_size`` training
   examples, so one epoch is exactly ``steps`` optimizer steps and both sides see every example
@@ -72,7 +72,7 @@ def build_model(vocab: int, shape: str, lora: dict[str, Any], pad_id: int, seed:
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from evtlm.modeling import apply_lora
+    from evtlm.train.modeling import apply_lora
     from evtlm.recipe import LoraConfig
 
     torch.manual_seed(seed)
@@ -86,7 +86,7 @@ def evtlm_side(data_dir: str, shape: str, lora: dict[str, Any], train: dict[str,
     import datasets
 
     from evtlm.recipe import TrainConfig
-    from evtlm.train import fit
+    from evtlm.train.fit import fit
 
     ds = datasets.load_from_disk(data_dir)
     model, n_matmul = build_model(vocab, shape, lora, pad_id)
@@ -207,7 +207,7 @@ def make_examples(out_dir: Path, n: int, seed: int = 0) -> tuple[int, int, dict[
     """Prepare the purchase recipe, keep ``n`` seeded training rows (input_ids, labels) on disk."""
     import numpy as np
 
-    from evtlm.data import prepare
+    from evtlm.data.prepare import prepare
     from evtlm.recipe import load_recipe
 
     model = model_section()

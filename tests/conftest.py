@@ -31,16 +31,16 @@ def gpt2_tokenizer_dir() -> Path:
 @pytest.fixture(scope="session")
 def built_tokenizer_dir(tmp_path_factory) -> Path:
     """A GPT-2-style byte-level BPE built in-process: the scratch path's tokenizer
-    (`evtlm.tokenization.train_scratch_tokenizer`, ``<|endoftext|>`` as eos and pad) trained on a
+    (`evtlm.text.tokenization.train_scratch_tokenizer`, ``<|endoftext|>`` as eos and pad) trained on a
     simulated shop's text, saved as a tokenizer directory. Tests of tokenizer invariants run on
     it in any checkout; ``../shared/tokenizers/gpt2`` adds the real vocabulary where present."""
     import numpy as np
 
     from evtlm.recipe import ACTIONS, SyntheticConfig, VerbalizeConfig
-    from evtlm.simulate import simulate_shop
+    from evtlm.ingest.simulate import simulate_shop
     from evtlm.tasks.purchase import ANSWERS, SESSION_QUESTION, user_questions
-    from evtlm.tokenization import train_scratch_tokenizer
-    from evtlm.verbalize import action_label, verbalize_user
+    from evtlm.text.tokenization import train_scratch_tokenizer
+    from evtlm.text.verbalize import action_label, verbalize_user
 
     log = simulate_shop(SyntheticConfig(users=60, items=80, days=21, seed=11))
     texts = [verbalize_user(part, log.catalog, VerbalizeConfig(item=item))

@@ -14,7 +14,7 @@ import sys
 def main() -> int:
     kill_step, argv = int(sys.argv[1]), sys.argv[2:]
     if kill_step:
-        import evtlm.train as train
+        import evtlm.train.fit as train
 
         real_fit = train.fit
 

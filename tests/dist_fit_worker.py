@@ -15,9 +15,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train import tiny_lora_model  # noqa: E402
 
-from evtlm.batching import CausalCollator  # noqa: E402
+from evtlm.train.batching import CausalCollator  # noqa: E402
 from evtlm.recipe import TrainConfig  # noqa: E402
-from evtlm.train import distributed_state, fit  # noqa: E402
+from evtlm.train.fit import distributed_state, fit  # noqa: E402
 
 ids = [[i] + [(i * 7 + k) % 60 + 1 for k in range(3 + i % 5)] for i in range(1, 33)]
 data = {"train": datasets.Dataset.from_dict({"input_ids": ids, "labels": ids}),

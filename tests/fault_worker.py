@@ -28,8 +28,8 @@ def fit_until(out: Path, step: int, in_save: bool) -> None:
     from test_faults import CFG, fault_data
     from test_train import tiny_lora_model
 
-    from evtlm import checkpoint
-    from evtlm.train import fit
+    from evtlm.train import checkpoint
+    from evtlm.train.fit import fit
 
     if in_save:
         real_save = checkpoint.TrainerState.save
@@ -48,7 +48,7 @@ def fit_until(out: Path, step: int, in_save: bool) -> None:
 def prepare_until_first_split(cache: Path, users: int) -> None:
     from test_faults import tiny_shop_recipe
 
-    import evtlm.data as data
+    import evtlm.data.prepare as data
 
     real_write = data._write_arrow
 

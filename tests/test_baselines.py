@@ -1,4 +1,4 @@
-"""Built-in baselines (evtlm.baselines, evtlm.history): each on a tiny log with a known answer,
+"""Built-in baselines (evtlm.evaluate.baselines, evtlm.data.history): each on a tiny log with a known answer,
 the leakage rule, output shapes and catalog membership, and the errors a user can cause."""
 
 from __future__ import annotations
@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 from sklearn.metrics import f1_score, roc_auc_score
 
-from evtlm.baselines import BASELINES, Ranking, get_baselines
+from evtlm.evaluate.baselines import BASELINES, Ranking, get_baselines
 from evtlm.errors import DataError, TaskError
-from evtlm.events import finalize_events
-from evtlm.history import HistoryIndex, next_action_features, rfm_features
+from evtlm.ingest.events import finalize_events
+from evtlm.data.history import HistoryIndex, next_action_features, rfm_features
 from evtlm.recipe import ACTIONS, ActionGbtConfig, EvalConfig, GbtConfig
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
@@ -476,9 +476,9 @@ def _purchase_examples(ev: pd.DataFrame) -> pd.DataFrame:
 
 @pytest.mark.parametrize("task", ["purchase", "next_action"])
 def test_every_shardable_baseline_fits_and_predicts_from_shards_as_from_the_whole_log(task):
-    """Users split into 3 shards, each read on its own (evtlm.history_shards): every purchase and
+    """Users split into 3 shards, each read on its own (evtlm.data.history_shards): every purchase and
     next_action baseline gives the whole log's predictions, whatever the order of the examples."""
-    from evtlm.history_shards import ShardedEvents
+    from evtlm.data.history_shards import ShardedEvents
 
     ev = _shop()
     shard_of = {u: i % 3 for i, u in enumerate(sorted(ev["user_id"].unique()))}
@@ -500,7 +500,7 @@ def test_every_shardable_baseline_fits_and_predicts_from_shards_as_from_the_whol
 
 
 def test_next_item_baselines_from_shards_say_they_need_the_whole_log():
-    from evtlm.history_shards import ShardedEvents
+    from evtlm.data.history_shards import ShardedEvents
 
     ev = _shop()
     sharded = ShardedEvents(1, lambda k: ev)

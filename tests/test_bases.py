@@ -1,4 +1,4 @@
-"""Named pretrained bases (`evtlm.bases`) and architecture-chosen LoRA targets, on tiny models.
+"""Named pretrained bases (`evtlm.text.bases`) and architecture-chosen LoRA targets, on tiny models.
 
 The real SmolLM2 base (a 517 MB conversion) is exercised by the slow tests/test_smollm2.py; here a
 tiny Llama saved where the named base goes stands in for it.
@@ -11,13 +11,13 @@ import json
 import pytest
 import torch
 
-from evtlm import bases
+from evtlm.text import bases
 from evtlm.cli.main import main
 from evtlm.errors import ModelUnavailableError, RunDirError
-from evtlm.modeling import add_item_tokens, apply_lora, lora_targets, load_base
+from evtlm.train.modeling import add_item_tokens, apply_lora, lora_targets, load_base
 from evtlm.recipe import LoraConfig, ModelConfig
-from evtlm.tokenization import load_tokenizer
-from evtlm.train import fit
+from evtlm.text.tokenization import load_tokenizer
+from evtlm.train.fit import fit
 from tests.test_modeling import CFG, rows, snapshot, word_tokenizer
 
 def tiny_llama(tok) -> torch.nn.Module:
@@ -65,7 +65,7 @@ def test_an_absent_named_base_falls_back_to_scratch_when_the_recipe_allows(cache
 
 
 def test_a_run_on_an_absent_named_base_says_what_to_run(cache, tmp_path):
-    from evtlm.run_dir import load_run_model
+    from evtlm.train.run_dir import load_run_model
 
     run = tmp_path / "run"
     (run / "adapter").mkdir(parents=True)
@@ -120,7 +120,7 @@ def test_installed_named_base_loads_and_gets_llama_lora_with_item_rows(cache):
 
 
 def test_lora_targets_follow_the_architecture_and_stay_overridable():
-    from evtlm.modeling import build_scratch_model
+    from evtlm.train.modeling import build_scratch_model
     from tests.test_modeling import TINY
 
     gpt2 = build_scratch_model(TINY, word_tokenizer())

@@ -21,9 +21,9 @@ from bench.report import markdown, rebuild  # noqa: E402
 @pytest.mark.slow  # seconds alone, but it imports transformers and runs prepare: ~30 s on a busy 2-core box
 def test_naive_reference_builds_the_same_examples_as_prepare(tmp_path, gpt2_tokenizer_dir):
     from bench.naive_prepare import naive_prepare
-    from evtlm.data import prepare
+    from evtlm.data.prepare import prepare
     from evtlm.recipe import SyntheticConfig, load_recipe
-    from evtlm.simulate import simulate_shop, write_shop
+    from evtlm.ingest.simulate import simulate_shop, write_shop
 
     path = tmp_path / "shop.csv"
     write_shop(simulate_shop(SyntheticConfig(users=40, items=60, categories=4, days=30, seed=3)), path)

@@ -1,4 +1,4 @@
-"""evtlm.calibration: the calibrator recovers a planted temperature, lowers ECE on a miscalibrated
+"""evtlm.evaluate.calibration: the calibrator recovers a planted temperature, lowers ECE on a miscalibrated
 set and never changes the ranking; the model+gbt stack is fitted on validation only (test labels
 cannot move it); a one-class validation split is skipped with a reason."""
 
@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 from scipy.special import expit
 
-from evtlm.calibration import (CALIBRATED, STACKED, Calibrator, Stacker, fit_calibrator, load_calibration,
+from evtlm.evaluate.calibration import (CALIBRATED, STACKED, Calibrator, Stacker, fit_calibrator, load_calibration,
                                purchase_extras, save_calibration, to_logit)
-from evtlm.metrics import brier, ece, log_loss, roc_auc
+from evtlm.evaluate.metrics import brier, ece, log_loss, roc_auc
 
 
 def _planted(n: int, temperature: float, shift: float = 0.0, seed: int = 0):
@@ -168,7 +168,7 @@ def test_auto_keeps_a_calibrated_model_as_it_is_and_the_choice_travels(tmp_path)
     """eval.calibration auto: a model whose probabilities are already right keeps them (the
     identity wins out of fold); the choice and every candidate's score are saved, and the
     calibrator read back from the run directory gives the same probabilities."""
-    from evtlm.calibration import choose_calibrator, load_calibration, save_calibration
+    from evtlm.evaluate.calibration import choose_calibrator, load_calibration, save_calibration
 
     rng = np.random.default_rng(3)
     z = rng.normal(-1.0, 1.2, 4_000)

@@ -43,7 +43,7 @@ def bad(tmp_path_factory) -> dict[str, str]:
     (d / "good.csv").write_text("user_id,item_id,action,timestamp\n1,2,view,2024-01-01T10:00:00Z\n"
                                 "1,3,cart,2024-01-01T10:05:00Z\n")
     from evtlm.recipe import SyntheticConfig
-    from evtlm.simulate import simulate_shop, write_shop
+    from evtlm.ingest.simulate import simulate_shop, write_shop
 
     write_shop(simulate_shop(SyntheticConfig(users=5, items=30, days=7, seed=1)), d / "shop.csv")  # the shop's columns
     (d / "empty_dir").mkdir()  # a folder as data.path, with no data file in it

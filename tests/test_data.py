@@ -1,4 +1,4 @@
-"""`evtlm.data.prepare`: ids = prompt + answer + eos, prompt masking, budget, cache, report."""
+"""`evtlm.data.prepare.prepare`: ids = prompt + answer + eos, prompt masking, budget, cache, report."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evtlm.data import prepare
+from evtlm.data.prepare import prepare
 from evtlm.errors import TaskError
 from evtlm.recipe import Recipe
 
@@ -46,7 +46,7 @@ def test_purchase_rows_cache_and_report(tokenizer_dir, tmp_path):
     again = prepare(r, cache_dir=tmp_path, progress=False)
     assert again.from_cache and again.cache_path == p.cache_path
     assert again.datasets["valid"]["input_ids"] == p.datasets["valid"]["input_ids"]
-    from evtlm.presets import load_event_log
+    from evtlm.ingest.presets import load_event_log
 
     pd.testing.assert_frame_equal(again.events.events, load_event_log(r.data).events)  # dtypes survive the cache
     other = prepare(recipe(tokenizer_dir, task={"name": "purchase", "horizon_days": 2}), cache_dir=tmp_path, progress=False)
@@ -135,8 +135,8 @@ def test_report_counts_what_examples_per_user_dropped(tmp_path):
 
 def test_percentiles_from_a_token_histogram_are_numpys_to_the_last_bit():
     """The data report of a sharded log reads percentiles from merged histograms
-    (`evtlm.shard_data`): they must equal np.percentile over the whole array, not nearly."""
-    from evtlm.data import percentile_of_counts
+    (`evtlm.data.shard_prepare`): they must equal np.percentile over the whole array, not nearly."""
+    from evtlm.data.prepare import percentile_of_counts
 
     rng = np.random.default_rng(0)
     for _ in range(500):

@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-from evtlm.decode import (
+from evtlm.decode.methods import (
     beam_search_items,
     candidate_token_ids,
     closed_set_probs,
@@ -19,7 +19,7 @@ from evtlm.decode import (
     sequence_logprobs,
     top_k_from_scores,
 )
-from evtlm.decode_trie import ItemTrie, TrieLogitsProcessor
+from evtlm.decode.trie import ItemTrie, TrieLogitsProcessor
 from evtlm.errors import TaskError
 
 SMALL_VOCAB = 64

@@ -172,10 +172,10 @@ def test_shard_scores_splits_the_work_and_gathers_it_in_order(tmp_path):
 def test_by_shard_each_process_trains_on_its_own_tokenized_shards(tmp_path):
     """data.by_shard under two processes: each trains on its own shards (half of them), the
     batches are not dealt out again, and the run ends with the model and baselines scored. The
-    baselines are fitted shard by shard, each process reading its own shards (evtlm.history_shards):
+    baselines are fitted shard by shard, each process reading its own shards (evtlm.data.history_shards):
     their figures equal a one-process run's over the same shards."""
     sys.path.insert(0, str(REPO / "src"))
-    from evtlm.partition import partition_events
+    from evtlm.ingest.partition import partition_events
     from evtlm.recipe import load_recipe
 
     recipe = load_recipe(REPO / "recipes/purchase.yaml", TINY)

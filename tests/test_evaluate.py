@@ -114,7 +114,7 @@ def test_evaluate_cli_prints_every_method_with_the_same_n(purchase_run, capsys):
 
 
 def test_sampling_is_deterministic_and_shared(purchase_run):
-    from evtlm.evaluate import evaluate_run
+    from evtlm.evaluate.harness import evaluate_run
 
     a = evaluate_run(purchase_run, split="test", max_examples=20, baselines=["prior"], progress=False, write=False)
     b = evaluate_run(purchase_run, split="test", max_examples=20, baselines=["prior"], progress=False, write=False)
@@ -128,8 +128,8 @@ def test_purchase_calibration_and_stack_are_reported_and_saved(purchase_run):
     """The calibrator (fitted on validation) keeps the model's ranking and is saved for predict;
     before/after figures and model+gbt are in metrics.json and report.md; the model row is the
     raw softmax whatever else is reported beside it."""
-    from evtlm.calibration import CALIBRATION_FILE, load_calibration
-    from evtlm.evaluate import evaluate_run
+    from evtlm.evaluate.calibration import CALIBRATION_FILE, load_calibration
+    from evtlm.evaluate.harness import evaluate_run
 
     evaluate_run(purchase_run, split="test", progress=False)  # writes (another test may have scored valid)
     result = json.loads((purchase_run / "metrics.json").read_text())
@@ -156,7 +156,7 @@ def test_purchase_calibration_and_stack_are_reported_and_saved(purchase_run):
 
 
 def test_purchase_on_the_validation_split_reports_out_of_fold_stacking(purchase_run):
-    from evtlm.evaluate import evaluate_run
+    from evtlm.evaluate.harness import evaluate_run
 
     result = evaluate_run(purchase_run, split="valid", baselines=["gbt"], progress=False, write=False)
     assert "out-of-fold" in result["stack"]["note"] and "reported on" in result["calibration"]["note"]
@@ -181,9 +181,9 @@ def test_next_item_counts_cold_items_and_plots_hr_curve(next_item_run):
 def test_make_evaluate_fn_scores_the_model_on_a_capped_valid_sample(purchase_run):
     from transformers import AutoTokenizer, GPT2Config, GPT2LMHeadModel
 
-    from evtlm.data import prepare
-    from evtlm.evaluate import make_evaluate_fn
-    from evtlm.inference import load_run_recipe
+    from evtlm.data.prepare import prepare
+    from evtlm.evaluate.harness import make_evaluate_fn
+    from evtlm.decode.inference import load_run_recipe
 
     recipe = load_run_recipe(purchase_run)  # the per-prompt path (the shipped recipe is a stream)
     recipe = recipe.model_copy(update={"task": recipe.task.model_copy(update={"formulation": "example"})})
@@ -200,7 +200,7 @@ def test_make_evaluate_fn_scores_the_model_on_a_capped_valid_sample(purchase_run
 
 def test_evaluate_errors_are_one_line(purchase_run):
     from evtlm.errors import RunDirError, TaskError
-    from evtlm.evaluate import evaluate_run
+    from evtlm.evaluate.harness import evaluate_run
 
     with pytest.raises(RunDirError, match="recipe.resolved.yaml is missing"):
         evaluate_run(Path(tempfile.mkdtemp()))
@@ -209,7 +209,7 @@ def test_evaluate_errors_are_one_line(purchase_run):
 
 
 def test_report_bolds_the_best_value_per_column():
-    from evtlm.report import markdown_table, reading
+    from evtlm.evaluate.report import markdown_table, reading
 
     r = {"task": "next_action", "split": "test", "n": 10, "primary_metric": "macro_f1", "greater_is_better": True,
          "methods": {"model": {"macro_f1": 0.3, "log_loss": 1.2, "seconds": 2.0},
@@ -226,12 +226,12 @@ def test_ids_sharing_a_title_are_one_answer_for_every_method(tmp_path):
     popular title and every user's last item: popularity, prior and repeat must all name it."""
     from transformers import GPT2Config, GPT2LMHeadModel
 
-    from evtlm.data import prepare
-    from evtlm.evaluate import evaluate_run
+    from evtlm.data.prepare import prepare
+    from evtlm.evaluate.harness import evaluate_run
     from evtlm.recipe import Recipe
 
     day = 86_400
-    rows = [("0", "A", 0)]  # A is seen first: the answer's item id is A (evtlm.inference.label_item_ids)
+    rows = [("0", "A", 0)]  # A is seen first: the answer's item id is A (evtlm.decode.inference.label_item_ids)
     for u in range(1, 25):
         rows += [(str(u), "MUG" if u % 2 else "CUP", 1 * day + u), (str(u), "MUG", 2 * day + u)]
         rows += [(str(u), "B", int(t * day) + u) for t in (3, 3.5, 5, 7)]  # the last one (day 7) is the test target
@@ -265,7 +265,7 @@ def pd_time(seconds: int) -> str:
 
 def test_report_calls_a_model_within_one_percent_a_tie():
     """0.3719 against 0.3713 (next_action, model vs gbt) is noise, never a win (issue 10: a tie is a tie)."""
-    from evtlm.report import reading
+    from evtlm.evaluate.report import reading
 
     r = {"task": "next_action", "split": "test", "n": 10, "primary_metric": "macro_f1", "greater_is_better": True,
          "methods": {"model": {"macro_f1": 0.3719}, "gbt": {"macro_f1": 0.3713}}}

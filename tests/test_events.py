@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from evtlm.errors import DataError
-from evtlm.events import derive_sessions, read_events
-from evtlm.readers import data_rows_after_skips
+from evtlm.ingest.events import derive_sessions, read_events
+from evtlm.ingest.readers import data_rows_after_skips
 from evtlm.recipe import DataConfig
 
 HEADER = "user,item,what,ts\n"
@@ -320,10 +320,10 @@ def test_skip_keeps_every_valid_row_aligned_after_dropped_rows(tmp_path: Path) -
 
 
 def test_parsers_keep_their_input_index() -> None:
-    """The contract of `evtlm.values`: a column in, a column out on the same index (here with the
+    """The contract of `evtlm.ingest.values`: a column in, a column out on the same index (here with the
     gaps dropped rows leave), on the fast path and on the fallback for a bad value."""
     from evtlm.recipe import TimestampConfig
-    from evtlm.values import parse_timestamps, to_number
+    from evtlm.ingest.values import parse_timestamps, to_number
 
     raw = pd.Series(["1511544070", "oops", "1511544071"], index=[4, 7, 9])
     assert to_number(raw).index.tolist() == [4, 7, 9]
@@ -460,9 +460,9 @@ if given is not None:
 
 def test_one_session_rule_for_ingestion_the_history_index_and_purchase() -> None:
     """derive_sessions (ingestion) and HistoryIndex.session_start (baselines, features; the
-    purchase task's visits call the same evtlm.events.session_starts): a visit starts at a user's
+    purchase task's visits call the same evtlm.ingest.events.session_starts): a visit starts at a user's
     first event, where the session id changes, and (no id) after a pause over the recipe's gap."""
-    from evtlm.history import HistoryIndex
+    from evtlm.data.history import HistoryIndex
     from evtlm.recipe import SESSION_GAP_MINUTES
 
     minutes = [0, 10, 25, 70, 71, 0, 50, 52]

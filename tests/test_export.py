@@ -15,12 +15,12 @@ import torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from evtlm.cli.main import main
-from evtlm.export import export_run
-from evtlm.inference import load_for_inference
-from evtlm.modeling import add_item_tokens, apply_lora, build_scratch_model
+from evtlm.predict.export import export_run
+from evtlm.decode.inference import load_for_inference
+from evtlm.train.modeling import add_item_tokens, apply_lora, build_scratch_model
 from evtlm.recipe import LoraConfig, Recipe, dump_recipe
-from evtlm.run_dir import load_run_model, save_model
-from evtlm.train import fit
+from evtlm.train.run_dir import load_run_model, save_model
+from evtlm.train.fit import fit
 from tests.test_bases import tiny_llama
 from tests.test_modeling import CFG, TINY, rows, word_tokenizer
 
@@ -87,7 +87,7 @@ def test_export_reloads_with_plain_transformers_and_gives_the_runs_logits(tmp_pa
 
 
 def test_export_of_a_stream_run_keeps_its_read_out_beside_and_says_so(tmp_path):
-    from evtlm.stream_model import HEAD_FILE, StreamLM
+    from evtlm.train.stream_model import HEAD_FILE, StreamLM
 
     tok = word_tokenizer()
     add_item_tokens(tok, ITEMS)

@@ -27,9 +27,9 @@ import pytest
 import torch
 from test_train import scrambled, tiny_lora_model, token_rows, trainable
 
-from evtlm.checkpoint import latest_checkpoint
+from evtlm.train.checkpoint import latest_checkpoint
 from evtlm.recipe import TrainConfig
-from evtlm.train import fit
+from evtlm.train.fit import fit
 
 REPO = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).resolve().parent / "fault_worker.py"
@@ -116,8 +116,8 @@ def _rows(prepared) -> dict[str, list]:
 
 
 def test_prepare_killed_mid_write_is_neither_reused_nor_fatal(tmp_path):
-    from evtlm import datacache
-    from evtlm.data import prepare
+    from evtlm.data import cache as datacache
+    from evtlm.data.prepare import prepare
 
     cache = tmp_path / "cache"
     proc = run_worker("prepare", cache, 80)
@@ -137,8 +137,8 @@ def test_prepare_killed_mid_write_is_neither_reused_nor_fatal(tmp_path):
 
 
 def test_a_damaged_cache_entry_is_rebuilt_not_trusted(tmp_path):
-    from evtlm import datacache
-    from evtlm.data import prepare
+    from evtlm.data import cache as datacache
+    from evtlm.data.prepare import prepare
 
     cache = tmp_path / "cache"
     want = _rows(prepare(tiny_shop_recipe(), cache_dir=cache, progress=False))
@@ -167,7 +167,7 @@ def full_disk(*args, **kwargs):
 
 
 def test_a_full_disk_while_caching_is_one_line_and_leaves_no_entry(tmp_path, monkeypatch, capsys):
-    import evtlm.data as data
+    import evtlm.data.prepare as data
     from evtlm.cli.main import main
     from evtlm.errors import StorageError
 
@@ -220,11 +220,11 @@ def test_a_full_disk_in_finetune_and_predict_leaves_nothing_half_written_to_read
     """The disk fills while finetune writes run.json (the marker, written last) and while predict
     writes its output: one line each (exit 2); predict refuses the unfinished run; --resume
     finishes it; an older predictions file survives a failed predict whole."""
-    import evtlm.predict as predict_mod
-    import evtlm.run_dir as run_dir_mod
+    import evtlm.predict.batch as predict_mod
+    import evtlm.train.run_dir as run_dir_mod
     from evtlm.cli.main import main
     from evtlm.fsio import atomic_path
-    from evtlm.simulate import simulate_shop, write_shop
+    from evtlm.ingest.simulate import simulate_shop, write_shop
     from evtlm.recipe import SyntheticConfig
     from test_evaluate import TINY, session_root
 

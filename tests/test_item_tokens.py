@@ -41,7 +41,7 @@ def test_label_space_is_one_added_token_per_item(item_token_run: Path) -> None:
 
 def test_prompts_and_predictions_use_item_tokens(item_token_run: Path, tmp_path: Path) -> None:
     from evtlm.recipe import SyntheticConfig
-    from evtlm.simulate import simulate_shop, write_shop
+    from evtlm.ingest.simulate import simulate_shop, write_shop
 
     history, _ = write_shop(simulate_shop(SyntheticConfig(users=6, items=40, days=28, seed=11)), tmp_path / "h.csv")
     out = tmp_path / "preds.jsonl"

@@ -14,10 +14,10 @@ from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
 from evtlm.errors import ModelUnavailableError
-from evtlm.modeling import add_item_tokens, apply_lora, build_scratch_model, item_token_ids, load_base
+from evtlm.train.modeling import add_item_tokens, apply_lora, build_scratch_model, item_token_ids, load_base
 from evtlm.recipe import LoraConfig, ModelConfig, ScratchConfig, TrainConfig
-from evtlm.run_dir import load_run_model, save_model
-from evtlm.train import fit
+from evtlm.train.run_dir import load_run_model, save_model
+from evtlm.train.fit import fit
 
 WORDS = ["User", "1", "2", "3", "viewed", "bought", "Product", "7", "8", "9", "added", "to", "cart", "it", ".", "later", "minutes"]
 TINY = ScratchConfig(n_layer=2, n_head=2, n_embd=32, n_positions=64, pretrain_max_steps=3, pretrain_block=16, pretrain_batch_size=4)

@@ -1,4 +1,4 @@
-"""`evtlm.partition`: a log cut by user on disk holds exactly the in-memory read's events and
+"""`evtlm.ingest.partition`: a log cut by user on disk holds exactly the in-memory read's events and
 report, whatever the chunk and shard sizes."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from evtlm.errors import DataError
-from evtlm.partition import partition_events, read_partition, shard_of
-from evtlm.presets import load_event_log
+from evtlm.ingest.partition import partition_events, read_partition, shard_of
+from evtlm.ingest.presets import load_event_log
 from evtlm.recipe import DataConfig, SyntheticConfig
 from tests.test_sources import ACTIONS, COLUMNS, _dirty, raw_log  # noqa: F401  (raw_log: a fixture)
 
@@ -60,7 +60,7 @@ def test_each_process_reads_only_its_own_shards(tmp_path):
 
 
 def test_a_failed_partition_leaves_nothing_and_an_existing_folder_is_kept(tmp_path, monkeypatch):
-    import evtlm.partition as partition
+    import evtlm.ingest.partition as partition
 
     cfg = DataConfig(synthetic=SyntheticConfig(users=30, days=14))
     out = tmp_path / "p"
@@ -97,7 +97,7 @@ def test_partition_cli_prints_rates_and_writes_the_folder(tmp_path, capsys):
 
 
 def test_a_folder_of_simulated_parts_with_its_visit_ids_and_catalog(tmp_path):
-    from evtlm.simulate import write_shop_parts
+    from evtlm.ingest.simulate import write_shop_parts
 
     write_shop_parts(SyntheticConfig(users=80, days=21), tmp_path / "shop", users_per_part=25)
     cfg = DataConfig(preset="evtlm_shop", path=str(tmp_path / "shop"))
@@ -107,7 +107,7 @@ def test_a_folder_of_simulated_parts_with_its_visit_ids_and_catalog(tmp_path):
 
 
 def test_a_partition_folder_is_a_data_path_prepare_reads_as_the_original(tmp_path, monkeypatch):
-    from evtlm.data import prepare
+    from evtlm.data.prepare import prepare
     from evtlm.recipe import load_recipe
     from tests.test_evaluate import REPO, TINY
 

@@ -1,4 +1,4 @@
-"""`evtlm partition --engine dask` (`evtlm.partition_dask`) on a local Dask cluster: the same
+"""`evtlm partition --engine dask` (`evtlm.ingest.partition_dask`) on a local Dask cluster: the same
 shard files, manifest and report, byte for byte, as the local engine."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("dask.distributed", reason="the dask engine is the optional extra: pip install 'evtlm[dask]'")
 
 from evtlm.errors import DataError  # noqa: E402
-from evtlm.partition import partition_events, read_partition  # noqa: E402
+from evtlm.ingest.partition import partition_events, read_partition  # noqa: E402
 from evtlm.recipe import DataConfig, SyntheticConfig  # noqa: E402
 from tests.test_sources import ACTIONS, COLUMNS, _dirty, raw_log  # noqa: E402, F401  (raw_log: a fixture)
 
@@ -30,7 +30,7 @@ def client():
 def logs(raw_log, tmp_path_factory):  # noqa: F811
     """A dirty CSV log in three parts (bad rows of every kind, a duplicate) and a simulated shop
     written as Parquet and as gzipped CSV parts, with its catalog."""
-    from evtlm.simulate import write_shop_parts
+    from evtlm.ingest.simulate import write_shop_parts
 
     root = tmp_path_factory.mktemp("logs")
     head, *body = _dirty(raw_log).splitlines()

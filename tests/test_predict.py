@@ -62,7 +62,7 @@ def test_predict_cli_writes_valid_jsonl_for_every_user(history, tmp_path, capsys
 def test_predict_error_records_instead_of_crashes(history, tmp_path):
     """--as-of before some users' first event: those users get error records; on_bad_rows=error stops."""
     from evtlm.errors import DataError
-    from evtlm.predict import predict_file
+    from evtlm.predict.batch import predict_file
 
     events = pd.read_csv(history, dtype=str)
     firsts = pd.to_datetime(events.groupby("user_id")["timestamp"].min(), utc=True, errors="coerce").dropna()
@@ -81,13 +81,13 @@ def test_predict_applies_the_calibration_evaluate_reports(tmp_path):
     """The same shop the run was trained on, predicted as of the test cutoff: every test user's
     p_purchase is the report's `model calibrated` probability (same metrics over the test split),
     p_raw the model row's, and p_purchase = the saved calibrator applied to p_raw."""
-    from evtlm.calibration import load_calibration
+    from evtlm.evaluate.calibration import load_calibration
     from evtlm.cli.main import main
-    from evtlm.data import prepare
-    from evtlm.evaluate import evaluate_run, truth
-    from evtlm.inference import load_run_recipe, read_label_space
-    from evtlm.metrics import binary_metrics
-    from evtlm.predict import predict_file
+    from evtlm.data.prepare import prepare
+    from evtlm.evaluate.harness import evaluate_run, truth
+    from evtlm.decode.inference import load_run_recipe, read_label_space
+    from evtlm.evaluate.metrics import binary_metrics
+    from evtlm.predict.batch import predict_file
     from transformers import AutoTokenizer
 
     run = tiny_run("purchase")
@@ -116,7 +116,7 @@ def test_predict_applies_the_calibration_evaluate_reports(tmp_path):
 
 
 def test_next_item_predictions_are_label_space_items_and_csv(history, tmp_path):
-    from evtlm.predict import predict_file
+    from evtlm.predict.batch import predict_file
 
     run = tiny_run("next_item")
     items = set(json.loads((run / "label_items.json").read_text()))
@@ -146,8 +146,8 @@ def test_prediction_prompts_equal_training_prompts(task, tokenizer_dir, tmp_path
     (Stream runs read windows instead: tests/test_stream.py checks prediction reads the same position.)"""
     from transformers import AutoTokenizer
 
-    from evtlm.data import prepare
-    from evtlm.inference import now_prompts
+    from evtlm.data.prepare import prepare
+    from evtlm.decode.inference import now_prompts
 
     recipe = Recipe.model_validate({"data": {"synthetic": {"users": 40, "items": 30, "days": 28}}, "task": {**task, "max_tokens": 48},
                                     "split": {"valid_days": 5, "test_days": 5}, "model": {"base": str(tokenizer_dir)}})
@@ -169,7 +169,7 @@ def test_prediction_prompts_equal_training_prompts(task, tokenizer_dir, tmp_path
 
 
 def test_now_prompts_reports_short_histories():
-    from evtlm.inference import now_prompts
+    from evtlm.decode.inference import now_prompts
 
     class Bytes:  # a stand-in tokenizer, one token per byte: no tokenizer files needed
         eos_token_id = 0
@@ -191,11 +191,11 @@ def test_now_prompts_reports_short_histories():
 def test_run_recipe_keeps_the_presets_values(tmp_path):
     """The run stores its data section with the preset merged in; reloading gives exactly those
     settings, including a preset value the recipe overrode back to the schema default."""
-    from evtlm.inference import load_run_recipe
-    from evtlm.presets import resolve_data_config
+    from evtlm.decode.inference import load_run_recipe
+    from evtlm.ingest.presets import resolve_data_config
 
     recipe = load_recipe(None, ["data.preset=taobao", "data.path=u.csv", "data.has_header=true"])
-    written = recipe.model_copy(update={"data": resolve_data_config(recipe.data)})  # as evtlm.run_dir does
+    written = recipe.model_copy(update={"data": resolve_data_config(recipe.data)})  # as evtlm.train.run_dir does
     (tmp_path / "recipe.resolved.yaml").write_text(dump_recipe(written))
     data = resolve_data_config(load_run_recipe(tmp_path).data)
     assert data.actions["pv"] == "view" and data.column_names == written.data.column_names

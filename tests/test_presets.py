@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from evtlm.errors import DataError
-from evtlm.presets import PRESETS, load_event_log, resolve_data_config
+from evtlm.ingest.presets import PRESETS, load_event_log, resolve_data_config
 from evtlm.recipe import DataConfig, Recipe
 
 
@@ -54,7 +54,7 @@ def test_options_get_defaults_and_string_values_are_typed() -> None:
 
 
 def test_synthetic_shop_when_no_path() -> None:
-    pytest.importorskip("evtlm.simulate")
+    pytest.importorskip("evtlm.ingest.simulate")
     log = load_event_log(DataConfig(synthetic={"users": 20, "items": 30, "days": 7}))
     assert log.report.users == 20 and len(log.events) > 0
     assert str(log.events["timestamp"].dtype) == "datetime64[ns, UTC]"
@@ -187,17 +187,17 @@ def test_diginetica_views_purchases_categories(shared_data: Path) -> None:
 
 
 def test_every_preset_is_documented() -> None:
-    import evtlm.presets
+    import evtlm.ingest.presets
 
     assert set(PRESETS) == {"evtlm_shop", "taobao", "online_retail", "yoochoose", "diginetica", "retailrocket", "rees46"}
     assert all(p.description for p in PRESETS.values())
-    assert all(name in evtlm.presets.__doc__ for name in PRESETS), "the module docstring's table lists every preset"
+    assert all(name in evtlm.ingest.presets.__doc__ for name in PRESETS), "the module docstring's table lists every preset"
 
 
 def test_evtlm_shop_preset_reads_a_simulated_shop_back_with_its_catalog(tmp_path):
-    from evtlm.presets import load_event_log
+    from evtlm.ingest.presets import load_event_log
     from evtlm.recipe import DataConfig, SyntheticConfig
-    from evtlm.simulate import simulate_shop, write_shop
+    from evtlm.ingest.simulate import simulate_shop, write_shop
 
     shop = simulate_shop(SyntheticConfig(users=40, seed=3))
     events_path, _ = write_shop(shop, tmp_path / "shop.csv")
@@ -214,7 +214,7 @@ def test_evtlm_shop_preset_reads_a_simulated_shop_back_with_its_catalog(tmp_path
 def test_every_presets_layout_is_recognised_and_only_its_own() -> None:
     """Issue 12 (6): `suggest_preset` names the preset a file's first line matches, so a known log
     read without its preset is told `--preset NAME` instead of mapping flags."""
-    from evtlm.presets import _mapped, matching_presets, suggest_preset
+    from evtlm.ingest.presets import _mapped, matching_presets, suggest_preset
 
     for name, preset in PRESETS.items():
         cfg = preset.config

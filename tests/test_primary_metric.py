@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from evtlm.data import prepare, text_recipe
-from evtlm.evaluate import primary_metric
+from evtlm.data.prepare import prepare, text_recipe
+from evtlm.evaluate.harness import primary_metric
 from evtlm.recipe import Recipe
 from evtlm.tasks import TASKS, resolve_primary
 

@@ -365,11 +365,11 @@ def test_reference_notes_name_real_keys():
 
 
 def test_presets_in_the_readme_are_the_registered_ones():
-    from evtlm.presets import PRESETS
+    from evtlm.ingest.presets import PRESETS
 
     section = README.read_text().split("## Real data: presets", 1)[1].split("\n## ", 1)[0]
     documented = re.findall(r"^\| `(\w+)` \|", section, re.M)
-    assert documented == list(PRESETS), "the README's preset table differs from evtlm.presets.PRESETS"
+    assert documented == list(PRESETS), "the README's preset table differs from evtlm.ingest.presets.PRESETS"
 
 
 def test_readme_results_table_is_generated_from_the_benchmark_output():

@@ -23,7 +23,7 @@ def write(tmp_path: Path, text: str) -> Path:
 def test_defaults_are_defined_once_in_the_schema() -> None:
     recipe = load_recipe(None)
     assert recipe == Recipe()
-    assert recipe.lora.target_modules is None  # the architecture's own (evtlm.modeling.lora_targets)
+    assert recipe.lora.target_modules is None  # the architecture's own (evtlm.train.modeling.lora_targets)
 
 
 def test_typo_and_wrong_type_reported_together_with_dotted_paths(tmp_path: Path) -> None:

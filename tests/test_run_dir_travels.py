@@ -3,7 +3,7 @@ working directory, stops in one line when its data file moved or changed, takes 
 overrides, and masks history items for the baselines as it does for the model.
 
 The file-backed run is a tiny finetune (tests/test_evaluate.py's settings) of the purchase
-recipe on a shop written by `evtlm.simulate.write_shop`, trained from a working directory that
+recipe on a shop written by `evtlm.ingest.simulate.write_shop`, trained from a working directory that
 names the file by a relative path.
 """
 
@@ -26,7 +26,7 @@ from evtlm.cli.main import main
 def file_run() -> Path:
     """A purchase run trained on ``data/shop.csv``, relative to the directory finetune ran in."""
     from evtlm.recipe import SyntheticConfig
-    from evtlm.simulate import simulate_shop, write_shop
+    from evtlm.ingest.simulate import simulate_shop, write_shop
 
     root = session_root() / "file_run"
     write_shop(simulate_shop(SyntheticConfig(users=80, items=40, days=28)), root / "data" / "shop.csv")
@@ -117,8 +117,8 @@ def test_evaluate_takes_overrides_and_the_report_states_them(tmp_path, capsys):
 def test_history_exclusion_masks_every_method_alike(monkeypatch):
     """decode.exclude_history_items used to apply to the model only: the baselines ranked the
     history items the model was forbidden, and the report compared the two without a word."""
-    import evtlm.evaluate as E
-    from evtlm.inference import load_run_recipe
+    import evtlm.evaluate.harness as E
+    from evtlm.decode.inference import load_run_recipe
 
     run = tiny_run("next_item")
     masks, ranked = [], []

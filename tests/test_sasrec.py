@@ -1,4 +1,4 @@
-"""The SASRec baseline (evtlm.sasrec): it learns a planted sequence, scores only catalog items,
+"""The SASRec baseline (evtlm.evaluate.sasrec): it learns a planted sequence, scores only catalog items,
 is seeded, never reads events at or after a label time, and cuts training windows right."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import pytest
 import torch
 from torch.nn import functional as F
 
-from evtlm.baselines import get_baselines
-from evtlm.events import finalize_events
+from evtlm.evaluate.baselines import get_baselines
+from evtlm.ingest.events import finalize_events
 from evtlm.recipe import EvalConfig, SasrecConfig
-from evtlm.history import strictly_earlier
-from evtlm.sasrec import SASRec, SASRecNet, _chronological
+from evtlm.data.history import strictly_earlier
+from evtlm.evaluate.sasrec import SASRec, SASRecNet, _chronological
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 ITEMS = [f"i{j}" for j in range(6)]
@@ -172,7 +172,7 @@ def test_chunked_losses_give_the_unchunked_gradients(data, monkeypatch, full):
     xb, yb, sb = torch.from_numpy(x), torch.from_numpy(y), torch.from_numpy(slot)
 
     def grads(budget):
-        monkeypatch.setattr("evtlm.sasrec._LOGIT_BUDGET", budget)
+        monkeypatch.setattr("evtlm.evaluate.sasrec._LOGIT_BUDGET", budget)
         net.zero_grad()
         torch.manual_seed(0)  # the same dropout masks
         loss, n = model._step(xb, yb, sb, 6, full, torch.Generator().manual_seed(1))  # the same negatives

@@ -8,11 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evtlm.data import prepare
-from evtlm.partition import partition_events
+from evtlm.data.prepare import prepare
+from evtlm.ingest.partition import partition_events
 from evtlm.recipe import load_recipe
-from evtlm.shard_data import is_sharded, prepare_shards
-from evtlm.splits import SPLITS
+from evtlm.data.shard_prepare import is_sharded, prepare_shards
+from evtlm.tasks.splits import SPLITS
 from tests.test_evaluate import REPO, TINY
 
 RECIPES = {
@@ -187,10 +187,10 @@ def _assert_same_metrics(path, overrides: list[str], tmp_path, monkeypatch) -> N
     (they are fitted on the shards' events and training examples). The model's probabilities
     agree to float32 rounding (1e-7 relative): its windows are batched in another order, so a
     window meets other padding in its batch; rankings and every count are exact. purchase and
-    next_action baselines read one shard's events at a time (`evtlm.history_shards`), never
+    next_action baselines read one shard's events at a time (`evtlm.data.history_shards`), never
     the whole table."""
-    from evtlm.evaluate import evaluate_run
-    from evtlm.inference import load_for_inference
+    from evtlm.evaluate.harness import evaluate_run
+    from evtlm.decode.inference import load_for_inference
     from tests.conftest import finetune_metrics
 
     finetune_metrics(path, overrides, tmp_path, monkeypatch)
@@ -203,7 +203,7 @@ def _assert_same_metrics(path, overrides: list[str], tmp_path, monkeypatch) -> N
     sharded = prepare_shards(sharded_recipe, tokenizer=tokenizer, cache_dir=tmp_path / "cache", progress=False)
     want = evaluate_run(run, recipe=recipe, prepared=whole, model=model, progress=False, write=False)
     if recipe.task.name in ("purchase", "next_action"):  # baselines shard by shard: the whole event table is never read
-        from evtlm.shard_data import ShardedPrepared
+        from evtlm.data.shard_prepare import ShardedPrepared
 
         def whole_log(self):
             raise AssertionError("the evaluation read every shard's events at once")

@@ -1,5 +1,5 @@
 """The synthetic shop: determinism, the canonical table, and every planted rule, checked
-statistically on a few hundred users (see the rules in `evtlm.simulate`'s docstring)."""
+statistically on a few hundred users (see the rules in `evtlm.ingest.simulate`'s docstring)."""
 
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import pandas as pd
 import pytest
 from sklearn.metrics import roc_auc_score
 
-from evtlm.events import ACTION_DTYPE, STRING_DTYPE
-from evtlm.presets import load_event_log
+from evtlm.ingest.events import ACTION_DTYPE, STRING_DTYPE
+from evtlm.ingest.presets import load_event_log
 from evtlm.recipe import CatalogConfig, ColumnsConfig, DataConfig, SyntheticConfig
-from evtlm.simulate import catalog_path_for, simulate_shop, simulate_world, write_shop
-from evtlm.shop_journeys import CATEGORY_STAY
+from evtlm.ingest.simulate import catalog_path_for, simulate_shop, simulate_world, write_shop
+from evtlm.ingest.shop_journeys import CATEGORY_STAY
 
 CFG = SyntheticConfig(users=600, seed=11)
 

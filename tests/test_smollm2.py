@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from evtlm import bases
+from evtlm.text import bases
 
 REPO = Path(__file__).resolve().parents[1]
 SHOP = {"users": 60, "items": 30, "days": 21}
@@ -42,7 +42,7 @@ pytestmark = [
 def trained(tmp_path_factory):
     """Fine-tune once; keep the model as trained, the weights before training, and the run dir."""
     import evtlm.cli.finetune as ft
-    import evtlm.train as train
+    import evtlm.train.fit as train
     from evtlm.recipe import load_recipe
 
     tmp = tmp_path_factory.mktemp("smollm2")
@@ -56,7 +56,7 @@ def trained(tmp_path_factory):
     real_fit, real_eval = train.fit, ft._evaluate_run
 
     def fit(model, datasets, *args, **kwargs):  # the weights, rows and a fixed batch's loss before the first step
-        from evtlm.stream_model import StreamCollator
+        from evtlm.train.stream_model import StreamCollator
 
         seen["before"] = {k: v.detach().clone() for k, v in model.state_dict().items()}
         seen["rows_before"] = model.lm.get_input_embeddings().weight.detach().clone()
@@ -108,7 +108,7 @@ def test_loss_falls(trained):
 
 
 def test_only_lora_item_rows_and_the_read_out_change(trained):
-    from evtlm.modeling import item_token_ids
+    from evtlm.train.modeling import item_token_ids
 
     model, before = trained["model"], trained["before"]
     after = model.state_dict()
@@ -126,7 +126,7 @@ def test_only_lora_item_rows_and_the_read_out_change(trained):
 
 
 def test_save_then_load_gives_identical_logits(trained):
-    from evtlm.run_dir import load_run_model
+    from evtlm.train.run_dir import load_run_model
 
     model = trained["model"].eval()
     loaded, tok = load_run_model(trained["run"])
@@ -160,8 +160,8 @@ def test_export_reloads_with_plain_transformers(trained):
     """`evtlm export` of the SmolLM2 run: LoRA and item rows merged into a plain LlamaForCausalLM."""
     from transformers import AutoModelForCausalLM
 
-    from evtlm.export import export_run
-    from evtlm.inference import load_for_inference
+    from evtlm.predict.export import export_run
+    from evtlm.decode.inference import load_for_inference
 
     out = export_run(trained["run"], trained["tmp"] / "exported")
     plain = AutoModelForCausalLM.from_pretrained(out, use_safetensors=True, trust_remote_code=False).eval()

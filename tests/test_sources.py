@@ -13,9 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from evtlm.errors import DataError
-from evtlm.events import Ingest, read_events
+from evtlm.ingest.events import Ingest, read_events
 from evtlm.recipe import DataConfig, SyntheticConfig
-from evtlm.simulate import simulate_shop
+from evtlm.ingest.simulate import simulate_shop
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -185,7 +185,7 @@ def test_validate_data_reads_a_folder_and_lists_its_files(raw_log, tmp_path, cap
 def test_a_simulated_shop_in_parquet_parts_goes_through_validate_prepare_and_finetune(tmp_path, monkeypatch, capsys):
     """`evtlm simulate --part-users` writes a folder; the folder is the recipe's data.path."""
     from evtlm.cli.main import main
-    from evtlm.simulate import simulate_parts
+    from evtlm.ingest.simulate import simulate_parts
     from tests.test_evaluate import TINY
 
     shop = tmp_path / "shop"

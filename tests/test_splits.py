@@ -14,9 +14,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from evtlm.errors import DataError, TaskError
-from evtlm.events import finalize_events
+from evtlm.ingest.events import finalize_events
 from evtlm.recipe import Recipe
-from evtlm.splits import TEST, TRAIN, EventIndex, SplitConfig, split_leave_one_out, time_windows
+from evtlm.tasks.splits import TEST, TRAIN, EventIndex, SplitConfig, split_leave_one_out, time_windows
 from evtlm.tasks import TaskContext, get_task
 
 HOUR = 3600

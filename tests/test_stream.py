@@ -1,4 +1,4 @@
-"""The stream formulation (evtlm.stream, evtlm.stream_model): windows, no peeking, label-space answers."""
+"""The stream formulation (evtlm.data.stream, evtlm.train.stream_model): windows, no peeking, label-space answers."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from evtlm.data import prepare, text_recipe
-from evtlm.modeling import build_scratch_model
+from evtlm.data.prepare import prepare, text_recipe
+from evtlm.train.modeling import build_scratch_model
 from evtlm.recipe import Recipe
-from evtlm.stream import ACTION_FEATURES, N_ACTION_FEATURES, STREAM_COLUMNS, action_features, now_windows, plan_windows
-from evtlm.stream_model import StreamCollator, StreamLM, answer_token_ids, stream_predictions
-from evtlm.tokenization import item_token_ids
+from evtlm.data.stream import ACTION_FEATURES, N_ACTION_FEATURES, STREAM_COLUMNS, action_features, now_windows, plan_windows
+from evtlm.train.stream_model import StreamCollator, StreamLM, answer_token_ids, stream_predictions
+from evtlm.text.tokenization import item_token_ids
 
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 16, "n_positions": 128, "vocab_size": 300, "pretrain_epochs": 0}
 

@@ -10,12 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
-from evtlm.data import prepare, text_recipe
-from evtlm.modeling import build_scratch_model
+from evtlm.data.prepare import prepare, text_recipe
+from evtlm.train.modeling import build_scratch_model
 from evtlm.recipe import Recipe
 from evtlm.timeunits import NS_PER_DAY
-from evtlm.stream import N_PURCHASE_FEATURES, PURCHASE_FEATURES, now_windows, purchase_features
-from evtlm.stream_model import StreamLM, answer_token_ids, stream_predictions
+from evtlm.data.stream import N_PURCHASE_FEATURES, PURCHASE_FEATURES, now_windows, purchase_features
+from evtlm.train.stream_model import StreamLM, answer_token_ids, stream_predictions
 from tests.conftest import REPO, finetune_metrics
 
 TINY = {"n_layer": 1, "n_head": 2, "n_embd": 16, "n_positions": 128, "vocab_size": 400, "pretrain_epochs": 0}
@@ -127,8 +127,8 @@ def test_feature_bins_are_quantiles_of_the_training_cutoffs_and_travel_with_the_
     import json
     from types import SimpleNamespace
 
-    from evtlm.run_dir import load_run_model, save_model
-    from evtlm.stream_model import piecewise_linear
+    from evtlm.train.run_dir import load_run_model, save_model
+    from evtlm.train.stream_model import piecewise_linear
 
     recipe, prepared, plain = purchase_stream
     torch.manual_seed(0)

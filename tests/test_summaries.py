@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from evtlm.recipe import VerbalizeConfig
-from evtlm.verbalize import verbalize_events
+from evtlm.text.verbalize import verbalize_events
 
 SUMMARY = re.compile(r"^ So far: (\d+) views?, (\d+) carts?, (\d+) purchases?; (no purchase yet|last purchase (today|(\d+) days? ago))\.")
 

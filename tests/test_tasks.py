@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from evtlm.errors import TaskError
-from evtlm.events import finalize_events
+from evtlm.ingest.events import finalize_events
 from evtlm.recipe import Recipe, SplitConfig
-from evtlm.splits import TEST, TRAIN, VALID
+from evtlm.tasks.splits import TEST, TRAIN, VALID
 from evtlm.tasks import TASKS, TaskContext, get_task
 from evtlm.tasks.base import require_distinct_first_tokens
 

@@ -6,7 +6,7 @@ import pytest
 
 from evtlm.errors import ModelUnavailableError
 from evtlm.recipe import ModelConfig
-from evtlm.tokenization import load_tokenizer, tokenizer_fingerprint
+from evtlm.text.tokenization import load_tokenizer, tokenizer_fingerprint
 
 TEXTS = ["User 1 viewed Product 7. 3 minutes later added it to cart. Seconds later bought it.",
          "User 2 viewed Product 12. New visit 2 days later: viewed Product 7."] * 30
@@ -18,7 +18,7 @@ def test_local_tokenizer_directory(tokenizer_dir, tmp_path):
     assert info.source == "pretrained" and info.name == str(tokenizer_dir) and info.vocab_size == len(tok)
     assert info.vocab_size == 50257 or tokenizer_dir.name.startswith("scratch-")  # GPT-2's, or built in-process
     assert tok.pad_token == tok.eos_token == "<|endoftext|>"
-    # pieces tokenize to the same ids separately as joined: what evtlm.data relies on
+    # pieces tokenize to the same ids separately as joined: what evtlm.data.prepare relies on
     joined = tok("User 1" + "".join(PIECES), add_special_tokens=False)["input_ids"]
     parts = sum((tok(p, add_special_tokens=False)["input_ids"] for p in ["User 1", *PIECES]), [])
     assert joined == parts

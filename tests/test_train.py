@@ -18,10 +18,10 @@ import numpy as np
 import pytest
 import torch
 
-from evtlm.batching import CausalCollator, GroupedBatchSampler
-from evtlm.checkpoint import latest_checkpoint
+from evtlm.train.batching import CausalCollator, GroupedBatchSampler
+from evtlm.train.checkpoint import latest_checkpoint
 from evtlm.recipe import TrainConfig
-from evtlm.train import fit
+from evtlm.train.fit import fit
 
 REPO = Path(__file__).resolve().parents[1]
 VOCAB = 64
@@ -180,7 +180,7 @@ def test_two_cpu_processes_get_disjoint_data_and_write_once(tmp_path):
 def test_finetune_cli_writes_a_complete_run_dir(tmp_path, monkeypatch, capsys):
     """`evtlm finetune` end to end on a tiny shop: the run directory DESIGN.md describes."""
     from evtlm.cli.main import main
-    from evtlm.run_dir import load_run_model
+    from evtlm.train.run_dir import load_run_model
 
     monkeypatch.setenv("EVTLM_CACHE", str(tmp_path / "cache"))
     args = ["finetune", str(REPO / "recipes/purchase.yaml"), "data.synthetic.users=120", "task.max_tokens=64",
@@ -221,10 +221,10 @@ def test_tiny_scratch_model_learns_the_planted_purchase_signal(tmp_path):
     cell: the planted cart rule itself) reaches about 0.67 and is printed, not asserted: a model
     this small and this short does not beat it yet.
     """
-    from evtlm.baselines import Popularity
-    from evtlm.data import prepare
-    from evtlm.decode import candidate_token_ids, first_token_probs
-    from evtlm.modeling import apply_lora, load_base
+    from evtlm.evaluate.baselines import Popularity
+    from evtlm.data.prepare import prepare
+    from evtlm.decode.methods import candidate_token_ids, first_token_probs
+    from evtlm.train.modeling import apply_lora, load_base
     from evtlm.recipe import load_recipe
     from sklearn.metrics import roc_auc_score as roc_auc  # rank-based: scores need not be probabilities
 

@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from evtlm.errors import DataError, RecipeError
-from evtlm.events import finalize_events
+from evtlm.ingest.events import finalize_events
 from evtlm.recipe import ACTIONS, VerbalizeConfig
-from evtlm.verbalize import (RELATIVE_BUCKETS, action_label, actor_text, relative_phrases, render_items,
+from evtlm.text.verbalize import (RELATIVE_BUCKETS, action_label, actor_text, relative_phrases, render_items,
                              verbalize_events, verbalize_user)
 
 TEMPLATE = "{title} ({category}, £{price:.2f})"
@@ -234,8 +234,8 @@ def test_a_million_events_in_a_few_seconds():
 
 def test_amounts_enter_the_text_as_the_trees_count_them(ev, cat):
     """``verbalize.amount``: price x quantity on the chosen actions, the catalog price where the
-    events have none; the gbt's ``spend`` (evtlm.history) reads the same amounts."""
-    from evtlm.history import HistoryIndex, rfm_features
+    events have none; the gbt's ``spend`` (evtlm.data.history) reads the same amounts."""
+    from evtlm.data.history import HistoryIndex, rfm_features
 
     cfg = VerbalizeConfig(time="none", amount=" ({quantity:g} for £{amount:.2f})")
     text = verbalize_events(ev, cat, cfg).piece.tolist()

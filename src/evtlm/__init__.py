@@ -1,11 +1,12 @@
 """evtlm: e-commerce event logs as text.
 
-The pipeline, one module per stage (imports point upstream only)::
+The pipeline, one package per stage (imports point upstream only; tests/test_layers.py)::
 
-    events -> verbalize -> tasks/splits -> data -> train -> decode -> evaluate / predict
+    ingest -> text -> tasks (+ splits) -> data -> train -> decode -> evaluate -> predict
 
-`recipe` holds the typed schema each stage reads its section from; `cli` is a thin layer of
-subcommands over the stages.
+`evtlm.recipe` holds the typed schema each stage reads its section from, `evtlm.errors` the
+errors every stage raises; `evtlm.cli` is a thin layer of subcommands over the stages.
+docs/internals.md is the one-page map.
 """
 
 __version__ = "0.1.0"

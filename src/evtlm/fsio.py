@@ -32,8 +32,15 @@ from pathlib import Path
 
 from evtlm.errors import StorageError
 
-__all__ = ["atomic_write_text", "atomic_path", "fsync_file", "fsync_dir", "fsync_tree", "writing", "os_error_message",
+__all__ = ["default_cache_dir", "atomic_write_text", "atomic_path", "fsync_file", "fsync_dir", "fsync_tree", "writing", "os_error_message",
            "library_bars_off", "remove_tree"]
+
+
+def default_cache_dir() -> Path:
+    """Where evtlm caches what it builds (datasets, shards, tokenizers, bases): ``$EVTLM_CACHE``,
+    else ``~/.cache/evtlm``."""
+    return Path(os.environ.get("EVTLM_CACHE") or Path.home() / ".cache" / "evtlm").expanduser()
+
 
 TMP_PREFIX = ".tmp-"  # temporary siblings: never read as results, swept when their writer is gone
 

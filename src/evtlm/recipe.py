@@ -86,7 +86,7 @@ class SyntheticConfig(Section):
 class DataConfig(Section):
     """Where events come from and how they are mapped to the canonical table."""
 
-    preset: str | None = None  # a known public format (see evtlm.presets); fields below override it
+    preset: str | None = None  # a known public format (see evtlm.ingest.presets); fields below override it
     path: str | None = None  # a file, a folder of files or a glob (one log); None: the embedded synthetic shop (see `synthetic`); relative: to the current directory
     options: dict[str, Any] = Field(default_factory=dict)  # preset-specific options
     format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
@@ -108,7 +108,7 @@ class DataConfig(Section):
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
     max_users: int | None = Field(None, ge=1)  # keep a deterministic subset of users
     # a partition folder (`evtlm partition`) as data.path: prepare it shard by shard into tokenized
-    # shards, each training process reading only its own (evtlm.shard_data); false: read it whole
+    # shards, each training process reading only its own (evtlm.data.shard_prepare); false: read it whole
     by_shard: bool = False
 
     @field_validator("timestamp")
@@ -162,7 +162,7 @@ class DataConfig(Section):
 
 # ----------------------------------------------------------------------------------- verbalize
 class VerbalizeConfig(Section):
-    """How events become text. See `evtlm.verbalize` for worked examples of every mode."""
+    """How events become text. See `evtlm.text.verbalize` for worked examples of every mode."""
 
     actor: str = "User {user_id}"
     verbs: dict[Action, str] = Field(
@@ -189,7 +189,7 @@ class VerbalizeConfig(Section):
     # before each later visit, what a tree would count so far: " So far: 12 views, 3 carts,
     # 1 purchase; last purchase 5 days ago." (events strictly before the visit's first event)
     summaries: bool = False
-    # what an event was worth, before its full stop where the price is known (evtlm.money): a
+    # what an event was worth, before its full stop where the price is known (evtlm.ingest.money): a
     # template over {price}, {quantity} and {amount} (price x quantity), e.g. " for £{amount:.2f}"
     # or " ({quantity:g} x £{price:.2f})"; null: no money in the text
     amount: str | None = None
@@ -236,7 +236,7 @@ class TaskConfig(Section):
     target_actions: list[Action] | None = None  # next_*: only these events are targets; None: all
     max_tokens: int = Field(512, ge=16)  # context budget; oldest events are dropped first
     # stream: one forward pass over a window of the user's events supervises every target in it
-    # (evtlm.stream; next_item, next_action, purchase); example: one prompt per target with a
+    # (evtlm.data.stream; next_item, next_action, purchase); example: one prompt per target with a
     # question. auto: stream for next_item (with item tokens) and next_action, example otherwise
     formulation: Literal["auto", "stream", "example"] = "auto"
     # stream evaluation: share of a window kept as context before any target it reads
@@ -285,7 +285,7 @@ class ModelConfig(Section):
     # next_item unless task.formulation is example
     item_tokens: bool | None = None
     # next_item stream: a learned pointer over the items already in the history, mixed with the
-    # catalog distribution (evtlm.stream_model); None: on for next_item streams
+    # catalog distribution (evtlm.train.stream_model); None: on for next_item streams
     copy_path: bool | None = None
     # copy path, training: weight of the catalog head's own NLL added to the mixture's, so it learns
     # every next item and not only those the pointer cannot copy (0: the mixture alone); scoring unchanged
@@ -296,7 +296,7 @@ class ModelConfig(Section):
     # for next_action and purchase streams
     history_features: bool | None = None
     # purchase and next_action streams: each per-target feature also enters that MLP piecewise-linearly over this many
-    # quantile bins of the training targets (evtlm.stream_model.piecewise_linear), beside its
+    # quantile bins of the training targets (evtlm.train.stream_model.piecewise_linear), beside its
     # standardised value: an MLP then bends at the values a tree would split on. 0: the
     # standardised values only. Test ROC-AUC, seeds 0 / 1 / 2: synthetic shop 0 bins 0.841 / 0.835 /
     # 0.838, 8 bins 0.845 / 0.843 / 0.844, 16 bins 0.846 / 0.844 (gbt 0.836)
@@ -308,7 +308,7 @@ class LoraConfig(Section):
     r: int = Field(8, ge=1)
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0, lt=1)
-    # None: the base architecture's projections (evtlm.modeling.lora_targets): GPT-2 c_attn, c_proj,
+    # None: the base architecture's projections (evtlm.train.modeling.lora_targets): GPT-2 c_attn, c_proj,
     # c_fc; Llama q/k/v/o_proj, gate/up/down_proj. The run's resolved recipe records the ones used
     target_modules: list[str] | None = None
     # A scratch base (model.when_unavailable=scratch) is tiny and was pretrained minutes ago:
@@ -366,7 +366,7 @@ class DecodeConfig(Section):
 
 
 class SasrecConfig(Section):
-    """The SASRec baseline (next_item): see `evtlm.sasrec` for what these defaults were tuned on."""
+    """The SASRec baseline (next_item): see `evtlm.evaluate.sasrec` for what these defaults were tuned on."""
 
     dim: int = Field(64, ge=8)
     max_len: int = Field(50, ge=2)
@@ -427,7 +427,7 @@ class EvalConfig(Section):
     # training-time task metric (early stopping): validation examples it is computed on, model only
     fit_max_examples: int = Field(500, ge=1)
     ece_bins: int = Field(10, ge=2)
-    # purchase: the calibrator fitted on validation (evtlm.calibration). auto: the identity,
+    # purchase: the calibrator fitted on validation (evtlm.evaluate.calibration). auto: the identity,
     # temperature or Platt scaling, whichever has the lowest 5-fold cross-fitted log loss within
     # validation; temperature rescales the logit, platt also shifts it to validation's buy rate
     calibration: Literal["auto", "temperature", "platt"] = "auto"

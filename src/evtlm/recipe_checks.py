@@ -90,7 +90,7 @@ def preset_problem(name: str | None) -> str | None:
     """Why ``data.preset`` names no registered preset (None when it does, or is unset)."""
     if name is None:
         return None
-    from evtlm.presets import PRESETS  # lazy: presets import the readers, which import this schema
+    from evtlm.ingest.presets import PRESETS  # lazy: presets import the readers, which import this schema
 
     if name in PRESETS:
         return None
@@ -104,7 +104,7 @@ def options_problems(options: dict[str, Any], preset: str | None) -> list[InitEr
     if preset is None:
         return [problem([], options, f"got options {sorted(options)} without a preset, expected data.preset to be set "
                         "(options belong to a preset) or no data.options")]
-    from evtlm.presets import PRESETS
+    from evtlm.ingest.presets import PRESETS
 
     known = PRESETS[preset].options
     hint = lambda key: did_you_mean(key, known, always_list=True) if known else "this preset takes no options"  # noqa: E731
@@ -247,7 +247,7 @@ def _baseline_problems(task: Any, ev: Any) -> list[InitErrorDetails]:
     """``eval.baselines`` names baselines of the task (the registry is imported only when set)."""
     if task.name not in ("purchase", "next_action", "next_item"):
         return []
-    from evtlm.baselines import BASELINES
+    from evtlm.evaluate.baselines import BASELINES
 
     valid = BASELINES[task.name]
     return [problem(["eval", "baselines", i], name,

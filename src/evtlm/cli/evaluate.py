@@ -2,8 +2,8 @@
 
 Scores the run's model and every baseline of its task on the same examples, prints the table
 (the same N on every row) and writes ``metrics.json``, ``report.md`` and plots into the run
-directory (see `evtlm.evaluate`). Overrides of the run's recipe (decode, eval and the data files'
-places, `evtlm.inference.RUN_OVERRIDES`) apply to this evaluation only and are stated in the report.
+directory (see `evtlm.evaluate.harness`). Overrides of the run's recipe (decode, eval and the data files'
+places, `evtlm.decode.inference.RUN_OVERRIDES`) apply to this evaluation only and are stated in the report.
 Works from any directory: the run names its data by absolute path and checks its fingerprint.
 """
 
@@ -36,9 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from evtlm.errors import RecipeError
-    from evtlm.evaluate import evaluate_run
-    from evtlm.inference import load_run_recipe
-    from evtlm.report import reading, text_table
+    from evtlm.evaluate.harness import evaluate_run
+    from evtlm.decode.inference import load_run_recipe
+    from evtlm.evaluate.report import reading, text_table
 
     if args.max_examples is not None and args.max_examples < 1:
         raise RecipeError(f"--max-examples {args.max_examples} must be at least 1", where="evtlm evaluate",

@@ -1,5 +1,5 @@
 """``evtlm export --run DIR --out DIR [--overwrite]``: a run as a plain Hugging Face model directory
-(LoRA merged, tokenizer with its item tokens, label space, model card; see `evtlm.export`)."""
+(LoRA merged, tokenizer with its item tokens, label space, model card; see `evtlm.predict.export`)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from evtlm.export import export_run
+    from evtlm.predict.export import export_run
 
     out = export_run(args.run, args.out, overwrite=args.overwrite)
     print(f"exported {args.run} to {out} (load it with AutoModelForCausalLM.from_pretrained; see {out}/README.md)")

@@ -1,7 +1,7 @@
 """``evtlm finetune RECIPE [key=value ...] [--resume]``: the whole training run, end to end.
 
 prepare data -> tokenizer -> base model (prints which one and why) -> LoRA -> fit -> save ->
-run directory (see `evtlm.run_dir`) -> evaluation. Runs the same way as one process or under
+run directory (see `evtlm.train.run_dir`) -> evaluation. Runs the same way as one process or under
 ``accelerate launch`` (``make finetune``); files are written by the main process only.
 """
 
@@ -40,14 +40,14 @@ def _main(args: argparse.Namespace) -> int:
 def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, progress: bool = True,
              cache_dir: str | Path | None = None) -> Path:
     """Run a recipe end to end and return its run directory (usable from notebooks too)."""
-    from evtlm.data import prepare
+    from evtlm.data.prepare import prepare
     from evtlm.errors import TaskError
-    from evtlm.modeling import apply_lora, item_token_ids, load_base
+    from evtlm.train.modeling import apply_lora, item_token_ids, load_base
     from evtlm.fsio import writing
-    from evtlm.run_dir import prepare_run_dir, resolve_run_dir, save_model, write_run_files
-    from evtlm.train import distributed_state, fit
+    from evtlm.train.run_dir import prepare_run_dir, resolve_run_dir, save_model, write_run_files
+    from evtlm.train.fit import distributed_state, fit
 
-    from evtlm.data import text_recipe
+    from evtlm.data.prepare import text_recipe
 
     recipe = text_recipe(recipe)  # task-dependent defaults resolved (formulation, item tokens): the run dir stores these
     if recipe.train.threads is not None:
@@ -64,8 +64,8 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
 
     # 1. data and tokenizer: the main process first, so caches are built once and then read
     with state.main_process_first():
-        if recipe.data.by_shard:  # tokenized shards: this process trains on its own (evtlm.shard_data)
-            from evtlm.shard_data import prepare_shards
+        if recipe.data.by_shard:  # tokenized shards: this process trains on its own (evtlm.data.shard_prepare)
+            from evtlm.data.shard_prepare import prepare_shards
 
             sharded = prepare_shards(recipe, progress=progress)
             prepared = sharded.prepared(recipe, ranks=(state.process_index, state.num_processes))
@@ -81,8 +81,8 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     model, base_info = load_base(recipe.model, tokenizer, pretrain_texts=getattr(prepared, "train_texts", None),
                                  cache_dir=cache_dir, progress=progress, seed=recipe.train.seed)
     say(f"base: {base_info.used} — {base_info.reason}")
-    if recipe.lora.target_modules is None:  # the architecture's own (evtlm.modeling.lora_targets), kept in the run's recipe
-        from evtlm.modeling import lora_targets
+    if recipe.lora.target_modules is None:  # the architecture's own (evtlm.train.modeling.lora_targets), kept in the run's recipe
+        from evtlm.train.modeling import lora_targets
 
         recipe = recipe.model_copy(update={"lora": recipe.lora.model_copy(update={"target_modules": lora_targets(model)})})
 
@@ -92,7 +92,7 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
         token_ids = item_token_ids(tokenizer)
         if not token_ids:
             raise TaskError("model.item_tokens is set but the tokenizer has no <item_…> tokens", where="model.item_tokens",
-                            fix="the data stage adds them (evtlm.modeling.add_item_tokens); check the task renders items as tokens")
+                            fix="the data stage adds them (evtlm.train.modeling.add_item_tokens); check the task renders items as tokens")
     lora_cfg = recipe.lora
     if base_info.kind == "scratch" and lora_cfg.enabled and lora_cfg.full_finetune_scratch:
         lora_cfg = lora_cfg.model_copy(update={"enabled": False})
@@ -103,9 +103,9 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
 
     set_seed(recipe.train.seed)
     model = apply_lora(model, lora_cfg, trainable_token_ids=token_ids)
-    if recipe.task.formulation == "stream":  # every target of a window read in one pass (evtlm.stream_model)
-        from evtlm.stream import target_feature_width
-        from evtlm.stream_model import StreamLM, answer_token_ids
+    if recipe.task.formulation == "stream":  # every target of a window read in one pass (evtlm.train.stream_model)
+        from evtlm.data.stream import target_feature_width
+        from evtlm.train.stream_model import StreamLM, answer_token_ids
 
         # per-target features (tgt_feat): purchase cutoffs' RFM, next_action the gbt's own inputs
         width = target_feature_width(recipe.task.name) if recipe.model.history_features else 0
@@ -124,7 +124,7 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     say(f"training {trainable:,} of {sum(p.numel() for p in model.parameters()):,} parameters")
 
-    # 4. the loop; the task's own metric drives best-model selection once evtlm.evaluate offers it
+    # 4. the loop; the task's own metric drives best-model selection once evtlm.evaluate.harness offers it
     evaluate_fn, metric, greater = _task_metric(recipe, prepared)
     with writing(run_dir, where):  # checkpoints, logs, the best weights
         result = fit(model, prepared.datasets, recipe.train, run_dir, evaluate_fn=evaluate_fn, pad_id=tokenizer.pad_token_id,
@@ -142,15 +142,15 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
                             fit_result=result, command=command)
     state.wait_for_everyone()
 
-    # 6. evaluation on the held-out split with baselines (evtlm.evaluate) — call point
+    # 6. evaluation on the held-out split with baselines (evtlm.evaluate.harness) — call point
     _evaluate_run(run_dir, recipe, prepared, model, state, progress=progress)
     say(f"run directory: {run_dir}")
     return run_dir
 
 
 def _task_metric(recipe: Any, prepared: Any):
-    """(evaluate_fn, metric_for_best, greater_is_better): the task's own metric (evtlm.evaluate)."""
-    from evtlm import evaluate as ev
+    """(evaluate_fn, metric_for_best, greater_is_better): the task's own metric (evtlm.evaluate.harness)."""
+    from evtlm.evaluate import harness as ev
 
     return ev.make_evaluate_fn(recipe, prepared)
 
@@ -160,7 +160,7 @@ def _evaluate_run(run_dir: Path, recipe: Any, prepared: Any, model: Any, state: 
     shared by every process, the baselines and the report on the main one."""
     from accelerate.utils import extract_model_from_parallel
 
-    from evtlm import evaluate as ev
+    from evtlm.evaluate import harness as ev
 
     ev.evaluate_run(run_dir, recipe=recipe, prepared=prepared, model=extract_model_from_parallel(model),
                     progress=progress, write=state.is_main_process, follower=not state.is_main_process)

@@ -1,12 +1,12 @@
 """`evtlm partition RECIPE [key.sub=value ...] --out DIR [--shards N] [--chunk-rows R] [--engine local|dask]`:
-read the recipe's log in chunks and cut it by user into shards on disk (`evtlm.partition`).
+read the recipe's log in chunks and cut it by user into shards on disk (`evtlm.ingest.partition`).
 
     evtlm partition recipes/taobao_purchase.yaml data.path=UserBehavior.csv --out taobao_parts --shards 64
     evtlm partition recipes/taobao_purchase.yaml data.path=/shared/UserBehavior --out s3://bucket/taobao_parts \
         --shards 64 --engine dask --scheduler tcp://10.0.0.1:8786
 
 ``--engine dask`` runs the same steps as Dask tasks, a part and then a shard at a time, on a
-local cluster or the one at ``--scheduler`` (`evtlm.partition_dask`, the ``evtlm[dask]`` extra);
+local cluster or the one at ``--scheduler`` (`evtlm.ingest.partition_dask`, the ``evtlm[dask]`` extra);
 its folder is byte for byte the local engine's.
 
 Memory is one chunk, then one shard: a log larger than memory can be checked and cut. The data
@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     import time
 
     from evtlm.errors import DataError
-    from evtlm.partition import partition_events
+    from evtlm.ingest.partition import partition_events
     from evtlm.recipe import load_recipe
 
     if args.chunk_rows < 1:

@@ -1,6 +1,6 @@
 """``evtlm predict --run DIR --history FILE [--out preds.jsonl|.csv] [--top-k K] [--batch-size B]``.
 
-One record per user of the history file, from the run directory alone (see `evtlm.predict`):
+One record per user of the history file, from the run directory alone (see `evtlm.predict.batch`):
 purchase P(yes), next-action probabilities, or the top-k items with scores; a user whose events
 cannot form a prompt gets an error record instead of stopping the run.
 """
@@ -36,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from evtlm.predict import predict_file
+    from evtlm.predict.batch import predict_file
 
     s = predict_file(args.run, args.history, args.out, preset=args.preset, top_k=args.top_k, batch_size=args.batch_size,
                      progress=not args.no_progress, on_bad_rows=args.on_bad_rows, as_of=args.as_of,

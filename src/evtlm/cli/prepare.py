@@ -26,12 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _prepare(args: argparse.Namespace) -> int:
-    from evtlm.data import prepare
+    from evtlm.data.prepare import prepare
     from evtlm.recipe import load_recipe
 
     recipe = load_recipe(args.recipe, args.overrides)
-    if recipe.data.by_shard:  # tokenized shards of a partition folder (evtlm.shard_data)
-        from evtlm.shard_data import prepare_shards
+    if recipe.data.by_shard:  # tokenized shards of a partition folder (evtlm.data.shard_prepare)
+        from evtlm.data.shard_prepare import prepare_shards
 
         sharded = prepare_shards(recipe, cache_dir=args.cache_dir, progress=not args.quiet, use_cache=not args.no_cache)
         prepared = sharded.prepared(recipe)

@@ -62,7 +62,7 @@ def _show(args: argparse.Namespace) -> int:
 
     recipe = load_recipe(args.recipe, args.overrides)
     try:  # show the data section with its preset merged in, as the run will see it
-        from evtlm.presets import resolve_data_config
+        from evtlm.ingest.presets import resolve_data_config
     except ImportError:
         pass
     else:

@@ -3,8 +3,8 @@
     evtlm simulate --users 2000 --seed 7 --out shop.csv     # + shop.catalog.csv beside it
     evtlm simulate --users 1000000 --part-users 20000 --out big_shop   # a folder of Parquet parts
 
-The same arguments write the same bytes (`evtlm.simulate.write_shop`). ``--part-users`` writes a
-shop too large for memory one part of users at a time (`evtlm.simulate.write_shop_parts`): a
+The same arguments write the same bytes (`evtlm.ingest.simulate.write_shop`). ``--part-users`` writes a
+shop too large for memory one part of users at a time (`evtlm.ingest.simulate.write_shop_parts`): a
 folder that ``data.path`` reads as one log, its catalog beside it (``big_shop.catalog.csv``).
 
 Settings left out take the
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "simulate",
         help="write the synthetic shop's events and catalog for a seed",
         description="Simulate a shop (catalog, users, multi-session journeys with planted rules; see "
-        "evtlm.simulate) and write its events as CSV and its catalog beside it (<stem>.catalog.csv). "
+        "evtlm.ingest.simulate) and write its events as CSV and its catalog beside it (<stem>.catalog.csv). "
         "Deterministic: the same arguments write the same bytes.",
     )
     p.add_argument("--users", type=int, help="number of users (default 2000)")
@@ -68,7 +68,7 @@ def synthetic_config(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     import time
 
-    from evtlm.simulate import simulate_shop, write_shop
+    from evtlm.ingest.simulate import simulate_shop, write_shop
 
     cfg = synthetic_config(args)
     t0 = time.perf_counter()
@@ -88,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
 def _run_parts(args: argparse.Namespace, cfg, t0: float) -> int:
     import time
 
-    from evtlm.simulate import write_shop_parts
+    from evtlm.ingest.simulate import write_shop_parts
 
     if args.part_users < 1:
         raise RecipeError(f"--part-users {args.part_users} must be at least 1", where="evtlm simulate",

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from evtlm.errors import DataError
-from evtlm.events import DataReport
+from evtlm.ingest.events import DataReport
 
 _REQUIRED_COLUMNS = {"user": "user ids", "timestamp": "event times"}
 _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
@@ -171,7 +171,7 @@ def format_report(r: DataReport) -> str:
 def run(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
-    from evtlm.presets import load_event_log
+    from evtlm.ingest.presets import load_event_log
     from evtlm.recipe import DataConfig
 
     fields = config_from_args(args)

@@ -43,9 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def data_config(path: str, preset: str | None):
     """A `DataConfig` for ``path``: the preset's, or the canonical columns of a simulated shop."""
-    from evtlm.readers import detect_format, resolve_path, table_columns
+    from evtlm.ingest.readers import detect_format, resolve_path, table_columns
     from evtlm.recipe import CatalogConfig, ColumnsConfig, DataConfig
-    from evtlm.simulate import catalog_path_for
+    from evtlm.ingest.simulate import catalog_path_for
 
     if preset:
         return DataConfig(preset=preset, path=path)
@@ -61,7 +61,7 @@ def data_config(path: str, preset: str | None):
 def load_tokenizer(spec: str):
     """A local tokenizer directory (or a cached hub id); a one-line error with the fix otherwise."""
     from evtlm.recipe import ModelConfig
-    from evtlm.tokenization import try_load_pretrained
+    from evtlm.text.tokenization import try_load_pretrained
 
     if spec.startswith(("/", ".", "~")) and not Path(spec).expanduser().exists():  # fail before importing transformers
         tok, why = None, f"no such directory: {spec}"
@@ -84,9 +84,9 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from evtlm.errors import did_you_mean
-    from evtlm.presets import load_event_log
+    from evtlm.ingest.presets import load_event_log
     from evtlm.recipe import VerbalizeConfig
-    from evtlm.verbalize import actor_text, verbalize_events
+    from evtlm.text.verbalize import actor_text, verbalize_events
 
     if args.max_events is not None and args.max_events < 1:
         raise DataError(f"--max-events {args.max_events} must be at least 1", where="--max-events",

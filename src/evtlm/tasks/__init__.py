@@ -56,7 +56,7 @@ def resolve_primary(name: str, ks: Sequence[int]) -> tuple[str, bool]:
 
 def questions_at(cfg: TaskConfig, last_ts: np.ndarray, as_of: int) -> np.ndarray:
     """The question each prompt ends with when asked at ``as_of`` (int ns) after a history whose
-    last event is at ``last_ts``: the training layout, for prediction time (`evtlm.inference`).
+    last event is at ``last_ts``: the training layout, for prediction time (`evtlm.decode.inference`).
 
     >>> questions_at(TaskConfig(name="next_item"), np.array([0, 5]), 10).tolist()
     [' Next item:', ' Next item:']

@@ -3,7 +3,7 @@
 A task turns the canonical events into **examples**. An example is not text yet: it is a row
 of a compact table that says which of the user's events form the prompt (a contiguous row
 range ``hist_start:hist_stop`` of the sorted events, always strictly before ``label_time``),
-which question is appended, and the answer. `evtlm.data` turns ranges into token ids without
+which question is appended, and the answer. `evtlm.data.prepare` turns ranges into token ids without
 ever building a prompt string, which is what keeps millions of events fast.
 
 Example table columns (one row per example, sorted by split, user, label time):
@@ -11,7 +11,7 @@ Example table columns (one row per example, sorted by split, user, label time):
 =============  =======  ==================================================================
 user_code      int64    row of the user in `EventIndex` (table order)
 user_id        str      the user
-split          int8     0 train, 1 valid, 2 test (`evtlm.splits.SPLITS`)
+split          int8     0 train, 1 valid, 2 test (`evtlm.tasks.splits.SPLITS`)
 label_time     int64    ns; the prompt holds only events strictly before it
 label_end      int64    ns; the label is decided by the user's events in [label_time, label_end)
 hist_start     int64    first event row of the prompt (the user's first event)
@@ -34,7 +34,7 @@ import pandas as pd
 
 from evtlm.errors import TaskError
 from evtlm.recipe import SplitConfig, TaskConfig, VerbalizeConfig
-from evtlm.splits import (
+from evtlm.tasks.splits import (
     SPLITS,
     TRAIN,
     EventIndex,
@@ -65,7 +65,7 @@ class TaskContext:
     verbalize: VerbalizeConfig
     windows: TimeWindows | None  # None under leave_one_out
     capped: dict[str, int] = field(default_factory=dict)  # split -> examples task.examples_per_user dropped
-    # the whole log's label space when these events are one shard of it (evtlm.shard_data); None:
+    # the whole log's label space when these events are one shard of it (evtlm.data.shard_prepare); None:
     # the task derives it from these events
     label_space: list[str] | None = None
 
@@ -74,7 +74,7 @@ class TaskContext:
               split: SplitConfig, verbalize: VerbalizeConfig, *, windows: TimeWindows | None = None,
               label_space: list[str] | None = None) -> TaskContext:
         """``windows`` / ``label_space``: the whole log's, for a shard of it (else from ``events``)."""
-        from evtlm.splits import time_windows
+        from evtlm.tasks.splits import time_windows
 
         if windows is None and split.method == "time":
             windows = time_windows(events, split)

@@ -1,6 +1,6 @@
 """``next_action``: a user's history -> the verb of their next event (a closed set).
 
-The answer is the bare verb phrase of `evtlm.verbalize.action_label` with a leading space
+The answer is the bare verb phrase of `evtlm.text.verbalize.action_label` with a leading space
 (" added to cart"); the label space is the actions that occur in the training window, in the
 canonical order of `evtlm.recipe.ACTIONS`. Decoding reads each answer's first-token logit in one
 forward pass, so the answers must start with different tokens (`check_label_space`).
@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 def answer_of(action: str, ctx: TaskContext) -> str:
     """The answer string of an action: " " + the verbalizer's bare verb phrase."""
-    from evtlm.verbalize import action_label
+    from evtlm.text.verbalize import action_label
 
     return " " + action_label(action, ctx.verbalize)
 
@@ -58,7 +58,7 @@ class NextAction:
         return answers
 
     def merge_label_spaces(self, ctx: TaskContext, spaces: list[list[str]]) -> list[str]:
-        """The label space of a log from its shards' (`evtlm.shard_data`): what `label_space` gives on the whole log."""
+        """The label space of a log from its shards' (`evtlm.data.shard_prepare`): what `label_space` gives on the whole log."""
         seen = set().union(*spaces)
         return [answer_of(a, ctx) for a in ACTIONS if answer_of(a, ctx) in seen]
 

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
-from evtlm.splits import SPLITS
+from evtlm.tasks.splits import SPLITS
 from evtlm.tasks.base import (
     ExampleSet,
     TaskContext,
@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
 def render_answers(items: np.ndarray, ctx: TaskContext) -> pd.Series:
     """" " + rendered item, indexed by item id (each distinct item rendered once)."""
-    from evtlm.verbalize import render_items
+    from evtlm.text.verbalize import render_items
 
     distinct = pd.Series(pd.unique(np.asarray(items, dtype=object)), dtype="string")
     rendered = render_items(distinct, ctx.catalog, ctx.verbalize)
@@ -53,7 +53,7 @@ class NextItem:
         return sorted(set(render_answers(items, ctx).to_numpy()))
 
     def merge_label_spaces(self, ctx: TaskContext, spaces: list[list[str]]) -> list[str]:
-        """The label space of a log from its shards' (`evtlm.shard_data`): what `label_space` gives on the whole log."""
+        """The label space of a log from its shards' (`evtlm.data.shard_prepare`): what `label_space` gives on the whole log."""
         return sorted(set().union(*spaces))
 
     def build_examples(self, ctx: TaskContext) -> ExampleSet:

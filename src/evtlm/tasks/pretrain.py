@@ -2,7 +2,7 @@
 
 One example per user and split: the user's events in that split's window (time split) or at
 that split's positions (leave-one-out: the last event is test, the second-to-last valid), as
-one stream ``actor + pieces + eos``; `evtlm.data` cuts streams into ``task.max_tokens`` chunks
+one stream ``actor + pieces + eos``; `evtlm.data.prepare` cuts streams into ``task.max_tokens`` chunks
 and sets ``labels == input_ids``. There is no question, no answer and no label space. Used for
 domain pretraining and for the from-scratch base (`model.when_unavailable: scratch`).
 """
@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, ClassVar
 import numpy as np
 import pandas as pd
 
-from evtlm.splits import TRAIN, split_by_time, split_leave_one_out
+from evtlm.tasks.splits import TRAIN, split_by_time, split_leave_one_out
 from evtlm.tasks.base import ExampleSet, TaskContext, finish_table
 
 if TYPE_CHECKING:

@@ -27,8 +27,8 @@ import numpy as np
 import pandas as pd
 
 from evtlm.errors import TaskError
-from evtlm.splits import TEST, TRAIN, VALID
-from evtlm.events import session_starts
+from evtlm.tasks.splits import TEST, TRAIN, VALID
+from evtlm.ingest.events import session_starts
 from evtlm.recipe import SESSION_GAP_MINUTES
 from evtlm.timeunits import NS_PER_DAY, NS_PER_HOUR
 from evtlm.tasks.base import (
@@ -77,7 +77,7 @@ class Purchase:
         cand = self._user_level(ctx) if ctx.task.level == "user" else self._session_level(ctx)
         mask = train_mask_for(ctx, cand)
         buys = cand.pop("buys").to_numpy()
-        cand["label"] = buys.astype(np.int64)  # 1 = buys (what evtlm.baselines expects)
+        cand["label"] = buys.astype(np.int64)  # 1 = buys (what evtlm.evaluate.baselines expects)
         cand["target"] = np.where(buys, ANSWERS[1], ANSWERS[0])
         cand["label_index"] = buys.astype(np.int64)
         info = {"level": ctx.task.level}

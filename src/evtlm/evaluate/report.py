@@ -1,0 +1,361 @@
+"""The evaluation report: a Markdown table (best value per column in bold), a one-paragraph
+reading, a plain-text table for the terminal, and PNG plots (matplotlib, Agg backend).
+
+Plots per task: purchase -> ``roc.png`` (every method's ROC curve), ``reliability.png``
+(observed buy rate against predicted probability) and ``calibration.png`` (the model's
+reliability before and after the calibrator fitted on validation, `evtlm.evaluate.calibration`); next_action -> ``confusion.png`` (the model
+and the best baseline, rows normalised); next_item -> ``hr_at_k.png`` (HR@K for K = 1..max K).
+
+>>> r = {"task": "purchase", "split": "test", "n": 100, "primary_metric": "roc_auc", "greater_is_better": True,
+...      "methods": {"model": {"roc_auc": 0.81, "log_loss": 0.40, "seconds": 1.0},
+...                  "gbt": {"roc_auc": 0.78, "log_loss": 0.38, "seconds": 0.2}}}
+>>> print(markdown_table(r))
+| method | N | ROC-AUC | log loss | seconds |
+|---|---|---|---|---|
+| model | 100 | **0.8100** | 0.4000 | 1.0 |
+| gbt | 100 | 0.7800 | **0.3800** | 0.2 |
+>>> print(reading(r))
+On 100 test examples the model's ROC-AUC is 0.8100 against 0.7800 for the best baseline (gbt): the model beats it by 0.0300 (3.8% relative).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["markdown_table", "text_table", "reading", "write_report", "LOWER_IS_BETTER"]
+
+LOWER_IS_BETTER = ("log_loss", "brier", "ece")
+NAMES = {"roc_auc": "ROC-AUC", "log_loss": "log loss", "brier": "Brier", "ece": "ECE", "accuracy": "accuracy",
+         "macro_f1": "macro-F1", "positive_rate": "positive rate"}
+ORDER = {
+    "purchase": ("roc_auc", "log_loss", "brier", "ece", "accuracy", "macro_f1"),
+    "next_action": ("macro_f1", "accuracy", "roc_auc", "log_loss", "brier", "ece"),
+}
+
+
+def _columns(result: dict[str, Any]) -> list[str]:
+    present = {k for m in result["methods"].values() for k in m if k != "seconds"}
+    if result["task"] == "next_item":
+        ks = sorted({int(c.split("@")[1]) for c in present if "@" in c})
+        return [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "mrr") if f"{m}@{k}" in present]
+    order = ORDER.get(result["task"], tuple(sorted(present)))
+    return [c for c in order if c in present]
+
+
+def _label(col: str) -> str:
+    if "@" in col:
+        m, k = col.split("@")
+        return {"hr": "HR", "ndcg": "NDCG", "mrr": "MRR"}[m] + "@" + k
+    return NAMES.get(col, col)
+
+
+def _best(result: dict[str, Any], col: str) -> float | None:
+    values = [m.get(col) for m in result["methods"].values()]
+    values = [v for v in values if v is not None and not math.isnan(v)]
+    if not values:
+        return None
+    return min(values) if col in LOWER_IS_BETTER else max(values)
+
+
+def _fmt(v: Any) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4f}"
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """Methods as rows, metrics as columns, the best value of each metric column in bold."""
+    cols = _columns(result)
+    lines = ["| method | N | " + " | ".join(_label(c) for c in cols) + " | seconds |",
+             "|" + "---|" * (len(cols) + 3)]
+    for name, m in result["methods"].items():
+        cells = []
+        for c in cols:
+            text = _fmt(m.get(c))
+            best = _best(result, c)
+            cells.append(f"**{text}**" if best is not None and m.get(c) == best else text)
+        lines.append(f"| {name} | {result['n']} | " + " | ".join(cells) + f" | {m.get('seconds', float('nan')):.1f} |")
+    return "\n".join(lines)
+
+
+def text_table(result: dict[str, Any]) -> str:
+    """The same table for a terminal: aligned columns, ``*`` after each column's best value."""
+    cols = _columns(result)
+    header = ["method", "N"] + [_label(c) for c in cols] + ["seconds"]
+    rows = []
+    for name, m in result["methods"].items():
+        cells = [name, str(result["n"])]
+        for c in cols:
+            best = _best(result, c)
+            cells.append(_fmt(m.get(c)) + ("*" if best is not None and m.get(c) == best else " "))
+        rows.append(cells + [f"{m.get('seconds', float('nan')):.1f}"])
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    fmt = lambda r: "  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))  # noqa: E731
+    return "\n".join([fmt(header), "  ".join("-" * w for w in widths), *map(fmt, rows)])
+
+
+TIE = 0.01  # a model within 1% (relative) of the best baseline is reported as a tie, as in bench/quality.py
+
+
+def reading(result: dict[str, Any]) -> str:
+    """One paragraph: does the model beat the best baseline on the primary metric, by how much."""
+    metric, greater = result["primary_metric"], result.get("greater_is_better", True)
+    methods = result["methods"]
+    label, n, split = _label(metric), result["n"], result["split"]
+    model = methods.get("model", {}).get(metric)
+    others = {k: v.get(metric) for k, v in methods.items() if not model_row(k) and v.get(metric) is not None}
+    if model is None or not others:
+        return f"On {n} {split} examples {label} is undefined for the model or every baseline (see the table)."
+    best_name = (max if greater else min)(others, key=others.get)
+    best = others[best_name]
+    diff = (model - best) if greater else (best - model)
+    rel = f" ({abs(diff) / abs(best):.1%} relative)" if best else ""
+    head = f"On {n} {split} examples the model's {label} is {model:.4f} against {best:.4f} for the best baseline ({best_name})"
+    if best and abs(diff) < TIE * abs(best):  # within 1%: run-to-run noise, never a win (bench/quality.py's rule)
+        verdict = f"a tie (the model is {'ahead' if diff > 0 else 'behind' if diff < 0 else 'level'} by {abs(diff):.4f}{rel})."
+    elif diff > 0:
+        verdict = f"the model beats it by {diff:.4f}{rel}."
+    elif diff == 0:
+        verdict = "a tie."
+    else:
+        verdict = f"the model trails it by {-diff:.4f}{rel}; the baseline is the one to beat."
+    extra = ""
+    if result.get("outside_label_space"):
+        extra = (f" {result['outside_label_space']} of the {n} answers lie outside the label space (e.g. cold items) "
+                 "and count as misses for every method.")
+    if result.get("sampled"):
+        extra += f" The {n} examples are a seeded sample of the {result['n_split']} in the split."
+    return f"{head}: {verdict}{extra}{settings(result)}"
+
+
+def settings(result: dict[str, Any]) -> str:
+    """What the reading must say about how every method was run: history exclusion, overrides.
+
+    >>> settings({"task": "next_item", "exclude_history_items": True, "overrides": ["decode.exclude_history_items=true"]})
+    " Items already in an example's history are excluded from every method's ranking, the model's and each baseline's alike (decode.exclude_history_items). Evaluated with overrides of the run's recipe: decode.exclude_history_items=true."
+    """
+    out = ""
+    if result.get("exclude_history_items"):
+        out += (" Items already in an example's history are excluded from every method's ranking, the model's and each "
+                "baseline's alike (decode.exclude_history_items).")
+    if result.get("overrides"):
+        out += f" Evaluated with overrides of the run's recipe: {' '.join(result['overrides'])}."
+    return out
+
+
+def model_row(name: str) -> bool:
+    """The model's own row or a row built on it (calibrated, stacked): never a baseline to beat.
+
+    >>> [model_row(n) for n in ("model", "model calibrated", "model+gbt", "gbt")]
+    [True, True, True, False]
+    """
+    from evtlm.evaluate.calibration import CALIBRATED, STACKED
+
+    return name in ("model", CALIBRATED, STACKED)
+
+
+def calibration_section(result: dict[str, Any]) -> list[str]:
+    """Markdown lines on the purchase calibrator and the model+gbt stack (none for other tasks).
+
+    >>> r = {"split": "test", "calibration": {"skipped": "validation holds only class 0 (40 examples): nothing to fit"},
+    ...      "stack": {"skipped": "validation holds only class 0 (40 examples): no stack can be fitted"}, "methods": {}}
+    >>> print("\\n".join(calibration_section(r)[2:4]))
+    Calibration skipped: validation holds only class 0 (40 examples): nothing to fit. The `model calibrated` row repeats the model's raw probabilities, which are not calibrated.
+    <BLANKLINE>
+    """
+    from evtlm.evaluate.calibration import CALIBRATED, STACKED
+
+    cal, stack = result.get("calibration"), result.get("stack")
+    if not cal:
+        return []
+    split = result["split"]
+    lines = ["## Calibration and the model+gbt stack (fitted on validation)", ""]
+    if cal.get("skipped"):
+        lines += [f"Calibration skipped: {cal['skipped']}. The `{CALIBRATED}` row repeats the model's raw "
+                  "probabilities, which are not calibrated.", ""]
+    else:
+        what = {"platt": "Platt scaling", "temperature": "temperature scaling",
+                "identity": "no rescaling (the identity had the lowest cross-fitted validation log loss)"
+                }.get(cal["method"], cal["method"])
+        b, a = cal["before"], cal["after"]
+        lines += [
+            f"`{CALIBRATED}`: the model's P(yes) through {what}, p' = sigmoid({cal['scale']:.4g} * logit(p) "
+            f"{'+' if cal['shift'] >= 0 else '-'} {abs(cal['shift']):.4g}), fitted by log loss on {cal['n']} validation "
+            f"examples (buy rate {cal['positive_rate']:.3f}); saved as `{cal.get('file', 'calibration.json')}`, which "
+            f"`evtlm predict` applies. The ranking is unchanged (ROC-AUC {_fmt(b['roc_auc'])} before and "
+            f"{_fmt(a['roc_auc'])} after); {cal.get('note', '')}.", "",
+            f"| {split} | log loss | Brier | ECE |", "|---|---|---|---|",
+            f"| model (raw softmax) | {_fmt(b['log_loss'])} | {_fmt(b['brier'])} | {_fmt(b['ece'])} |",
+            f"| {CALIBRATED} | {_fmt(a['log_loss'])} | {_fmt(a['brier'])} | {_fmt(a['ece'])} |", "",
+            f"The `model` row is the raw softmax over \" no\"/\" yes\"; only `{CALIBRATED}` went through this step.", "",
+        ]
+    if stack and stack.get("skipped"):
+        lines += [f"`{STACKED}` skipped: {stack['skipped']}.", ""]
+    elif stack:
+        m = result.get("methods", {})
+        cv = ", ".join(f"{k} {v:.4f}" for k, v in stack.get("cv_log_loss", {}).items()) or "no folds possible"
+        vs = ""
+        if STACKED in m and "gbt" in m:
+            vs = f" Its {split} ROC-AUC is {_fmt(m[STACKED].get('roc_auc'))} against {_fmt(m['gbt'].get('roc_auc'))} for gbt."
+        lines += [f"`{STACKED}`: a {stack['learner']} learner on {', '.join(stack['inputs'][:2])}"
+                  f"{' and the gbt features' if len(stack['inputs']) > 2 else ''}, fitted on {stack['n']} validation "
+                  f"examples (the gbt itself on training, as in its row), chosen by {stack['folds']}-fold cross-fitted "
+                  f"validation log loss ({cv}); {stack['note']}.{vs}", ""]
+    return lines
+
+
+# --------------------------------------------------------------------------------------- plots
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only, never a window
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig, path: Path) -> str:
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path.name
+
+
+def plot_roc(path: Path, y: np.ndarray, preds: dict[str, np.ndarray], split: str) -> str | None:
+    from sklearn.metrics import roc_auc_score, roc_curve
+
+    if len(np.unique(y)) < 2:
+        return None  # undefined on one class
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for name, p in preds.items():
+        fpr, tpr, _ = roc_curve(y, p)
+        ax.plot(fpr, tpr, lw=2.5 if name == "model" else 1.4, label=f"{name} (AUC {roc_auc_score(y, p):.3f})")
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title=f"Purchase ROC ({split}, N={len(y)})",
+           xlim=(0, 1), ylim=(0, 1.01))
+    ax.legend(loc="lower right", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_reliability(path: Path, y: np.ndarray, preds: dict[str, np.ndarray], n_bins: int, split: str) -> str:
+    from evtlm.evaluate.metrics import ece, reliability_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
+    for name, p in preds.items():
+        c = reliability_curve(y, p, n_bins)
+        full = c.count > 0
+        ax.plot(c.confidence[full], c.frequency[full], marker="o", ms=4, lw=2.5 if name == "model" else 1.4,
+                label=f"{name} (ECE {ece(y, p, n_bins):.3f})")
+    ax.set(xlabel="predicted P(buy)", ylabel="observed buy rate", xlim=(0, 1), ylim=(0, 1.01),
+           title=f"Purchase reliability ({split}, {n_bins} bins)")
+    ax.legend(loc="upper left", fontsize=8)
+    return _save(fig, path)
+
+
+def plot_calibration(path: Path, sets: dict[str, tuple], n_bins: int, split: str) -> str:
+    """The model's reliability before and after calibration: one panel for the validation split
+    it was fitted on, one for the reported split. ``sets[name] = (y, p_raw, p_calibrated)``."""
+    from evtlm.evaluate.metrics import ece, reliability_curve
+
+    plt = _plt()
+    shown = [(k, v) for k, v in sets.items() if len(v[0])]
+    fig, axes = plt.subplots(1, len(shown), figsize=(5.2 * len(shown), 4.8), squeeze=False)
+    titles = {"valid": "validation (fitted here)", "report": f"{split} (reported)"}
+    for ax, (name, (y, raw, cal)) in zip(axes[0], shown):
+        ax.plot([0, 1], [0, 1], ls="--", c="grey", lw=1, label="perfectly calibrated")
+        for label, p, style in (("model, raw softmax", raw, "o-"), ("model calibrated", cal, "s-")):
+            c = reliability_curve(y, p, n_bins)
+            full = c.count > 0
+            ax.plot(c.confidence[full], c.frequency[full], style, ms=4, lw=1.8, label=f"{label} (ECE {ece(y, p, n_bins):.3f})")
+        ax.set(xlabel="predicted P(buy)", ylabel="observed buy rate", xlim=(0, 1), ylim=(0, 1.01),
+               title=f"{titles.get(name, name)}, N={len(y)}")
+        ax.legend(loc="upper left", fontsize=8)
+    fig.suptitle(f"Purchase calibration before / after ({n_bins} bins)")
+    return _save(fig, path)
+
+
+def plot_confusion(path: Path, y: np.ndarray, preds: dict[str, np.ndarray], names: list[str], split: str) -> str:
+    """Row-normalised confusion matrices (true rows, predicted columns), counts annotated."""
+    from evtlm.evaluate.metrics import confusion
+
+    plt = _plt()
+    shown = list(preds.items())
+    fig, axes = plt.subplots(1, len(shown), figsize=(4.6 * len(shown) + 0.6, 4.4), squeeze=False)
+    keep = y >= 0  # an answer outside the label space has no row
+    for col, (ax, (name, probs)) in enumerate(zip(axes[0], shown)):
+        cm = confusion(y[keep], probs[keep].argmax(axis=1), n_classes=len(names))
+        share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        im = ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(len(names)):
+            for j in range(len(names)):
+                ax.text(j, i, f"{cm[i, j]}", ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.6 else "black")
+        ax.set_xticks(range(len(names)), names, rotation=35, ha="right")
+        ax.set_yticks(range(len(names)), names if col == 0 else [])  # rows are shared: label them once
+        ax.set(xlabel="predicted action", ylabel="true action" if col == 0 else "", title=f"{name}")
+    fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="share of the true action's examples")
+    fig.suptitle(f"Next action confusion ({split}, N={len(y)})")
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path.name
+
+
+def plot_hr_curve(path: Path, y: np.ndarray, preds: dict[str, np.ndarray], split: str) -> str:
+    from evtlm.evaluate.metrics import ranks
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, ranked in preds.items():
+        r = ranks(ranked, y)  # 1-based rank, 0 = not in the list (cold items included)
+        k = np.arange(1, ranked.shape[1] + 1)
+        hr = ((r[None, :] >= 1) & (r[None, :] <= k[:, None])).mean(axis=1)
+        ax.plot(k, hr, marker="o", ms=3, lw=2.5 if name == "model" else 1.4, label=name)
+    ax.set(xlabel="K (list length)", ylabel="HR@K (share of examples hit)", ylim=(0, None),
+           title=f"Next item: hit rate by list length ({split}, N={len(y)})")
+    ax.xaxis.set_major_locator(plt.MaxNLocator(integer=True))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def write_report(run_dir: str | Path, result: dict[str, Any], curves: dict[str, Any]) -> list[str]:
+    """``report.md`` and the task's plots in ``run_dir``; returns the file names written."""
+    run_dir = Path(run_dir)
+    task, split, y, preds = result["task"], result["split"], curves["y"], curves["preds"]
+    plots: list[str] = []
+    if task == "purchase":
+        plots += [p for p in (plot_roc(run_dir / "roc.png", y, preds, split),) if p]
+        plots.append(plot_reliability(run_dir / "reliability.png", y, preds, curves.get("n_bins", 10), split))
+        if curves.get("calibration"):
+            plots.append(plot_calibration(run_dir / "calibration.png", curves["calibration"], curves.get("n_bins", 10), split))
+    elif task == "next_action":
+        metric = result["primary_metric"]
+        others = {k: v.get(metric) or -1.0 for k, v in result["methods"].items() if k != "model"}
+        shown = {"model": preds["model"]}
+        if others:
+            best = max(others, key=others.get)
+            shown[best] = preds[best]
+        plots.append(plot_confusion(run_dir / "confusion.png", y, shown, curves["class_names"], split))
+    else:
+        plots.append(plot_hr_curve(run_dir / "hr_at_k.png", y, preds, split))
+    lines = [
+        f"# Evaluation: {task} on the {split} split",
+        "",
+        reading(result),
+        "",
+        markdown_table(result),
+        "",
+        f"N = {result['n']} examples, the same for every method (best value per column in bold; lower is better "
+        f"for {', '.join(_label(c) for c in LOWER_IS_BETTER)}). Baselines are fitted on the training split and see "
+        "only events before each example's label time. Seconds: fit + predict (baselines), decoding (model).",
+        "",
+    ]
+    lines += calibration_section(result)
+    lines += [f"![{p}]({p})" for p in plots] + [""]
+    (run_dir / "report.md").write_text("\n".join(lines))
+    return ["metrics.json", "report.md", *plots] + (["calibration.json"] if result.get("calibration") else [])
