@@ -340,14 +340,13 @@ def test_a_field_added_to_a_schema_copy_makes_the_reference_stale(tmp_path, monk
     from evtlm.reference import stale_lines
 
     source = (REPO / "src" / "evtlm" / "recipe.py").read_text()
-    anchor = "    log_every: int = Field(10, ge=1)\n"
-    assert anchor in source
-    patched = source.replace(anchor, anchor + "    new_knob: int = Field(3, ge=0)  # a setting added without regenerating\n")
+    anchor = next(line for line in source.splitlines(keepends=True) if line.startswith("    log_every: int = Field(10, ge=1"))
+    patched = source.replace(anchor, anchor + '    new_knob: int = Field(3, ge=0, description="a setting added without regenerating")\n')
     path = tmp_path / "recipe_copy.py"
     path.write_text(patched)
     spec = importlib.util.spec_from_file_location("recipe_copy", path)
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "recipe_copy", module)  # inspect finds the copy's source through it
+    monkeypatch.setitem(sys.modules, "recipe_copy", module)
     spec.loader.exec_module(module)
     text = README.read_text()
     diff = stale_lines(text, module.Recipe)
@@ -355,13 +354,18 @@ def test_a_field_added_to_a_schema_copy_makes_the_reference_stale(tmp_path, monk
     assert stale_lines(text) == []  # the real schema still matches
 
 
-def test_reference_notes_name_real_keys():
-    """Every fallback meaning in evtlm.reference.NOTES belongs to a key the schema has."""
-    from evtlm.recipe import ACTIONS, Recipe
-    from evtlm.reference import NOTES, walk_sections, field_rows
+def test_every_recipe_key_is_described_in_its_field_and_every_section_in_its_docstring():
+    """The reference reads the schema alone: each key's meaning is its Field(description=...), each
+    section heading its own docstring (never the base class's)."""
+    from evtlm.recipe import ACTIONS, Recipe, Section
+    from evtlm.reference import field_rows, walk_sections
 
-    keys = {r.key for prefix, model in walk_sections(Recipe, "") for r in field_rows(model, prefix, ACTIONS)}
-    assert set(NOTES) <= keys, sorted(set(NOTES) - keys)
+    undescribed = [r.key for prefix, model in walk_sections(Recipe, "") for r in field_rows(model, prefix, ACTIONS)
+                   if not r.meaning]
+    assert not undescribed, f"give these fields a Field(description=...): {undescribed}"
+    for prefix, model in walk_sections(Recipe, ""):
+        doc = model.model_json_schema().get("description")
+        assert doc and doc != Section.__doc__, f"section {prefix or 'top level'} ({model.__name__}) needs its own docstring"
 
 
 def test_presets_in_the_readme_are_the_registered_ones():

@@ -40,42 +40,45 @@ class Section(BaseModel):
 class ColumnsConfig(Section):
     """Which raw column holds each canonical field."""
 
-    user: str = "user_id"
-    item: str | None = "item_id"
-    action: str | None = "action"
-    timestamp: str = "timestamp"
-    session: str | None = None
-    # canonical name -> raw column, for optional numeric/text columns, e.g. {price: UnitPrice}
-    extra: dict[str, str] = Field(default_factory=dict)
+    user: str = Field("user_id", description="raw column of the user id")
+    item: str | None = Field("item_id", description="raw column of the item id (None: a log without items)")
+    action: str | None = Field("action", description="raw column of the action (None: set data.constant_action)")
+    timestamp: str = Field("timestamp", description="raw column of the event time")
+    session: str | None = Field(None, description="raw column of a session id (None: visits from data.session_gap_minutes)")
+    extra: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical name -> raw column, for optional numeric/text columns, e.g. {price: UnitPrice}")
 
 
 class TimestampConfig(Section):
     """How raw timestamps are read. Naive times are taken to be in ``timezone``."""
 
-    unit: Literal["auto", "s", "ms", "us", "ns", "iso"] = "auto"
-    format: str | None = None  # strptime format for string timestamps; None = ISO-8601
-    timezone: str = "UTC"
+    unit: Literal["auto", "s", "ms", "us", "ns", "iso"] = Field(
+        "auto",
+        description="auto: unix s/ms/us/ns told apart by magnitude, or ISO strings")
+    format: str | None = Field(None, description="strptime format for string timestamps; None = ISO-8601")
+    timezone: str = Field("UTC", description="zone of naive timestamps")
 
 
 class CatalogConfig(Section):
     """An item catalog joined on item id: item -> title, category, brand, price, …"""
 
-    path: str  # the catalog file; relative: to the current directory
-    item: str = "item_id"
-    fields: dict[str, str] = Field(default_factory=dict)  # canonical field -> raw column
-    format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
-    delimiter: str | None = None
+    path: str = Field(description="the catalog file; relative: to the current directory")
+    item: str = Field("item_id", description="raw catalog column of the item id")
+    fields: dict[str, str] = Field(default_factory=dict, description="canonical field -> raw column")
+    format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = Field("auto", description="as data.format")
+    delimiter: str | None = Field(None, description="as data.delimiter")
 
 
 class SyntheticConfig(Section):
     """The embedded synthetic shop, used when ``data.path`` is not set."""
 
-    users: int = Field(2000, ge=1)
-    items: int = Field(500, ge=10)
-    categories: int = Field(12, ge=2)
-    days: int = Field(60, ge=7)
-    start: str = "2024-01-01"
-    seed: int = 7
+    users: int = Field(2000, ge=1, description="simulated users")
+    items: int = Field(500, ge=10, description="catalog size")
+    categories: int = Field(12, ge=2, description="item categories")
+    days: int = Field(60, ge=7, description="days simulated")
+    start: str = Field("2024-01-01", description="first simulated day (ISO date)")
+    seed: int = Field(7, description="the same seed gives the same shop, byte for byte")
 
     @model_validator(mode="after")
     def _categories_fit_items(self) -> SyntheticConfig:
@@ -86,30 +89,42 @@ class SyntheticConfig(Section):
 class DataConfig(Section):
     """Where events come from and how they are mapped to the canonical table."""
 
-    preset: str | None = None  # a known public format (see evtlm.ingest.presets); fields below override it
-    path: str | None = None  # a file, a folder of files or a glob (one log); None: the embedded synthetic shop (see `synthetic`); relative: to the current directory
-    options: dict[str, Any] = Field(default_factory=dict)  # preset-specific options
-    format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = "auto"
-    delimiter: str | None = None
-    encoding: str = "utf-8"  # of CSV/TSV text, e.g. latin-1 for old spreadsheet exports
-    has_header: bool = True
-    column_names: list[str] | None = None  # names for a header-less file
+    preset: str | None = Field(None, description="a known public format (see evtlm.ingest.presets); fields below override it")
+    path: str | None = Field(
+        None,
+        description="a file, a folder of files or a glob (one log); None: the embedded synthetic shop (see `synthetic`); "
+                    "relative: to the current directory")
+    options: dict[str, Any] = Field(default_factory=dict, description="preset-specific options")
+    format: Literal["auto", "csv", "tsv", "parquet", "jsonl"] = Field(
+        "auto",
+        description="file format; auto: from the extension (.csv, .tsv, .parquet, .jsonl, optionally .gz)")
+    delimiter: str | None = Field(None, description="field separator of CSV/TSV; None: sniffed")
+    encoding: str = Field("utf-8", description="of CSV/TSV text, e.g. latin-1 for old spreadsheet exports")
+    has_header: bool = Field(True, description="false for a header-less file (then give data.column_names)")
+    column_names: list[str] | None = Field(None, description="names for a header-less file")
     columns: ColumnsConfig = Field(default_factory=ColumnsConfig)
     timestamp: TimestampConfig = Field(default_factory=TimestampConfig)
-    actions: dict[str, Action] = Field(default_factory=dict)  # raw value -> canonical action
-    constant_action: Action | None = None  # a log without an action column (clicks only)
-    drop_actions: list[str] = Field(default_factory=list)  # raw values dropped (and counted)
-    start: str | None = None  # keep events at or after (ISO); earlier ones are counted, dropped
-    end: str | None = None  # keep events before (ISO)
-    session_gap_minutes: float = Field(SESSION_GAP_MINUTES, gt=0)
-    dedupe: bool = True
-    on_bad_rows: Literal["error", "skip"] = "error"
-    catalog: CatalogConfig | None = None
+    actions: dict[str, Action] = Field(default_factory=dict, description="raw value -> canonical action")
+    constant_action: Action | None = Field(None, description="a log without an action column (clicks only)")
+    drop_actions: list[str] = Field(default_factory=list, description="raw values dropped (and counted)")
+    start: str | None = Field(None, description="keep events at or after (ISO); earlier ones are counted, dropped")
+    end: str | None = Field(None, description="keep events before (ISO)")
+    session_gap_minutes: float = Field(
+        SESSION_GAP_MINUTES, gt=0,
+        description="a gap longer than this starts a new visit (when the log has no session column)")
+    dedupe: bool = Field(True, description="drop exact duplicate rows (counted in the data report)")
+    on_bad_rows: Literal["error", "skip"] = Field(
+        "error",
+        description="error: stop at bad rows (file, rows, column, value); skip: drop and count them by reason")
+    catalog: CatalogConfig | None = Field(
+        None,
+        description="an item catalog file (titles, categories, prices) for `verbalize.item: title | template`")
     synthetic: SyntheticConfig = Field(default_factory=SyntheticConfig)
-    max_users: int | None = Field(None, ge=1)  # keep a deterministic subset of users
-    # a partition folder (`evtlm partition`) as data.path: prepare it shard by shard into tokenized
-    # shards, each training process reading only its own (evtlm.data.shard_prepare); false: read it whole
-    by_shard: bool = False
+    max_users: int | None = Field(None, ge=1, description="keep a deterministic subset of users")
+    by_shard: bool = Field(
+        False,
+        description="a partition folder (`evtlm partition`) as data.path: prepare it shard by shard into tokenized shards, each "
+                    "training process reading only its own (evtlm.data.shard_prepare); false: read it whole")
 
     @field_validator("timestamp")
     @classmethod
@@ -164,7 +179,7 @@ class DataConfig(Section):
 class VerbalizeConfig(Section):
     """How events become text. See `evtlm.text.verbalize` for worked examples of every mode."""
 
-    actor: str = "User {user_id}"
+    actor: str = Field("User {user_id}", description="how a history opens; fields: {user_id}")
     verbs: dict[Action, str] = Field(
         default_factory=lambda: {
             "view": "viewed {item}",
@@ -173,27 +188,34 @@ class VerbalizeConfig(Section):
             "favorite": "saved {item}",
             "purchase": "bought {item}",
             "return": "returned {item}",
-        }
-    )
-    # how an item is written: id ("Product 1002": item_prefix + id), title (the catalog title),
-    # template (item_template over catalog fields), token (<item_1002>: set by model.item_tokens)
-    item: Literal["id", "title", "template", "token"] = "id"
-    item_prefix: str = "Product"  # `id` mode: "Product 1002"
-    item_template: str = "{title}"  # `template` mode, over catalog fields
-    time: Literal["none", "absolute", "relative"] = "relative"
-    absolute_format: str = "%Y-%m-%d %H:%M"
-    timezone: str = "UTC"  # `absolute` times are shown in this zone (e.g. Asia/Shanghai for Taobao)
-    session_breaks: bool = True
-    session_phrase: str = "New visit"  # opens the first event of each later visit
-    repeat_shortcut: bool = True  # "added it to cart" when the item repeats
-    # before each later visit, what a tree would count so far: " So far: 12 views, 3 carts,
-    # 1 purchase; last purchase 5 days ago." (events strictly before the visit's first event)
-    summaries: bool = False
-    # what an event was worth, before its full stop where the price is known (evtlm.ingest.money): a
-    # template over {price}, {quantity} and {amount} (price x quantity), e.g. " for £{amount:.2f}"
-    # or " ({quantity:g} x £{price:.2f})"; null: no money in the text
-    amount: str | None = None
-    amount_actions: list[Action] = Field(default_factory=lambda: ["cart", "purchase", "return"])  # which events carry it
+        },
+        description="phrase per action; {item} is the rendered item")
+    item: Literal["id", "title", "template", "token"] = Field(
+        "id",
+        description="how an item is written: id (\"Product 1002\": item_prefix + id), title (the catalog title), template "
+                    "(item_template over catalog fields), token (<item_1002>: set by model.item_tokens)")
+    item_prefix: str = Field("Product", description="`id` mode: \"Product 1002\"")
+    item_template: str = Field("{title}", description="`template` mode, over catalog fields")
+    time: Literal["none", "absolute", "relative"] = Field(
+        "relative",
+        description="none; absolute (absolute_format); relative gaps in words (\"3 minutes later\", \"the next day\")")
+    absolute_format: str = Field("%Y-%m-%d %H:%M", description="strftime format of `absolute` times")
+    timezone: str = Field("UTC", description="`absolute` times are shown in this zone (e.g. Asia/Shanghai for Taobao)")
+    session_breaks: bool = Field(True, description="mark the start of each later visit with session_phrase")
+    session_phrase: str = Field("New visit", description="opens the first event of each later visit")
+    repeat_shortcut: bool = Field(True, description="\"added it to cart\" when the item repeats")
+    summaries: bool = Field(
+        False,
+        description="before each later visit, what a tree would count so far: \" So far: 12 views, 3 carts, 1 purchase; last "
+                    "purchase 5 days ago.\" (events strictly before the visit's first event)")
+    amount: str | None = Field(
+        None,
+        description="what an event was worth, before its full stop where the price is known (evtlm.ingest.money): a template "
+                    "over {price}, {quantity} and {amount} (price x quantity), e.g. ' for £{amount:.2f}' or "
+                    "' ({quantity:g} x £{price:.2f})'; null: no money in the text")
+    amount_actions: list[Action] = Field(
+        default_factory=lambda: ["cart", "purchase", "return"],
+        description="which events carry it")
 
     @field_validator("amount")
     @classmethod
@@ -224,50 +246,60 @@ class VerbalizeConfig(Section):
 class TaskConfig(Section):
     """What is predicted. Each task owns its prompt, label space and metrics (evtlm.tasks)."""
 
-    name: Literal["next_action", "next_item", "purchase", "pretrain"] = "purchase"
-    level: Literal["user", "session"] = "user"  # purchase only
-    horizon_days: float = Field(7.0, gt=0)  # purchase (user level): buys within H after cutoff
-    # purchase (user level): days between training cutoffs, each labelled over its full horizon
-    # inside the training window. None: one every horizon_days. Denser cutoffs give every user
-    # more labels (the stream formulation reads them all in one pass per window)
-    cutoff_every_days: float | None = Field(None, gt=0)
-    min_history: int = Field(1, ge=1)  # events a prompt needs at least
-    examples_per_user: int | None = Field(None, ge=1)  # cap on training examples per user (latest); valid/test keep all
-    target_actions: list[Action] | None = None  # next_*: only these events are targets; None: all
-    max_tokens: int = Field(512, ge=16)  # context budget; oldest events are dropped first
-    # stream: one forward pass over a window of the user's events supervises every target in it
-    # (evtlm.data.stream; next_item, next_action, purchase); example: one prompt per target with a
-    # question. auto: stream for next_item (with item tokens) and next_action, example otherwise
-    formulation: Literal["auto", "stream", "example"] = "auto"
-    # stream evaluation: share of a window kept as context before any target it reads
-    stream_min_context: float = Field(0.5, ge=0, lt=1)
+    name: Literal["next_action", "next_item", "purchase", "pretrain"] = Field(
+        "purchase",
+        description="what is predicted: next_action, next_item, purchase (yes/no), pretrain (LM on event text)")
+    level: Literal["user", "session"] = Field("user", description="purchase only")
+    horizon_days: float = Field(7.0, gt=0, description="purchase (user level): buys within H after cutoff")
+    cutoff_every_days: float | None = Field(
+        None, gt=0,
+        description="purchase (user level): days between training cutoffs, each labelled over its full horizon inside the "
+                    "training window. None: one every horizon_days. Denser cutoffs give every user more labels (the stream "
+                    "formulation reads them all in one pass per window)")
+    min_history: int = Field(1, ge=1, description="events a prompt needs at least")
+    examples_per_user: int | None = Field(
+        None, ge=1,
+        description="cap on training examples per user (latest); valid/test keep all")
+    target_actions: list[Action] | None = Field(None, description="next_*: only these events are targets; None: all")
+    max_tokens: int = Field(512, ge=16, description="context budget; oldest events are dropped first")
+    formulation: Literal["auto", "stream", "example"] = Field(
+        "auto",
+        description="stream: one forward pass over a window of the user's events supervises every target in it "
+                    "(evtlm.data.stream; next_item, next_action, purchase); example: one prompt per target with a question. "
+                    "auto: stream for next_item (with item tokens) and next_action, example otherwise")
+    stream_min_context: float = Field(
+        0.5, ge=0, lt=1,
+        description="stream evaluation: share of a window kept as context before any target it reads")
 
 
 class SplitConfig(Section):
     """Leakage-safe splits: global time windows (default) or leave-one-out."""
 
-    method: Literal["time", "leave_one_out"] = "time"
-    valid_days: float = Field(7.0, gt=0)
-    test_days: float = Field(7.0, gt=0)
+    method: Literal["time", "leave_one_out"] = Field(
+        "time",
+        description="time: global cutoffs (train < valid < test windows); leave_one_out: last event per user is test")
+    valid_days: float = Field(7.0, gt=0, description="length of the validation window before the test window (time split)")
+    test_days: float = Field(7.0, gt=0, description="length of the test window at the end of the log (time split)")
 
 
 # ------------------------------------------------------------------------------ model and lora
 class ScratchConfig(Section):
     """Size of the GPT-2 built from scratch when the base cannot be loaded."""
 
-    n_layer: int = Field(4, ge=1)
-    n_head: int = Field(4, ge=1)
-    n_embd: int = Field(128, ge=8)
-    n_positions: int = Field(512, ge=16)
-    vocab_size: int = Field(2048, ge=300)
-    pretrain_epochs: float = Field(1.0, ge=0)
-    pretrain_max_steps: int | None = Field(None, ge=1)
-    pretrain_lr: float = Field(1e-3, gt=0)
-    pretrain_block: int = Field(256, ge=8)  # tokens per pretraining row (chunks of whole streams)
-    pretrain_batch_size: int = Field(16, ge=1)
-    dropout: float = Field(0.1, ge=0, lt=1)  # residual and embedding dropout
-    # attention-probability dropout; 0 lets CPU attention use its fused kernel (5x faster)
-    attn_dropout: float = Field(0.0, ge=0, lt=1)
+    n_layer: int = Field(4, ge=1, description="transformer blocks of the scratch GPT-2")
+    n_head: int = Field(4, ge=1, description="attention heads (must divide n_embd)")
+    n_embd: int = Field(128, ge=8, description="hidden size")
+    n_positions: int = Field(512, ge=16, description="longest context in tokens (keep >= task.max_tokens)")
+    vocab_size: int = Field(2048, ge=300, description="byte-level BPE vocabulary trained on the training-split text")
+    pretrain_epochs: float = Field(1.0, ge=0, description="passes of causal-LM pretraining over the training event text")
+    pretrain_max_steps: int | None = Field(None, ge=1, description="caps pretraining steps (overrides pretrain_epochs)")
+    pretrain_lr: float = Field(1e-3, gt=0, description="pretraining learning rate")
+    pretrain_block: int = Field(256, ge=8, description="tokens per pretraining row (chunks of whole streams)")
+    pretrain_batch_size: int = Field(16, ge=1, description="pretraining rows per step")
+    dropout: float = Field(0.1, ge=0, lt=1, description="residual and embedding dropout")
+    attn_dropout: float = Field(
+        0.0, ge=0, lt=1,
+        description="attention-probability dropout; 0 lets CPU attention use its fused kernel (5x faster)")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> ScratchConfig:
@@ -276,72 +308,100 @@ class ScratchConfig(Section):
 
 
 class ModelConfig(Section):
-    base: str = "gpt2"  # HF hub id, local directory of a causal LM, or a named base (smollm2-135m: make base-smollm2)
-    tokenizer: str | None = None  # defaults to `base`
-    when_unavailable: Literal["error", "scratch"] = "error"
+    """The model: its base causal LM (a hub id, a local directory or a named base), the scratch
+    fallback, item tokens and the stream read-out."""
+
+    base: str = Field(
+        "gpt2",
+        description="HF hub id, local directory of a causal LM, or a named base (smollm2-135m: make base-smollm2)")
+    tokenizer: str | None = Field(None, description="defaults to `base`")
+    when_unavailable: Literal["error", "scratch"] = Field(
+        "error",
+        description="error: stop when the base cannot be loaded (offline); scratch: build, pretrain and use a small GPT-2 "
+                    "(model.scratch) with a tokenizer trained on the training events")
     scratch: ScratchConfig = Field(default_factory=ScratchConfig)
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    # one token per catalog item (<item_1002>), the catalog ranked by one product; None: on for
-    # next_item unless task.formulation is example
-    item_tokens: bool | None = None
-    # next_item stream: a learned pointer over the items already in the history, mixed with the
-    # catalog distribution (evtlm.train.stream_model); None: on for next_item streams
-    copy_path: bool | None = None
-    # copy path, training: weight of the catalog head's own NLL added to the mixture's, so it learns
-    # every next item and not only those the pointer cannot copy (0: the mixture alone); scoring unchanged
-    explore_loss: float = Field(1.0, ge=0)
-    # stream: counts and recency of the history read by a small MLP into every answer's logit
-    # (next_action: last actions, action counts, a returning item, the last gap, and per target the
-    # next_action gbt's own inputs; purchase: the gbt's RFM features as of each cutoff); None: on
-    # for next_action and purchase streams
-    history_features: bool | None = None
-    # purchase and next_action streams: each per-target feature also enters that MLP piecewise-linearly over this many
-    # quantile bins of the training targets (evtlm.train.stream_model.piecewise_linear), beside its
-    # standardised value: an MLP then bends at the values a tree would split on. 0: the
-    # standardised values only. Test ROC-AUC, seeds 0 / 1 / 2: synthetic shop 0 bins 0.841 / 0.835 /
-    # 0.838, 8 bins 0.845 / 0.843 / 0.844, 16 bins 0.846 / 0.844 (gbt 0.836)
-    feature_bins: int = Field(16, ge=0, le=256)
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
+        "auto",
+        description="dtype the base weights are loaded in; auto: the library's default")
+    item_tokens: bool | None = Field(
+        None,
+        description="one token per catalog item (<item_1002>), the catalog ranked by one product; None: on for next_item unless "
+                    "task.formulation is example")
+    copy_path: bool | None = Field(
+        None,
+        description="next_item stream: a learned pointer over the items already in the history, mixed with the catalog "
+                    "distribution (evtlm.train.stream_model); None: on for next_item streams")
+    explore_loss: float = Field(
+        1.0, ge=0,
+        description="copy path, training: weight of the catalog head's own NLL added to the mixture's, so it learns every next "
+                    "item and not only those the pointer cannot copy (0: the mixture alone); scoring unchanged")
+    history_features: bool | None = Field(
+        None,
+        description="stream: counts and recency of the history read by a small MLP into every answer's logit (next_action: last "
+                    "actions, action counts, a returning item, the last gap, and per target the next_action gbt's own inputs; "
+                    "purchase: the gbt's RFM features as of each cutoff); None: on for next_action and purchase streams")
+    feature_bins: int = Field(
+        16, ge=0, le=256,
+        description="purchase and next_action streams: each per-target feature also enters that MLP piecewise-linearly over "
+                    "this many quantile bins of the training targets (evtlm.train.stream_model.piecewise_linear), beside its "
+                    "standardised value: an MLP then bends at the values a tree would split on. 0: the standardised values "
+                    "only. Test ROC-AUC, seeds 0 / 1 / 2: synthetic shop 0 bins 0.841 / 0.835 / 0.838, 8 bins 0.845 / 0.843 / "
+                    "0.844, 16 bins 0.846 / 0.844 (gbt 0.836)")
 
 
 class LoraConfig(Section):
-    enabled: bool = True  # False: full fine-tuning
-    r: int = Field(8, ge=1)
-    alpha: int = Field(16, ge=1)
-    dropout: float = Field(0.05, ge=0, lt=1)
-    # None: the base architecture's projections (evtlm.train.modeling.lora_targets): GPT-2 c_attn, c_proj,
-    # c_fc; Llama q/k/v/o_proj, gate/up/down_proj. The run's resolved recipe records the ones used
-    target_modules: list[str] | None = None
-    # A scratch base (model.when_unavailable=scratch) is tiny and was pretrained minutes ago:
-    # train all its weights. Measured on the synthetic purchase task, LoRA on it learned nothing
-    # (test AUC 0.47-0.55) where full fine-tuning reached 0.61 in the same 300 steps.
-    full_finetune_scratch: bool = True
+    """The LoRA adapter (peft): rank, scaling, dropout and which modules it wraps."""
+
+    enabled: bool = Field(True, description="False: full fine-tuning")
+    r: int = Field(8, ge=1, description="LoRA rank")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r)")
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the LoRA input")
+    target_modules: list[str] | None = Field(
+        None,
+        description="None: the base architecture's projections (evtlm.train.modeling.lora_targets): GPT-2 c_attn, c_proj, c_fc; "
+                    "Llama q/k/v/o_proj, gate/up/down_proj. The run's resolved recipe records the ones used")
+    full_finetune_scratch: bool = Field(
+        True,
+        description="A scratch base (model.when_unavailable=scratch) is tiny and was pretrained minutes ago: train all its "
+                    "weights. Measured on the synthetic purchase task, LoRA on it learned nothing (test AUC 0.47-0.55) where "
+                    "full fine-tuning reached 0.61 in the same 300 steps.")
 
 
 # ----------------------------------------------------------------------------------- training
 class TrainConfig(Section):
-    seed: int = 42
-    epochs: float = Field(1.0, gt=0)
-    max_steps: int | None = Field(None, ge=1)  # overrides epochs when set
-    batch_size: int = Field(16, ge=1)
-    grad_accum: int = Field(1, ge=1)
-    lr: float = Field(2e-4, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
-    warmup_ratio: float = Field(0.05, ge=0, le=1)
-    schedule: Literal["cosine", "linear", "constant"] = "cosine"
-    max_grad_norm: float | None = Field(1.0, gt=0)
-    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = "auto"
-    batching: Literal["length_grouped", "packed", "plain"] = "length_grouped"
-    eval_every: int = Field(200, ge=1)  # optimizer steps
-    save_every: int = Field(200, ge=1)
-    early_stopping_patience: int | None = Field(3, ge=1)  # evaluations without improvement
-    log_every: int = Field(10, ge=1)
-    max_eval_examples: int | None = Field(2000, ge=1)  # cap on valid examples per evaluation
-    # stream next_item: softmax over the batch's answers plus this many uniformly drawn items
-    # when the label space is larger (training only; evaluation ranks the whole catalog); None: full
-    negatives: int | None = Field(None, ge=1)
-    # torch CPU threads for the whole run (None: torch's default). Small models gain little from
-    # more, and two runs sharing 2 cores at 2 threads each ran 3-5x slower than at 1 thread each
-    threads: int | None = Field(None, ge=1)
+    """The one training loop (evtlm.train.fit): schedule, batching, evaluation and checkpoints."""
+
+    seed: int = Field(42, description="seeds data order, dropout and initialisation")
+    epochs: float = Field(1.0, gt=0, description="passes over the training examples")
+    max_steps: int | None = Field(None, ge=1, description="overrides epochs when set")
+    batch_size: int = Field(16, ge=1, description="examples per process per step")
+    grad_accum: int = Field(
+        1, ge=1,
+        description="steps accumulated per optimizer update (effective batch = batch_size x grad_accum x processes)")
+    lr: float = Field(2e-4, gt=0, description="peak learning rate (AdamW)")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    warmup_ratio: float = Field(0.05, ge=0, le=1, description="share of optimizer steps with a linear warmup")
+    schedule: Literal["cosine", "linear", "constant"] = Field("cosine", description="learning-rate schedule after warmup")
+    max_grad_norm: float | None = Field(1.0, gt=0, description="gradient clipping norm (None: no clipping)")
+    mixed_precision: Literal["auto", "no", "bf16", "fp16"] = Field(
+        "auto",
+        description="auto: bf16 on a GPU that supports it, else full precision")
+    batching: Literal["length_grouped", "packed", "plain"] = Field(
+        "length_grouped",
+        description="length_grouped: similar lengths per batch; packed: several examples per row, kept apart; plain")
+    eval_every: int = Field(200, ge=1, description="optimizer steps")
+    save_every: int = Field(200, ge=1, description="optimizer steps between checkpoints (for --resume)")
+    early_stopping_patience: int | None = Field(3, ge=1, description="evaluations without improvement")
+    log_every: int = Field(10, ge=1, description="optimizer steps between log lines (train_log.csv, TensorBoard)")
+    max_eval_examples: int | None = Field(2000, ge=1, description="cap on valid examples per evaluation")
+    negatives: int | None = Field(
+        None, ge=1,
+        description="stream next_item: softmax over the batch's answers plus this many uniformly drawn items when the label "
+                    "space is larger (training only; evaluation ranks the whole catalog); None: full")
+    threads: int | None = Field(
+        None, ge=1,
+        description="torch CPU threads for the whole run (None: torch's default). Small models gain little from more, and two "
+                    "runs sharing 2 cores at 2 threads each ran 3-5x slower than at 1 thread each")
 
     @field_validator("mixed_precision", mode="before")
     @classmethod
@@ -353,41 +413,50 @@ class TrainConfig(Section):
 
 # ------------------------------------------------------------------------- decode, eval, output
 class DecodeConfig(Section):
-    method: Literal["auto", "first_token", "sequence", "beam"] = "auto"
-    top_k: int = Field(10, ge=1)
-    num_beams: int = Field(20, ge=1)
-    batch_size: int = Field(32, ge=1)
-    exclude_history_items: bool = False
-    # auto: score every item exactly up to this catalog size, trie beam search above it
-    exhaustive_max_items: int = Field(256, ge=1)
-    # score answer + eos (what closed-task training appends), so " Product 100" cannot win
-    # over " Product 1002" merely by being a prefix of it: pass end_id=tokenizer.eos_token_id
-    score_eos: bool = True
+    """How answers are read from the model, always inside the task's label space."""
+
+    method: Literal["auto", "first_token", "sequence", "beam"] = Field(
+        "auto",
+        description="auto: first-token softmax for closed sets, exact scoring or trie beam search for items")
+    top_k: int = Field(10, ge=1, description="items returned per user (next_item)")
+    num_beams: int = Field(20, ge=1, description="beams of the trie-constrained search (at least top_k)")
+    batch_size: int = Field(32, ge=1, description="prompts per forward pass")
+    exclude_history_items: bool = Field(False, description="next_item: never recommend an item already in the user's history")
+    exhaustive_max_items: int = Field(
+        256, ge=1,
+        description="auto: score every item exactly up to this catalog size, trie beam search above it")
+    score_eos: bool = Field(
+        True,
+        description="score answer + eos (what closed-task training appends), so ' Product 100' cannot win over "
+                    "' Product 1002' merely by being a prefix of it: pass end_id=tokenizer.eos_token_id")
 
 
 class SasrecConfig(Section):
     """The SASRec baseline (next_item): see `evtlm.evaluate.sasrec` for what these defaults were tuned on."""
 
-    dim: int = Field(64, ge=8)
-    max_len: int = Field(50, ge=2)
-    blocks: int = Field(2, ge=1)
-    heads: int = Field(2, ge=1)
-    dropout: float = Field(0.2, ge=0, lt=1)
-    lr: float = Field(3e-3, gt=0)
-    batch_size: int = Field(128, ge=1)
-    epochs: int = Field(30, ge=1)  # at most; early stopping usually ends sooner
-    patience: int = Field(3, ge=1)  # epochs without a better validation NDCG@10
-    # sampled softmax (catalogs over full_softmax_items): uniform negatives shared by a batch.
-    # 256 -> 1000 -> 2000 on Taobao (54k items): HR@10 0.125 -> 0.130 -> 0.131, CPU 45 -> 62 -> 106 s
-    negatives: int = Field(2000, ge=1)
-    # catalog size up to which the loss is a full softmax (chunked: memory stays small). Its cost
-    # is targets x items per epoch, ~15 ns each on one core: 54k items x 84k targets ~70 s/epoch
-    full_softmax_items: int = Field(10_000, ge=1)
-    valid_users: float = Field(0.1, gt=0, lt=1)  # share of users whose last training item validates
-    # torch CPU threads while fitting/scoring (None: torch's default). 1 by default: a model this
-    # small gains little from more, and on a shared machine OpenMP contention made fits 10x slower
-    threads: int | None = Field(1, ge=1)
-    seed: int = 42
+    dim: int = Field(64, ge=8, description="embedding size")
+    max_len: int = Field(50, ge=2, description="latest items per history")
+    blocks: int = Field(2, ge=1, description="self-attention blocks")
+    heads: int = Field(2, ge=1, description="attention heads")
+    dropout: float = Field(0.2, ge=0, lt=1, description="dropout")
+    lr: float = Field(3e-3, gt=0, description="Adam learning rate")
+    batch_size: int = Field(128, ge=1, description="sequences per step")
+    epochs: int = Field(30, ge=1, description="at most; early stopping usually ends sooner")
+    patience: int = Field(3, ge=1, description="epochs without a better validation NDCG@10")
+    negatives: int = Field(
+        2000, ge=1,
+        description="sampled softmax (catalogs over full_softmax_items): uniform negatives shared by a batch. 256 -> 1000 -> "
+                    "2000 on Taobao (54k items): HR@10 0.125 -> 0.130 -> 0.131, CPU 45 -> 62 -> 106 s")
+    full_softmax_items: int = Field(
+        10_000, ge=1,
+        description="catalog size up to which the loss is a full softmax (chunked: memory stays small). Its cost is targets x "
+                    "items per epoch, ~15 ns each on one core: 54k items x 84k targets ~70 s/epoch")
+    valid_users: float = Field(0.1, gt=0, lt=1, description="share of users whose last training item validates")
+    threads: int | None = Field(
+        1, ge=1,
+        description="torch CPU threads while fitting/scoring (None: torch's default). 1 by default: a model this small gains "
+                    "little from more, and on a shared machine OpenMP contention made fits 10x slower")
+    seed: int = Field(42, description="seed of initialisation and sampling")
 
     @model_validator(mode="after")
     def _heads_divide_width(self) -> SasrecConfig:
@@ -398,39 +467,46 @@ class SasrecConfig(Section):
 class GbtConfig(Section):
     """The gradient-boosted trees baseline of purchase, sklearn HistGradientBoostingClassifier."""
 
-    max_iter: int = Field(300, ge=1)
-    learning_rate: float = Field(0.05, gt=0)
-    max_leaf_nodes: int = Field(31, ge=2)
-    l2_regularization: float = Field(1.0, ge=0)
-    # OpenMP threads (None: sklearn's default). 1 by default: on 6.5k examples it fit in 0.8 s
-    # against 17 s with 2 contended threads; set None for millions of examples on many cores
-    threads: int | None = Field(1, ge=1)
-    seed: int = 42
+    max_iter: int = Field(300, ge=1, description="boosting iterations")
+    learning_rate: float = Field(0.05, gt=0, description="boosting learning rate")
+    max_leaf_nodes: int = Field(31, ge=2, description="leaves per tree")
+    l2_regularization: float = Field(1.0, ge=0, description="L2 penalty on leaf values")
+    threads: int | None = Field(
+        1, ge=1,
+        description="OpenMP threads (None: sklearn's default). 1 by default: on 6.5k examples it fit in 0.8 s against 17 s with "
+                    "2 contended threads; set None for millions of examples on many cores")
+    seed: int = Field(42, description="seed of the model")
 
 
 class ActionGbtConfig(GbtConfig):
     """The gradient-boosted trees baseline of next_action (multiclass, on the last events' features)."""
 
-    # boosting iterations (early stopping on 10% of training cuts them short); slower, smaller trees
-    # than purchase's: on the Taobao next-action split (51k training examples, 3 seeds) 600 x 0.03 with
-    # 15 leaves beat 300 x 0.05 with 31 on validation log loss (0.379 vs 0.383)
-    max_iter: int = Field(600, ge=1)
-    learning_rate: float = Field(0.03, gt=0)  # boosting learning rate
-    max_leaf_nodes: int = Field(15, ge=2)  # leaves per tree
+    max_iter: int = Field(
+        600, ge=1,
+        description="boosting iterations (early stopping on 10% of training cuts them short); slower, smaller trees than "
+                    "purchase's: on the Taobao next-action split (51k training examples, 3 seeds) 600 x 0.03 with 15 leaves "
+                    "beat 300 x 0.05 with 31 on validation log loss (0.379 vs 0.383)")
+    learning_rate: float = Field(0.03, gt=0, description="boosting learning rate")
+    max_leaf_nodes: int = Field(15, ge=2, description="leaves per tree")
+    seed: int = Field(42, description="seed of the model (and of the early-stopping hold-out)")
 
 
 class EvalConfig(Section):
-    split: Literal["valid", "test"] = "test"
-    k: list[int] = Field(default_factory=lambda: [1, 5, 10, 20])
-    baselines: list[str] | None = None  # None: every baseline that fits the task
-    max_examples: int | None = Field(None, ge=1)  # seeded sample, the same examples for every method
-    # training-time task metric (early stopping): validation examples it is computed on, model only
-    fit_max_examples: int = Field(500, ge=1)
-    ece_bins: int = Field(10, ge=2)
-    # purchase: the calibrator fitted on validation (evtlm.evaluate.calibration). auto: the identity,
-    # temperature or Platt scaling, whichever has the lowest 5-fold cross-fitted log loss within
-    # validation; temperature rescales the logit, platt also shifts it to validation's buy rate
-    calibration: Literal["auto", "temperature", "platt"] = "auto"
+    """Evaluation beside the baselines: split, cut-offs, which baselines, calibration."""
+
+    split: Literal["valid", "test"] = Field("test", description="split `evtlm evaluate` and the final evaluation score")
+    k: list[int] = Field(default_factory=lambda: [1, 5, 10, 20], description="cut-offs of HR@K, NDCG@K, MRR@K")
+    baselines: list[str] | None = Field(None, description="None: every baseline that fits the task")
+    max_examples: int | None = Field(None, ge=1, description="seeded sample, the same examples for every method")
+    fit_max_examples: int = Field(
+        500, ge=1,
+        description="training-time task metric (early stopping): validation examples it is computed on, model only")
+    ece_bins: int = Field(10, ge=2, description="bins of the expected calibration error and the reliability diagram")
+    calibration: Literal["auto", "temperature", "platt"] = Field(
+        "auto",
+        description="purchase: the calibrator fitted on validation (evtlm.evaluate.calibration). auto: the identity, "
+                    "temperature or Platt scaling, whichever has the lowest 5-fold cross-fitted log loss within validation; "
+                    "temperature rescales the logit, platt also shifts it to validation's buy rate")
     sasrec: SasrecConfig = Field(default_factory=SasrecConfig)
     gbt: GbtConfig = Field(default_factory=GbtConfig)
     gbt_action: ActionGbtConfig = Field(default_factory=ActionGbtConfig)
@@ -445,16 +521,20 @@ class EvalConfig(Section):
 
 
 class OutputConfig(Section):
-    dir: str = "runs"
-    name: str | None = None  # defaults to the recipe file's stem
-    overwrite: bool = False
+    """Where the run directory goes."""
+
+    dir: str = Field("runs", description="where run directories go")
+    name: str | None = Field(None, description="defaults to the recipe file's stem")
+    overwrite: bool = Field(
+        False,
+        description="replace an existing run directory (otherwise an existing run is an error unless --resume)")
 
 
 class Recipe(Section):
     """A whole recipe. Every section has defaults; a YAML file overrides what it names."""
 
-    name: str | None = None
-    description: str | None = None
+    name: str | None = Field(None, description="run name; defaults to the recipe file's stem (runs/<name>/)")
+    description: str | None = Field(None, description="free text, shown in the run card")
     data: DataConfig = Field(default_factory=DataConfig)
     verbalize: VerbalizeConfig = Field(default_factory=VerbalizeConfig)
     task: TaskConfig = Field(default_factory=TaskConfig)

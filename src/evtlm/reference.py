@@ -1,9 +1,10 @@
 """The recipe reference, generated from the schema (`evtlm.recipe`) so it cannot drift from it.
 
 Every key of a recipe is listed with its type (constraints included), its default and what it
-means. The meaning is the field's pydantic ``description`` when it has one, else the source
-comments the schema carries for it (the comment lines right above the field and the comment at
-the end of its line), so the schema stays the one place a setting is documented.
+means, all read from the pydantic schema itself: ``model_json_schema()`` gives each field's type,
+bounds, default and ``Field(description=...)``, and each section's own docstring (its JSON
+schema ``description``) heads its table. No source is read: a setting is documented where it is
+declared, in its ``Field``.
 
 The README holds the reference between two markers; regenerate it after changing the schema::
 
@@ -24,27 +25,21 @@ The README holds the reference between two markers; regenerate it after changing
 from __future__ import annotations
 
 import argparse
-import ast
 import difflib
-import inspect
-import io
 import json
 import re
 import sys
-import textwrap
-import tokenize
-import types
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Any
 
 from pydantic import BaseModel
 from pydantic_core import PydanticUndefined
 
 from evtlm.errors import EvtlmError
 
-__all__ = ["NOTES", "FieldDoc", "field_rows", "walk_sections", "recipe_reference", "replace_block", "stale_lines",
+__all__ = ["FieldDoc", "field_rows", "walk_sections", "recipe_reference", "replace_block", "stale_lines",
            "MARK_START", "MARK_END"]
 
 MARK_START = "<!-- recipe-reference:start -->"
@@ -66,190 +61,40 @@ class FieldDoc:
     meaning: str
 
 
-# ------------------------------------------------------------------------------ source comments
-def _class_comments(cls: type) -> dict[str, str]:
-    """field name -> the comments written for it in ``cls``'s own source (empty if unavailable).
-
-    A field's comment is the block of comment-only lines directly above it plus the comment at
-    the end of its own lines: ``max_steps: int | None = None  # overrides epochs when set``.
-    """
-    try:
-        lines, _ = inspect.getsourcelines(cls)
-    except (OSError, TypeError):  # built in a REPL or by create_model: no source to read
-        return {}
-    src = textwrap.dedent("".join(lines))
-    comments: dict[int, str] = {}  # line number (1-based, within src) -> comment text
-    code: set[int] = set()  # lines holding code tokens
-    skip = {tokenize.NL, tokenize.NEWLINE, tokenize.INDENT, tokenize.DEDENT, tokenize.ENDMARKER, tokenize.COMMENT}
-    for tok in tokenize.generate_tokens(io.StringIO(src).readline):
-        if tok.type == tokenize.COMMENT:
-            comments[tok.start[0]] = tok.string.lstrip("#").strip()
-        elif tok.type not in skip:
-            code.update(range(tok.start[0], tok.end[0] + 1))
-    out: dict[str, str] = {}
-    for node in ast.parse(src).body[0].body:  # the class body
-        if not (isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)):
-            continue
-        above: list[str] = []
-        line = node.lineno - 1
-        while line in comments and line not in code:
-            above.insert(0, comments[line])
-            line -= 1
-        own = [comments[n] for n in range(node.lineno, (node.end_lineno or node.lineno) + 1) if n in comments]
-        out[node.target.id] = " ".join(above + own)
-    return out
-
-
-def _comments(model: type[BaseModel]) -> dict[str, str]:
-    """Comments of every field of ``model``, inherited ones included (the subclass wins)."""
-    merged: dict[str, str] = {}
-    for cls in reversed(model.__mro__):
-        if isinstance(cls, type) and issubclass(cls, BaseModel) and cls is not BaseModel:
-            merged.update(_class_comments(cls))
-    return merged
-
-
-# Meanings for keys the schema leaves uncommented. The schema's own description or comment always
-# wins (add one there and the entry here is no longer used); a key here that the schema lost is
-# an error (test_reference_notes_name_real_keys), so this table cannot outlive a field.
-NOTES: dict[str, str] = {
-    "name": "run name; defaults to the recipe file's stem (runs/<name>/)",
-    "description": "free text, shown in the run card",
-    "data.format": "file format; auto: from the extension (.csv, .tsv, .parquet, .jsonl, optionally .gz)",
-    "data.delimiter": "field separator of CSV/TSV; None: sniffed",
-    "data.has_header": "false for a header-less file (then give data.column_names)",
-    "data.session_gap_minutes": "a gap longer than this starts a new visit (when the log has no session column)",
-    "data.dedupe": "drop exact duplicate rows (counted in the data report)",
-    "data.on_bad_rows": "error: stop at bad rows (file, rows, column, value); skip: drop and count them by reason",
-    "data.catalog": "an item catalog file (titles, categories, prices) for `verbalize.item: title | template`",
-    "data.columns.user": "raw column of the user id",
-    "data.columns.item": "raw column of the item id (None: a log without items)",
-    "data.columns.action": "raw column of the action (None: set data.constant_action)",
-    "data.columns.timestamp": "raw column of the event time",
-    "data.columns.session": "raw column of a session id (None: visits from data.session_gap_minutes)",
-    "data.timestamp.unit": "auto: unix s/ms/us/ns told apart by magnitude, or ISO strings",
-    "data.timestamp.timezone": "zone of naive timestamps",
-    "data.catalog.path": "the catalog file",
-    "data.catalog.item": "raw catalog column of the item id",
-    "data.catalog.format": "as data.format",
-    "data.catalog.delimiter": "as data.delimiter",
-    "data.synthetic.users": "simulated users",
-    "data.synthetic.items": "catalog size",
-    "data.synthetic.categories": "item categories",
-    "data.synthetic.days": "days simulated",
-    "data.synthetic.start": "first simulated day (ISO date)",
-    "data.synthetic.seed": "the same seed gives the same shop, byte for byte",
-    "verbalize.actor": "how a history opens; fields: {user_id}",
-    "verbalize.verbs": "phrase per action; {item} is the rendered item",
-    "verbalize.item": "id: item_prefix + id; title: the catalog title; template: item_template over catalog fields",
-    "verbalize.time": "none; absolute (absolute_format); relative gaps in words (\"3 minutes later\", \"the next day\")",
-    "verbalize.absolute_format": "strftime format of `absolute` times",
-    "verbalize.session_breaks": "mark the start of each later visit with session_phrase",
-    "task.name": "what is predicted: next_action, next_item, purchase (yes/no), pretrain (LM on event text)",
-    "split.method": "time: global cutoffs (train < valid < test windows); leave_one_out: last event per user is test",
-    "split.valid_days": "length of the validation window before the test window (time split)",
-    "split.test_days": "length of the test window at the end of the log (time split)",
-    "model.when_unavailable": "error: stop when the base cannot be loaded (offline); scratch: build, pretrain and use "
-                              "a small GPT-2 (model.scratch) with a tokenizer trained on the training events",
-    "model.dtype": "dtype the base weights are loaded in; auto: the library's default",
-    "model.scratch.n_layer": "transformer blocks of the scratch GPT-2",
-    "model.scratch.n_head": "attention heads (must divide n_embd)",
-    "model.scratch.n_embd": "hidden size",
-    "model.scratch.n_positions": "longest context in tokens (keep >= task.max_tokens)",
-    "model.scratch.vocab_size": "byte-level BPE vocabulary trained on the training-split text",
-    "model.scratch.pretrain_epochs": "passes of causal-LM pretraining over the training event text",
-    "model.scratch.pretrain_max_steps": "caps pretraining steps (overrides pretrain_epochs)",
-    "model.scratch.pretrain_lr": "pretraining learning rate",
-    "model.scratch.pretrain_batch_size": "pretraining rows per step",
-    "lora.r": "LoRA rank",
-    "lora.alpha": "LoRA scaling numerator (scale = alpha / r)",
-    "lora.dropout": "dropout on the LoRA input",
-    "lora.target_modules": "module names that get adapters; null: the base architecture's projections (GPT-2 c_attn, "
-                           "c_proj, c_fc; Llama q/k/v/o_proj, gate/up/down_proj), recorded in the run's resolved recipe",
-    "train.seed": "seeds data order, dropout and initialisation",
-    "train.epochs": "passes over the training examples",
-    "train.batch_size": "examples per process per step",
-    "train.grad_accum": "steps accumulated per optimizer update (effective batch = batch_size x grad_accum x processes)",
-    "train.lr": "peak learning rate (AdamW)",
-    "train.weight_decay": "AdamW weight decay",
-    "train.warmup_ratio": "share of optimizer steps with a linear warmup",
-    "train.schedule": "learning-rate schedule after warmup",
-    "train.max_grad_norm": "gradient clipping norm (None: no clipping)",
-    "train.mixed_precision": "auto: bf16 on a GPU that supports it, else full precision",
-    "train.batching": "length_grouped: similar lengths per batch; packed: several examples per row, kept apart; plain",
-    "train.save_every": "optimizer steps between checkpoints (for --resume)",
-    "train.log_every": "optimizer steps between log lines (train_log.csv, TensorBoard)",
-    "decode.method": "auto: first-token softmax for closed sets, exact scoring or trie beam search for items",
-    "decode.top_k": "items returned per user (next_item)",
-    "decode.num_beams": "beams of the trie-constrained search (at least top_k)",
-    "decode.batch_size": "prompts per forward pass",
-    "decode.exclude_history_items": "next_item: never recommend an item already in the user's history",
-    "eval.split": "split `evtlm evaluate` and the final evaluation score",
-    "eval.k": "cut-offs of HR@K, NDCG@K, MRR@K",
-    "eval.ece_bins": "bins of the expected calibration error and the reliability diagram",
-    "eval.sasrec.dim": "embedding size",
-    "eval.sasrec.max_len": "latest items per history",
-    "eval.sasrec.blocks": "self-attention blocks",
-    "eval.sasrec.heads": "attention heads",
-    "eval.sasrec.dropout": "dropout",
-    "eval.sasrec.lr": "Adam learning rate",
-    "eval.sasrec.batch_size": "sequences per step",
-    "eval.sasrec.full_softmax_items": "catalog size up to which the loss is a full softmax",
-    "eval.sasrec.seed": "seed of initialisation and sampling",
-    "eval.gbt.max_iter": "boosting iterations",
-    "eval.gbt.learning_rate": "boosting learning rate",
-    "eval.gbt.max_leaf_nodes": "leaves per tree",
-    "eval.gbt.l2_regularization": "L2 penalty on leaf values",
-    "eval.gbt.seed": "seed of the model",
-    "eval.gbt_action.l2_regularization": "L2 penalty on leaf values",
-    "eval.gbt_action.seed": "seed of the model (and of the early-stopping hold-out)",
-    "output.dir": "where run directories go",
-    "output.overwrite": "replace an existing run directory (otherwise an existing run is an error unless --resume)",
-}
-
-
 # ---------------------------------------------------------------------------------- rendering
-def _sections(tp: Any) -> list[type[BaseModel]]:
-    """The recipe sections (pydantic models) an annotation holds: ``X`` or ``X | None``."""
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
-        return [tp]
-    if get_origin(tp) in (Union, types.UnionType):
-        return [s for a in get_args(tp) for s in _sections(a)]
-    return []
+_JSON_TYPES = {"integer": "int", "number": "float", "string": "str", "boolean": "bool", "null": "null"}
+_BOUNDS = (("minimum", "≥"), ("exclusiveMinimum", ">"), ("maximum", "≤"), ("exclusiveMaximum", "<"))
 
 
-def type_text(tp: Any, action_values: Sequence[str] = ()) -> str:
-    """An annotation as short readable text; the action Literal is written ``action``.
+def type_text(prop: dict[str, Any], action_values: Sequence[str] = ()) -> str:
+    """A field's JSON schema as short readable text; the action enum is written ``action``.
 
-    >>> type_text(dict[str, list[int]] | None)
+    >>> type_text({"anyOf": [{"type": "object", "additionalProperties": {"type": "array", "items": {"type": "integer"}}},
+    ...                      {"type": "null"}]})
     'dict[str, list[int]] | null'
-    >>> type_text(Literal["a", "b"]), type_text(Literal["x", "y"], action_values=("x", "y"))
+    >>> type_text({"enum": ["a", "b"]}), type_text({"enum": ["x", "y"]}, action_values=("x", "y"))
     ("'a' | 'b'", 'action')
+    >>> type_text({"type": "integer", "minimum": 1})
+    'int ≥ 1'
     """
-    origin, args = get_origin(tp), get_args(tp)
-    if tp is type(None):
-        return "null"
-    if tp is Any:
-        return "any"
-    if origin is Literal:
-        return "action" if action_values and tuple(args) == tuple(action_values) else " | ".join(repr(a) for a in args)
-    if origin in (Union, types.UnionType):
-        return " | ".join(type_text(a, action_values) for a in args)
-    if origin is not None:
-        name = getattr(origin, "__name__", str(origin))
-        return f"{name}[{', '.join(type_text(a, action_values) for a in args)}]"
-    if isinstance(tp, type) and issubclass(tp, BaseModel):
+    if "anyOf" in prop:
+        return " | ".join(type_text(p, action_values) for p in prop["anyOf"])
+    if "$ref" in prop:
         return "section"
-    return getattr(tp, "__name__", str(tp))
-
-
-_BOUNDS = (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"))
-
-
-def _constraints(metadata: list[Any]) -> str:
-    """Numeric bounds of a field (``Field(ge=1, lt=1)``) as ``≥ 1, < 1``."""
-    parts = [f"{sign} {getattr(m, attr)}" for m in metadata for attr, sign in _BOUNDS if getattr(m, attr, None) is not None]
-    return ", ".join(parts)
+    if "enum" in prop:
+        values = tuple(prop["enum"])
+        return "action" if action_values and values == tuple(action_values) else " | ".join(repr(v) for v in values)
+    kind = prop.get("type")
+    if kind == "array":
+        text = f"list[{type_text(prop.get('items', {}), action_values)}]"
+    elif kind == "object":
+        keys = type_text(prop["propertyNames"], action_values) if "propertyNames" in prop else "str"
+        values = prop.get("additionalProperties", True)
+        text = f"dict[{keys}, {type_text(values, action_values) if isinstance(values, dict) else 'any'}]"
+    else:
+        text = _JSON_TYPES.get(kind, "any")
+    bounds = ", ".join(f"{sign} {prop[key]}" for key, sign in _BOUNDS if key in prop)
+    return f"{text} {bounds}" if bounds else text
 
 
 def default_text(value: Any) -> str:
@@ -265,26 +110,27 @@ def default_text(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def _is_section(prop: dict[str, Any]) -> bool:
+    return "$ref" in prop or any("$ref" in p for p in prop.get("anyOf", ()))
+
+
 def field_rows(model: type[BaseModel], prefix: str = "", action_values: Sequence[str] = ()) -> list[FieldDoc]:
-    """The rows of one section (not descending into sub-sections; see `recipe_reference`)."""
-    notes = _comments(model)
+    """The rows of one section (not descending into sub-sections; see `recipe_reference`), from
+    its JSON schema. A default built by a factory (a list, a dict) is absent from the JSON schema:
+    it is read from the field (``get_default``), which is the schema too."""
+    props = model.model_json_schema()["properties"]
     rows = []
-    for name, info in model.model_fields.items():
+    for name, prop in props.items():
         key = f"{prefix}.{name}" if prefix else name
-        subs = _sections(info.annotation)
-        if subs and info.default is None:  # an optional section: present or null
-            typ = "section | null"
-        elif subs:
-            continue  # an always-present section: it gets its own table
+        if _is_section(prop):
+            if "anyOf" not in prop:
+                continue  # an always-present section: it gets its own table
+            typ = "section | null"  # an optional section: present or null
         else:
-            typ = type_text(info.annotation, action_values)
-            bounds = _constraints(info.metadata)
-            if bounds:  # put the bounds on the non-null part: "int ≥ 1 | null"
-                head, sep, tail = typ.partition(" | null")
-                typ = f"{head} {bounds}{sep}{tail}"
-        default = default_text(info.get_default(call_default_factory=True))
-        meaning = info.description or notes.get(name) or NOTES.get(key, "")
-        rows.append(FieldDoc(key, typ, default, meaning))
+            typ = type_text(prop, action_values)
+        info = model.model_fields[name]
+        default = default_text(info.get_default(call_default_factory=True) if "default" not in prop else prop["default"])
+        rows.append(FieldDoc(key, typ, default, prop.get("description", "")))
     return rows
 
 
@@ -292,8 +138,10 @@ def walk_sections(model: type[BaseModel], prefix: str) -> list[tuple[str, type[B
     """Every section under ``model`` in schema order, depth first: (dotted prefix, model)."""
     out = [(prefix, model)]
     for name, info in model.model_fields.items():
-        for sub in _sections(info.annotation):
-            out += walk_sections(sub, f"{prefix}.{name}" if prefix else name)
+        annotation = info.annotation
+        for sub in (annotation, *getattr(annotation, "__args__", ())):  # X or X | None
+            if isinstance(sub, type) and issubclass(sub, BaseModel):
+                out += walk_sections(sub, f"{prefix}.{name}" if prefix else name)
     return out
 
 
@@ -312,7 +160,9 @@ def recipe_reference(recipe_model: type[BaseModel] | None = None) -> str:
     """
     if recipe_model is None:
         from evtlm.recipe import Recipe as recipe_model
-    actions = tuple(getattr(sys.modules.get(recipe_model.__module__), "ACTIONS", ()))
+    from evtlm.recipe import ACTIONS
+
+    actions = tuple(ACTIONS)
     out = [
         f"<!-- generated from the schema (src/evtlm/recipe.py) by `{REGENERATE}`; "
         "do not edit by hand: a test fails when this block is stale -->",
@@ -325,7 +175,8 @@ def recipe_reference(recipe_model: type[BaseModel] | None = None) -> str:
         rows = field_rows(model, prefix, actions)
         if not rows:
             continue
-        doc = " ".join((inspect.getdoc(model) or "").split("\n\n")[0].split())
+        # the section's own docstring (JSON schema "description"; never a base class's)
+        doc = " ".join((model.model_json_schema().get("description") or "").split("\n\n")[0].split())
         title = f"`{prefix}`" if prefix else "top level"
         out += ["", f"#### {title}" + (f" — {doc}" if doc and prefix else ""), "",
                 "| key | type | default | meaning |", "|---|---|---|---|"]
