@@ -24,10 +24,10 @@ import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 STAGES = ("ingest", "text", "tasks", "data", "train", "decode", "evaluate", "predict", "cli")
-FOUNDATION = ("errors", "recipe", "recipe_checks", "reference", "timeunits", "fsio", "sharded")
+FOUNDATION = ("errors", "recipe", "reference", "timeunits", "fsio", "sharded")
 REGISTRY_LOOKUPS = {
-    ("evtlm.recipe_checks", "evtlm.ingest.presets"): "data.preset and data.options are checked against PRESETS",
-    ("evtlm.recipe_checks", "evtlm.evaluate.baselines"): "eval.baselines are checked against BASELINES",
+    ("evtlm.recipe.checks", "evtlm.ingest.presets"): "data.preset and data.options are checked against PRESETS",
+    ("evtlm.recipe.checks", "evtlm.evaluate.baselines"): "eval.baselines are checked against BASELINES",
 }
 
 

@@ -61,7 +61,7 @@ def test_purchase_user_level_cutoffs_and_windows():
     assert a_valid["label"] == 1 and a_valid["target"] == " yes"  # bought on day 13, inside [12, 16)
     b_test = t[(t["user_id"] == "b") & (t["split"] == TEST)].iloc[0]
     assert b_test["label"] == 0 and "days later: will they buy within 4 days?" in b_test["question"]
-    # the combination fails when the recipe loads (evtlm.recipe_checks) ...
+    # the combination fails when the recipe loads (evtlm.recipe.checks) ...
     with pytest.raises(ValueError, match="got 'leave_one_out' with a user-level purchase task"):
         examples(EVENTS, task={"name": "purchase"}, split={"method": "leave_one_out"})
     # ... and the task still refuses sections put together without validation

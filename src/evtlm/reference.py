@@ -164,7 +164,7 @@ def recipe_reference(recipe_model: type[BaseModel] | None = None) -> str:
 
     actions = tuple(ACTIONS)
     out = [
-        f"<!-- generated from the schema (src/evtlm/recipe.py) by `{REGENERATE}`; "
+        f"<!-- generated from the schema (src/evtlm/recipe/) by `{REGENERATE}`; "
         "do not edit by hand: a test fails when this block is stale -->",
         "",
         "Every key a recipe YAML (or a `key.sub=value` override) may set. Unknown keys are errors. "

@@ -22,9 +22,9 @@ rees46         REES46 multi-category store (event_time, event_type, product_id, 
 >>> cfg.has_header, cfg.actions["pv"], cfg.start, cfg.end     # the recipe's start wins
 (False, 'view', '2017-11-27', '2017-12-04 00:00:00')
 
-A preset name or option that does not exist fails when the recipe loads (`evtlm.recipe_checks`):
+A preset name or option that does not exist fails when the recipe loads (`evtlm.recipe.checks`):
 
->>> from evtlm.recipe_checks import preset_problem
+>>> from evtlm.recipe.checks import preset_problem
 >>> preset_problem("taobo")
 "got 'taobo', expected a known preset: did you mean 'taobao'? valid: 'diginetica', 'evtlm_shop', 'online_retail', 'rees46', 'retailrocket', 'taobao', 'yoochoose'"
 
@@ -284,7 +284,7 @@ def _coerce(value: Any, default: Any, name: str, preset: str) -> Any:
 
 def resolve_data_config(cfg: DataConfig) -> DataConfig:
     """``cfg`` with its preset's defaults filled in under the fields the recipe set explicitly."""
-    # the preset's name and option names were checked when cfg was validated (evtlm.recipe_checks)
+    # the preset's name and option names were checked when cfg was validated (evtlm.recipe.checks)
     if cfg.preset is None:
         return cfg
     preset = get_preset(cfg.preset)

@@ -90,7 +90,9 @@ def preset_problem(name: str | None) -> str | None:
     """Why ``data.preset`` names no registered preset (None when it does, or is unset)."""
     if name is None:
         return None
-    from evtlm.ingest.presets import PRESETS  # lazy: presets import the readers, which import this schema
+    from evtlm.ingest.presets import (
+        PRESETS,  # lazy: presets import the readers, which import this schema
+    )
 
     if name in PRESETS:
         return None
