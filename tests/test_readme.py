@@ -17,7 +17,6 @@ How a command counts as covered (`COVERAGE`, first match wins; a command matchin
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
