@@ -28,6 +28,7 @@ FOUNDATION = ("errors", "recipe", "reference", "timeunits", "fsio", "sharded")
 REGISTRY_LOOKUPS = {
     ("evtlm.recipe.checks", "evtlm.ingest.presets"): "data.preset and data.options are checked against PRESETS",
     ("evtlm.recipe.checks", "evtlm.evaluate.baselines"): "eval.baselines are checked against BASELINES",
+    ("evtlm.recipe.checks", "evtlm.tasks"): "task.name and task.formulation are checked against TASKS",
 }
 
 

@@ -46,8 +46,18 @@ def test_cli_validate_exits_2_with_one_line_error(tmp_path: Path, capsys: pytest
 
 
 def test_literal_error_lists_allowed_values() -> None:
-    with pytest.raises(RecipeError, match=r"task.name: got 'nextitem', expected one of .*'next_item'"):
+    with pytest.raises(RecipeError, match=r"split.method: got 'leave-one-out', expected one of .*'leave_one_out'"):
+        load_recipe(None, ["split.method=leave-one-out"])
+
+
+def test_task_name_is_checked_against_the_task_registry() -> None:
+    """task.name is any registered task (evtlm.tasks.TASKS), not a list the schema repeats."""
+    with pytest.raises(RecipeError, match=r"task.name: got 'nextitem', expected a registered task: did you mean 'next_item'"):
         load_recipe(None, ["task.name=nextitem"])
+    from evtlm.recipe import TaskConfig
+    from evtlm.tasks import TASKS
+
+    assert TaskConfig.model_json_schema()["properties"]["name"]["enum"] == list(TASKS)
 
 
 def test_unknown_section_suggests_the_closest() -> None:
@@ -143,8 +153,8 @@ def test_every_semantic_check_names_field_value_and_expectation() -> None:
         "eval.k: got [0, 5], expected list lengths of at least 1 ([0] cannot rank anything)",
         "eval.sasrec.dim: got 30, expected a multiple of eval.sasrec.heads=4 (e.g. 28 or 32): each attention head "
         "gets dim / heads dimensions",
-        "task.formulation: got 'stream' for task pretrain, expected 'example' or 'auto' (streams are for next_item, "
-        "next_action and purchase)",
+        "task.formulation: got 'stream' for task pretrain, expected 'example' or 'auto' (streams are for next_action, "
+        "next_item, purchase)",
         "verbalize.timezone: unknown time zone 'Asia/Shangai' in verbalize.timezone, did you mean 'Asia/Shanghai'? "
         "(IANA names such as 'Asia/Shanghai', 'Europe/London', 'UTC')",
     ]

@@ -230,14 +230,34 @@ def _context_problems(task: Any, model: Any) -> list[InitErrorDetails]:
     return out
 
 
+def task_problem(name: str) -> str | None:
+    """Why ``task.name`` names no registered task (`evtlm.tasks.TASKS`), or None."""
+    from evtlm.tasks import TASKS  # lazy: the registry imports this schema
+
+    if name in TASKS:
+        return None
+    return f"got {name!r}, expected a registered task: {did_you_mean(name, TASKS, always_list=True)}"
+
+
+def task_names(schema: dict[str, Any]) -> None:
+    """The JSON schema (and so the README's reference) of ``task.name``: the registered tasks."""
+    from evtlm.tasks import TASKS
+
+    schema["enum"] = list(TASKS)
+
+
 def _formulation_problems(task: Any, model: Any) -> list[InitErrorDetails]:
-    """The stream formulation exists for next_item (with item tokens), next_action and purchase."""
+    """The stream formulation exists for the tasks that declare a layout for it
+    (`Task.stream_formulation`), and for next_item only with item tokens."""
     if task.formulation != "stream":
         return []
-    if task.name not in ("next_item", "next_action", "purchase"):
+    from evtlm.tasks import TASKS
+
+    streams = [name for name, cls in TASKS.items() if cls.stream_formulation]
+    if task.name not in streams:
         return [problem(["task", "formulation"], task.formulation,
                         f"got 'stream' for task {task.name}, expected 'example' or 'auto' (streams are for "
-                        "next_item, next_action and purchase)")]
+                        f"{', '.join(streams)})")]
     if task.name == "next_item" and model.item_tokens is False:
         return [problem(["task", "formulation"], task.formulation,
                         "got 'stream' with model.item_tokens=false, expected model.item_tokens true or unset "

@@ -8,10 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import (
-    BaseModel,
-    ValidationError,
-)
+from pydantic import BaseModel, ValidationError
 
 from evtlm.errors import RecipeError, did_you_mean
 from evtlm.recipe import checks

@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import (
-    Field,
-    model_validator,
-)
+from pydantic import Field, model_validator
 
 from evtlm.recipe import checks
 from evtlm.recipe.base import Section

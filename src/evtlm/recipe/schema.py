@@ -5,11 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pydantic import (
-    Field,
-    ValidationError,
-    model_validator,
-)
+from pydantic import Field, ValidationError, model_validator
 
 from evtlm.recipe import checks
 from evtlm.recipe.base import Section

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import (
-    Field,
-)
+from pydantic import Field, field_validator
+from pydantic_core import PydanticCustomError
 
+from evtlm.recipe import checks
 from evtlm.recipe.base import Action, Section
 
 
@@ -16,9 +16,9 @@ from evtlm.recipe.base import Action, Section
 class TaskConfig(Section):
     """What is predicted. Each task owns its prompt, label space and metrics (evtlm.tasks)."""
 
-    name: Literal["next_action", "next_item", "purchase", "pretrain"] = Field(
-        "purchase",
-        description="what is predicted: next_action, next_item, purchase (yes/no), pretrain (LM on event text)")
+    name: str = Field(
+        "purchase", json_schema_extra=checks.task_names,
+        description="what is predicted: a task of the registry (evtlm.tasks.TASKS; each task module says what it asks)")
     level: Literal["user", "session"] = Field("user", description="purchase only")
     horizon_days: float = Field(7.0, gt=0, description="purchase (user level): buys within H after cutoff")
     cutoff_every_days: float | None = Field(
@@ -40,6 +40,15 @@ class TaskConfig(Section):
     stream_min_context: float = Field(
         0.5, ge=0, lt=1,
         description="stream evaluation: share of a window kept as context before any target it reads")
+
+    @field_validator("name")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        """``task.name: purchse`` fails at load with the closest registered task."""
+        why = checks.task_problem(value)
+        if why:
+            raise PydanticCustomError(checks.CHECK, why)
+        return value
 
 
 class SplitConfig(Section):

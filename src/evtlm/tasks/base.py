@@ -106,6 +106,9 @@ class Task(Protocol):
     # is read at eval.k's 10 (or its largest k): `evtlm.tasks.resolve_primary`
     primary_metric: ClassVar[str]
     stream: ClassVar[bool]  # True: causal LM over whole streams (no question, no answer)
+    # whether the stream formulation (every target of a window in one pass, evtlm.data.stream)
+    # has a layout for this task; the recipe refuses task.formulation=stream otherwise
+    stream_formulation: ClassVar[bool]
 
     def build_examples(self, ctx: TaskContext) -> ExampleSet: ...
 

@@ -43,6 +43,7 @@ class NextAction:
     # macro-F1, not accuracy: "view" dominates, and a model that always says "view" is accurate and useless
     primary_metric: ClassVar[str] = "macro_f1"
     stream: ClassVar[bool] = False
+    stream_formulation: ClassVar[bool] = True
     question: ClassVar[str] = " Next action:"
 
     def label_space(self, ctx: TaskContext, train_mask: np.ndarray) -> list[str]:

@@ -43,6 +43,7 @@ class NextItem:
     metric_names: ClassVar[tuple[str, ...]] = ("hr@k", "ndcg@k", "mrr@k")
     primary_metric: ClassVar[str] = "ndcg@k"  # NDCG@10, or at the largest eval.k without 10 (resolve_primary)
     stream: ClassVar[bool] = False
+    stream_formulation: ClassVar[bool] = True
     question: ClassVar[str] = " Next item:"
 
     def label_space(self, ctx: TaskContext, train_mask: np.ndarray) -> list[str]:

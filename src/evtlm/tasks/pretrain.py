@@ -27,6 +27,7 @@ class Pretrain:
     primary_metric: ClassVar[str] = "loss"
     greater_is_better: ClassVar[bool] = False
     stream: ClassVar[bool] = True
+    stream_formulation: ClassVar[bool] = False
 
     def event_splits(self, ctx: TaskContext) -> np.ndarray:
         """[N] split code of every event."""

@@ -69,6 +69,7 @@ class Purchase:
     metric_names: ClassVar[tuple[str, ...]] = ("roc_auc", "log_loss", "brier", "ece", "accuracy")
     primary_metric: ClassVar[str] = "roc_auc"
     stream: ClassVar[bool] = False
+    stream_formulation: ClassVar[bool] = True
 
     def label_space(self, ctx: TaskContext, train_mask: np.ndarray) -> list[str]:
         return list(ANSWERS)
