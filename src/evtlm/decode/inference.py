@@ -32,7 +32,6 @@ from evtlm.errors import RunDirError, TaskError
 from evtlm.recipe import ACTIONS, DecodeConfig, Recipe, VerbalizeConfig
 
 __all__ = [
-    "CLOSED_TASKS",
     "load_run_recipe",
     "load_for_inference",
     "read_label_space",
@@ -45,7 +44,6 @@ __all__ = [
 
 DECISION_FILE = "decision.json"  # next_action: per-class offsets fitted on validation by evtlm evaluate
 
-CLOSED_TASKS = ("purchase", "next_action", "next_item")
 LABEL_ITEMS = "label_items.json"  # item ids aligned to label_space.json (next_item; see evtlm.evaluate.harness)
 
 
@@ -111,8 +109,13 @@ def load_for_inference(run_dir: str | Path) -> tuple[Any, Any]:
 
 
 def check_task(name: str, what: str) -> None:
-    if name not in CLOSED_TASKS:
-        raise TaskError(f"{what} answers questions of tasks {', '.join(CLOSED_TASKS)}; this run's task is {name!r}",
+    """Only tasks with an answer can be predicted: not the ones that train an LM on whole streams
+    (`Task.stream`, pretrain), whose runs are bases."""
+    from evtlm.tasks import TASKS
+
+    closed = [task for task, cls in TASKS.items() if not cls.stream]
+    if name not in closed:
+        raise TaskError(f"{what} answers questions of tasks {', '.join(closed)}; this run's task is {name!r}",
                         where="task.name in the run's recipe", fix="pretrain runs are bases: fine-tune a task on top")
 
 
