@@ -24,7 +24,7 @@ from evtlm.tasks.next_item import NextItem
 from evtlm.tasks.pretrain import Pretrain
 from evtlm.tasks.purchase import SESSION_QUESTION, Purchase, user_questions
 
-__all__ = ["TASKS", "get_task", "resolve_primary", "questions_at", "Task", "TaskContext", "ExampleSet", "EXAMPLE_COLUMNS"]
+__all__ = ["TASKS", "get_task", "resolve_primary", "greater_is_better", "questions_at", "Task", "TaskContext", "ExampleSet", "EXAMPLE_COLUMNS"]
 
 TASKS: dict[str, type] = {cls.name: cls for cls in (NextAction, NextItem, Purchase, Pretrain)}
 
@@ -51,7 +51,17 @@ def resolve_primary(name: str, ks: Sequence[int]) -> tuple[str, bool]:
     metric = task.primary_metric
     if metric.endswith("@k"):
         metric = f"{metric[:-1]}{10 if 10 in ks else max(ks)}"
-    return metric, bool(getattr(task, "greater_is_better", True))
+    return metric, greater_is_better(name, metric)
+
+
+def greater_is_better(name: str, metric: str) -> bool:
+    """Whether ``metric`` of task ``name`` improves upwards (`Task.lower_is_better` says which do not).
+
+    >>> greater_is_better("purchase", "roc_auc"), greater_is_better("purchase", "log_loss"), greater_is_better("pretrain", "loss")
+    (True, False, False)
+    """
+    task = TASKS[name] if name in TASKS else type(get_task(name))
+    return metric not in task.lower_is_better
 
 
 def questions_at(cfg: TaskConfig, last_ts: np.ndarray, as_of: int) -> np.ndarray:

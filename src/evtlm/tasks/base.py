@@ -105,6 +105,9 @@ class Task(Protocol):
     # the one metric that ranks methods, drives early stopping and heads every report; "name@k"
     # is read at eval.k's 10 (or its largest k): `evtlm.tasks.resolve_primary`
     primary_metric: ClassVar[str]
+    # the metrics of this task that improve downwards (losses, calibration errors); every other
+    # one improves upwards: `evtlm.tasks.greater_is_better` reads this for reports and early stopping
+    lower_is_better: ClassVar[frozenset[str]]
     stream: ClassVar[bool]  # True: causal LM over whole streams (no question, no answer)
     # whether the stream formulation (every target of a window in one pass, evtlm.data.stream)
     # has a layout for this task; the recipe refuses task.formulation=stream otherwise

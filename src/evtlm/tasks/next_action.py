@@ -42,6 +42,7 @@ class NextAction:
     metric_names: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "log_loss")
     # macro-F1, not accuracy: "view" dominates, and a model that always says "view" is accurate and useless
     primary_metric: ClassVar[str] = "macro_f1"
+    lower_is_better: ClassVar[frozenset[str]] = frozenset({"log_loss", "brier", "ece"})
     stream: ClassVar[bool] = False
     stream_formulation: ClassVar[bool] = True
     question: ClassVar[str] = " Next action:"

@@ -42,6 +42,7 @@ class NextItem:
     name: ClassVar[str] = "next_item"
     metric_names: ClassVar[tuple[str, ...]] = ("hr@k", "ndcg@k", "mrr@k")
     primary_metric: ClassVar[str] = "ndcg@k"  # NDCG@10, or at the largest eval.k without 10 (resolve_primary)
+    lower_is_better: ClassVar[frozenset[str]] = frozenset()  # hit rates and ranks: higher is better
     stream: ClassVar[bool] = False
     stream_formulation: ClassVar[bool] = True
     question: ClassVar[str] = " Next item:"

@@ -25,7 +25,7 @@ class Pretrain:
     name: ClassVar[str] = "pretrain"
     metric_names: ClassVar[tuple[str, ...]] = ("loss", "perplexity")
     primary_metric: ClassVar[str] = "loss"
-    greater_is_better: ClassVar[bool] = False
+    lower_is_better: ClassVar[frozenset[str]] = frozenset({"loss", "perplexity"})
     stream: ClassVar[bool] = True
     stream_formulation: ClassVar[bool] = False
 

@@ -68,6 +68,7 @@ class Purchase:
     name: ClassVar[str] = "purchase"
     metric_names: ClassVar[tuple[str, ...]] = ("roc_auc", "log_loss", "brier", "ece", "accuracy")
     primary_metric: ClassVar[str] = "roc_auc"
+    lower_is_better: ClassVar[frozenset[str]] = frozenset({"log_loss", "brier", "ece"})
     stream: ClassVar[bool] = False
     stream_formulation: ClassVar[bool] = True
 
