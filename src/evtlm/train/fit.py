@@ -188,7 +188,7 @@ def fit(
     pad_id = pad_id if pad_id is not None else _pad_id(model)
     stream = getattr(model, "is_stream", False)  # evtlm.train.stream_model.StreamLM: windows, not prompts
     if stream:
-        from evtlm.train.stream_model import StreamCollator
+        from evtlm.train.stream_collate import StreamCollator
 
         collator = collator or StreamCollator(pad_id)
     collator = collator or CausalCollator(pad_id, mode="pack" if train_cfg.batching == "packed" else "pad")
