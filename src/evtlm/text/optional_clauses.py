@@ -16,6 +16,7 @@ import pyarrow.compute as pc
 from evtlm.recipe import ACTIONS, VerbalizeConfig
 from evtlm.timeunits import NS_PER_DAY
 
+
 def _amount_text(events: pd.DataFrame, catalog: pd.DataFrame | None, action: np.ndarray, cfg: VerbalizeConfig) -> pa.Array:
     """Per event, ``verbalize.amount`` formatted with its price, quantity and amount (`evtlm.ingest.money`),
     or "" where the price is unknown or the action is not in ``verbalize.amount_actions``. Python

@@ -15,6 +15,7 @@ import torch
 
 from evtlm.recipe import TrainConfig
 
+
 def resolve_mixed_precision(setting: str) -> str:
     """"auto" -> bf16 on a CUDA device with bf16 support, else "no" (CPU autocast is slow)."""
     if setting != "auto":

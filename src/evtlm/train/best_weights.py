@@ -17,6 +17,7 @@ from evtlm.errors import TaskError
 from evtlm.fsio import atomic_path, atomic_write_text
 from evtlm.train.checkpoint import trainable_state
 
+
 def _trim_to_trainable(model: torch.nn.Module, weights: list[dict[str, torch.Tensor]]) -> None:
     for i, state in enumerate(weights):
         weights[i] = trainable_state(model, state)

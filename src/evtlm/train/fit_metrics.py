@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+
 @dataclass
 class FitResult:
     global_step: int

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+
 class StreamCollator:
     """Pads stream windows: tokens with ``pad_id``, event and target lists with -1 (-100 labels).
 

@@ -17,6 +17,7 @@ from evtlm.train.stream_collate import StreamCollator
 if TYPE_CHECKING:
     from evtlm.train.stream_model import StreamLM
 
+
 @torch.no_grad()
 def stream_predictions(model: StreamLM, dataset, example_ids, *, top_k: int | None = None, batch_size: int = 16,
                        exclude_history: bool = False, progress: bool = False):
