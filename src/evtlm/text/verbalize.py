@@ -18,6 +18,11 @@ reference to an earlier event; a later piece carries, per `VerbalizeConfig`:
 - optionally what the event was worth (``amount``, on ``amount_actions``): a template over its
   price, quantity and price x quantity (`evtlm.ingest.money`), e.g. " bought Product 7 for £6.78.".
 
+This module assembles each event's piece from its parts and checks the canonical order; the
+parts live beside it: time words in `evtlm.text.time_phrases`, the actor, verb and item templates
+in `evtlm.text.templates`, the amount and visit-summary clauses in `evtlm.text.optional_clauses`.
+It must not tokenize, split or build task examples (`evtlm.text.encode`, `evtlm.tasks`).
+
 Worked examples (golden tests; `tests/test_verbalize.py` pins every mode):
 
 >>> ev = finalize_events(pd.DataFrame({
@@ -46,8 +51,6 @@ User 1 on 2017-11-25 08:26 viewed WHITE METAL LANTERN (Lighting, £3.39). On 201
 
 from __future__ import annotations
 
-import re
-import string
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,32 +58,15 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from evtlm.errors import DataError, RecipeError, did_you_mean, format_rows
+from evtlm.errors import DataError, format_rows
 from evtlm.ingest.events import STRING_DTYPE, finalize_events  # noqa: F401  (finalize_events: worked examples)
 from evtlm.recipe import ACTIONS, VerbalizeConfig
-from evtlm.timeunits import NS_PER_DAY
+from evtlm.text.optional_clauses import _amount_text, _summaries
+from evtlm.text.templates import _pa, _split_template, _to_series, _verbs, action_label, actor_text, render_items
+from evtlm.text.time_phrases import RELATIVE_BUCKETS, _PHRASES, _cap, _relative_codes, _time_code_table, relative_phrases
 
 __all__ = ["EventText", "RELATIVE_BUCKETS", "verbalize_events", "actor_text", "render_items",
            "action_label", "verbalize_user", "relative_phrases"]
-
-MINUTE, HOUR, DAY = 60, 3600, 86_400
-# Gaps in words: (upper bound in seconds, exclusive; unit in seconds or None; phrase). A gap
-# falls in the first bucket whose bound exceeds it; with a unit, n = round(gap / unit), kept
-# within the bucket (so always >= 2: the plural is always right).
-RELATIVE_BUCKETS: tuple[tuple[float, int | None, str], ...] = (
-    (60, None, "seconds later"),
-    (90, None, "a minute later"),
-    (59.5 * MINUTE, MINUTE, "{n} minutes later"),
-    (90 * MINUTE, None, "an hour later"),
-    (23.5 * HOUR, HOUR, "{n} hours later"),
-    (2 * DAY, None, "the next day"),
-    (13.5 * DAY, DAY, "{n} days later"),
-    (59.5 * DAY, 7 * DAY, "{n} weeks later"),
-    (730 * DAY, 30 * DAY, "{n} months later"),
-    (float("inf"), 365 * DAY, "{n} years later"),
-)
-MAX_YEARS = 99
-NO_ITEM = "an item"  # an event without an item id (item_id null)
 
 
 @dataclass(frozen=True)
@@ -89,197 +75,6 @@ class EventText:
 
     piece: pd.Series  # as it appears in a history, after the previous event's piece
     standalone: pd.Series  # with no reference to the previous event: the first one kept
-
-
-def relative_phrases() -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
-    """Every phrase `RELATIVE_BUCKETS` can produce, with per-bucket (offset, n_min, n_max).
-
-    >>> phrases, offset, lo, hi = relative_phrases()
-    >>> phrases[:4], phrases[offset[2]], phrases[offset[2] + hi[2] - lo[2]]
-    (['seconds later', 'a minute later', '2 minutes later', '3 minutes later'], '2 minutes later', '59 minutes later')
-    """
-    phrases: list[str] = []
-    offset, lo, hi = [], [], []
-    lower = 0.0
-    for upper, unit, text in RELATIVE_BUCKETS:
-        offset.append(len(phrases))
-        if unit is None:
-            lo.append(0), hi.append(0), phrases.append(text)
-        else:
-            n_lo = max(2, int(np.floor(lower / unit + 0.5)))
-            # the bound is exclusive: the largest n is the rounding of a gap just below it
-            n_hi = MAX_YEARS if upper == float("inf") else int(np.floor(np.nextafter(upper / unit + 0.5, 0)))
-            lo.append(n_lo), hi.append(n_hi)
-            phrases.extend(text.format(n=n) for n in range(n_lo, n_hi + 1))
-        lower = upper
-    return phrases, np.array(offset), np.array(lo), np.array(hi)
-
-
-_PHRASES, _OFFSET, _LO, _HI = relative_phrases()
-_BOUNDS = np.array([b[0] for b in RELATIVE_BUCKETS])
-_UNITS = np.array([b[1] or 1 for b in RELATIVE_BUCKETS], dtype=float)
-
-
-def _relative_codes(gap_s: np.ndarray) -> np.ndarray:
-    """Index into ``_PHRASES`` for each gap in seconds (negative gaps count as 0)."""
-    gap = np.maximum(gap_s, 0.0)
-    b = np.searchsorted(_BOUNDS, gap, side="right")
-    n = np.clip(np.floor(gap / _UNITS[b] + 0.5).astype(np.int64), _LO[b], _HI[b])
-    return _OFFSET[b] + n - _LO[b]
-
-
-def _fields(template: str, where: str) -> list[tuple[str, str | None, str | None]]:
-    """``(literal, field, spec)`` parts of a ``str.format`` template, or a RecipeError."""
-    try:
-        return [(lit, field, spec) for lit, field, spec, _ in string.Formatter().parse(template)]
-    except ValueError as err:
-        raise RecipeError(f"bad template {template!r} ({err})", where=where,
-                          fix="write placeholders as {name} and a literal brace as {{ or }}") from None
-
-
-def _split_template(template: str, field: str, where: str) -> tuple[str, str] | tuple[str]:
-    """``"added {item} to cart"`` -> ``("added ", " to cart")``; no placeholder -> ``(text,)``."""
-    parts = _fields(template, where)
-    names = [f for _, f, _ in parts if f is not None]
-    if any(n != field for n in names) or len(names) > 1:
-        raise RecipeError(f"template {template!r} may only use {{{field}}} (once)", where=where,
-                          fix=f"remove the other placeholders; found {names}")
-    if not names:
-        return ("".join(lit for lit, _, _ in parts),)
-    i = next(k for k, (_, f, _) in enumerate(parts) if f is not None)
-    before = "".join(lit for lit, _, _ in parts[: i + 1])
-    return before, "".join(lit for lit, _, _ in parts[i + 1:])
-
-
-def _verbs(cfg: VerbalizeConfig) -> dict[str, str]:
-    """The recipe's verbs over the defaults: a recipe that sets some verbs keeps the others."""
-    defaults = VerbalizeConfig.model_fields["verbs"].default_factory()
-    return {**defaults, **cfg.verbs}
-
-
-def action_label(action: str, cfg: VerbalizeConfig) -> str:
-    """The bare verb phrase of an action, the answer of next_action: ``"added to cart"``."""
-    verbs = _verbs(cfg)
-    if action not in verbs:
-        raise DataError(f"unknown action {action!r}", where="action_label", fix=did_you_mean(action, ACTIONS))
-    return " ".join(verbs[action].replace("{item}", " ").split())
-
-
-def _pa(series: pd.Series) -> pa.Array:
-    return pa.array(series.astype(STRING_DTYPE), type=pa.large_string())
-
-
-def _to_series(arr: pa.Array | pa.ChunkedArray, index: pd.Index) -> pd.Series:
-    return pd.Series(pd.array(arr, dtype=STRING_DTYPE), index=index)
-
-
-def actor_text(user_ids: pd.Series, cfg: VerbalizeConfig) -> pd.Series:
-    """The actor phrase per row: ``"User {user_id}"`` -> ``"User 1"``.
-
-    >>> actor_text(pd.Series(["1", "42"]), VerbalizeConfig()).tolist()
-    ['User 1', 'User 42']
-    """
-    parts = _split_template(cfg.actor, "user_id", "verbalize.actor")
-    if len(parts) == 1:
-        return pd.Series(parts[0], index=user_ids.index, dtype=STRING_DTYPE)
-    joined = pc.binary_join_element_wise(pa.scalar(parts[0], pa.large_string()), _pa(user_ids),
-                                         pa.scalar(parts[1], pa.large_string()), pa.scalar("", pa.large_string()))
-    return _to_series(joined, user_ids.index)
-
-
-def _catalog_by_item(catalog: pd.DataFrame | None) -> pd.DataFrame | None:
-    if catalog is None or "item_id" not in catalog:
-        return None
-    by_item = catalog.drop_duplicates("item_id")
-    by_item.index = pd.Index(by_item["item_id"].astype(str).to_numpy(dtype=object))
-    return by_item
-
-
-def render_items(item_ids: pd.Series, catalog: pd.DataFrame | None, cfg: VerbalizeConfig) -> pd.Series:
-    """Item strings as they appear in text; each distinct item is rendered once, then mapped.
-
-    ``id``: ``item_prefix + " " + id``; ``title``: the catalog title (the id form when missing);
-    ``template``: ``item_template`` over the catalog's fields (and ``item_id``); items missing from
-    the catalog or with an empty field get the id form; ``token``: ``<item_ID>``, one added token
-    per item (``model.item_tokens``). A null item id renders as "an item".
-
-    >>> cat = pd.DataFrame({"item_id": ["7"], "title": ["RED MUG"], "price": [2.5]})
-    >>> render_items(pd.Series(["7", "8"]), cat, VerbalizeConfig(item="title")).tolist()
-    ['RED MUG', 'Product 8']
-    >>> render_items(pd.Series(["7"]), cat, VerbalizeConfig(item="template", item_template="{title} £{price:.2f}")).tolist()
-    ['RED MUG £2.50']
-    >>> render_items(pd.Series(["7"]), None, VerbalizeConfig(item="token")).tolist()
-    ['<item_7>']
-    """
-    codes, uniques = pd.factorize(item_ids.astype(STRING_DTYPE), use_na_sentinel=True)
-    uniq = pd.Series(np.asarray(uniques, dtype=object), dtype=object)
-    id_form = (cfg.item_prefix + " " if cfg.item_prefix else "") + uniq
-    if cfg.item == "id":
-        text = id_form
-    elif cfg.item == "token":  # one added token per item (model.item_tokens): "<item_1002>"
-        text = "<item_" + uniq + ">"
-    else:
-        by_item = _catalog_by_item(catalog)
-        if cfg.item == "title":
-            title = by_item["title"].reindex(uniq) if by_item is not None and "title" in by_item else None
-            text = id_form if title is None else pd.Series(
-                np.where(title.notna().to_numpy() & (title.astype(str).str.strip() != "").to_numpy(),
-                         title.astype(str).to_numpy(), id_form.to_numpy()), dtype=object)
-        else:
-            text = _render_template(uniq, id_form, by_item, cfg.item_template)
-    table = pa.array(np.append(text.to_numpy(dtype=object), NO_ITEM), type=pa.large_string())
-    return _to_series(table.take(pa.array(np.where(codes < 0, len(text), codes))), item_ids.index)
-
-
-def _render_template(uniq: pd.Series, id_form: pd.Series, by_item: pd.DataFrame | None, template: str) -> pd.Series:
-    """``template`` formatted once per distinct item (a loop over items, never over events)."""
-    where = "verbalize.item_template"
-    names = sorted({f.split(".")[0].split("[")[0] for _, f, _ in _fields(template, where) if f is not None})
-    if by_item is None:
-        raise DataError(f"item template {template!r} needs a catalog, and this log has none", where=where,
-                        fix="set data.catalog (or a preset with one), or use verbalize.item: id")
-    columns = list(by_item.columns)
-    for name in names:
-        if name not in columns:
-            raise DataError(f"item template field {{{name}}} is not a catalog column", where=where,
-                            fix=f"use one of the catalog's fields: {', '.join(columns)}")
-    rows = by_item[names].reindex(uniq)
-    complete = rows.notna().all(axis=1).to_numpy()
-    out = id_form.to_numpy(dtype=object).copy()
-    records = rows[complete].to_dict("records")
-    for k, rec in zip(np.flatnonzero(complete), records):
-        try:
-            out[k] = template.format(**rec)
-        except (ValueError, TypeError, KeyError, IndexError) as err:
-            bad = ", ".join(f"{n}={rec[n]!r}" for n in names)
-            raise DataError(f"item template {template!r} cannot format item {uniq[k]!r} ({bad}): {err}",
-                            where=where, fix="check the format specs against the catalog's column types "
-                            "(e.g. {price:.2f} needs a numeric price)") from None
-    return pd.Series(out, dtype=object)
-
-
-def _time_code_table(timestamps: pd.Series, cfg: VerbalizeConfig) -> tuple[np.ndarray, list[str]]:
-    """Absolute times: one strftime per distinct value at the format's resolution (fast)."""
-    fmt = cfg.absolute_format
-    directives = set(re.findall(r"%-?([A-Za-z])", fmt))
-    if directives & {"f"}:
-        unit = None
-    elif directives & {"S", "T", "X", "c", "s", "r"}:
-        unit = "s"
-    elif directives & {"M", "R"}:
-        unit = "min"
-    elif directives & {"H", "I", "p", "k", "l"}:
-        unit = "h"
-    else:
-        unit = "D"
-    try:
-        local = timestamps.dt.tz_convert(cfg.timezone)
-    except Exception as err:  # zoneinfo raises several types
-        raise RecipeError(f"unknown time zone {cfg.timezone!r} ({err})", where="verbalize.timezone",
-                          fix="use an IANA name such as 'UTC' or 'Asia/Shanghai'") from None
-    local = local.dt.floor(unit) if unit else local
-    codes, uniques = pd.factorize(local)
-    return codes, list(pd.DatetimeIndex(uniques).strftime(fmt))
 
 
 def _check_events(events: pd.DataFrame) -> None:
@@ -365,79 +160,6 @@ def verbalize_events(events: pd.DataFrame, catalog: pd.DataFrame | None, cfg: Ve
         piece = pc.if_else(pa.array(brk), pc.binary_join_element_wise(_summaries(ucode, action, ts_ns), piece, empty), piece)
     alone_txt = pc.binary_join_element_wise(table_pa.take(pa.array(alone)), pre, standalone_item, post, worth, dot, empty)
     return EventText(_to_series(piece, events.index), _to_series(alone_txt, events.index))
-
-
-def _amount_text(events: pd.DataFrame, catalog: pd.DataFrame | None, action: np.ndarray, cfg: VerbalizeConfig) -> pa.Array:
-    """Per event, ``verbalize.amount`` formatted with its price, quantity and amount (`evtlm.ingest.money`),
-    or "" where the price is unknown or the action is not in ``verbalize.amount_actions``. Python
-    formats each distinct (price, quantity) pair once.
-
-    >>> ev = pd.DataFrame({"item_id": ["a", "b", "a"], "price": [2.5, 1.0, 2.5], "quantity": [2, 1, 2]})
-    >>> cfg = VerbalizeConfig(amount=" ({quantity:g} for £{amount:.2f})")
-    >>> _amount_text(ev, None, np.array([4, 0, 4]), cfg).to_pylist()  # 4: purchase, 0: view
-    [' (2 for £5.00)', '', ' (2 for £5.00)']
-    """
-    from evtlm.ingest.money import event_money
-
-    out = np.full(len(events), "", dtype=object)
-    money = event_money(events, catalog)
-    wanted = np.isin(action, [ACTIONS.index(a) for a in cfg.amount_actions])
-    rows = np.flatnonzero(wanted & ~np.isnan(money.price)) if money is not None else np.zeros(0, np.int64)
-    if rows.size:
-        pairs = pd.MultiIndex.from_arrays([money.price[rows], money.quantity[rows]])
-        codes, uniq = pd.factorize(pairs)
-        texts = np.array([cfg.amount.format(price=p, quantity=q, amount=p * q) for p, q in uniq], dtype=object)
-        out[rows] = texts[codes]
-    return pa.array(out, pa.large_string())
-
-
-def _summaries(ucode: np.ndarray, action: np.ndarray, ts_ns: np.ndarray) -> pa.Array:
-    """Per event, " So far: 12 views, 3 carts, 1 purchase; last purchase 5 days ago." over the
-    user's events strictly before it (``verbalize.summaries``), built with Arrow string kernels.
-
-    >>> s = _summaries(np.array([0, 0, 0]), np.array([0, 4, 0]), np.array([0, 1, 3 * 86_400]) * 10**9)
-    >>> s.to_pylist()[2]
-    ' So far: 1 view, 0 carts, 1 purchase; last purchase 2 days ago.'
-    """
-    n = len(ucode)
-    first = np.r_[True, ucode[1:] != ucode[:-1]] if n else np.zeros(0, bool)
-    start = np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, np.int64)
-
-    def before(flags: np.ndarray) -> np.ndarray:  # per event: how many of the user's earlier events are flagged
-        cum = np.r_[0, np.cumsum(flags)]
-        return cum[np.arange(n)] - cum[start]
-
-    def text(x) -> pa.Array | pa.Scalar:
-        if isinstance(x, (pa.Array, pa.Scalar)):
-            return x
-        if isinstance(x, str):
-            return pa.scalar(x, pa.large_string())
-        x = np.asarray(x)  # numpy str arrays go through object: pyarrow < 16 cannot convert them to large_string
-        return pc.cast(pa.array(x), pa.large_string()) if x.dtype.kind in "iu" else pa.array(x.astype(object), pa.large_string())
-
-    def join(*parts) -> pa.Array:
-        return pc.binary_join_element_wise(*[text(p) for p in parts], text(""))
-
-    def counted(k: np.ndarray, one: str, many: str) -> pa.Array:
-        return join(k, np.where(k == 1, " " + one, " " + many))
-
-    views, carts = before(action == ACTIONS.index("view")), before(action == ACTIONS.index("cart"))
-    bought = action == ACTIONS.index("purchase")
-    buys = before(bought)
-    # the time of the last purchase strictly before each event: a running max within the user
-    never = np.iinfo(np.int64).min
-    last = np.r_[never, np.where(bought, ts_ns, never)[:-1]] if n else np.zeros(0, np.int64)
-    last = pd.Series(np.where(first, never, last)).groupby(ucode).cummax().to_numpy() if n else last
-    days = np.where(buys > 0, (ts_ns - np.where(buys > 0, last, ts_ns)) // NS_PER_DAY, 0)
-    since = pc.if_else(pa.array(buys == 0), text("no purchase yet"),
-                       pc.if_else(pa.array(days <= 0), text("last purchase today"),
-                                  join("last purchase ", days, np.where(days == 1, " day ago", " days ago"))))
-    return join(" So far: ", counted(views, "view", "views"), ", ", counted(carts, "cart", "carts"), ", ",
-                counted(buys, "purchase", "purchases"), "; ", since, ".")
-
-
-def _cap(words: np.ndarray) -> np.ndarray:
-    return np.array([w[:1].upper() + w[1:] for w in words], dtype=object)
 
 
 def _check_order(ucode: np.ndarray, prev_same_user: np.ndarray, gap_s: np.ndarray, index: pd.Index) -> None:

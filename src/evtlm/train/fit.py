@@ -18,122 +18,39 @@ re-drawn), and accelerate restores the torch/numpy/python RNG states dropout dra
 Ctrl-C sets a flag; at the next step boundary every process agrees to stop, saves a
 checkpoint, and ``fit`` raises ``KeyboardInterrupt`` (the CLI exits 130). A second Ctrl-C
 interrupts at once.
+
+This module owns the loop itself (the optimizer, the schedule, resuming, evaluating, saving and
+stopping); what it runs on is beside it: the processes in `evtlm.train.accelerator`, the batches
+in `evtlm.train.fit_loaders`, the log rows, validation loss and `FitResult` in
+`evtlm.train.fit_metrics`, the best weights in `evtlm.train.best_weights`. It must not build a
+model, tokenize, or compute a task metric itself (``evaluate_fn`` does).
 """
 
 from __future__ import annotations
 
 import itertools
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from evtlm.train.batching import CausalCollator, GroupedBatchSampler, example_lengths
-from evtlm.train.checkpoint import (
-    TrainerState,
-    agree,
-    install_sigint,
-    restore_sigint,
-    latest_checkpoint,
-    plot_learning_curve,
-    prune_checkpoints,
-    step_dir,
-    trainable_state,
-    TrainLog,
-)
 from evtlm.errors import TaskError
-from evtlm.fsio import atomic_path, atomic_write_text, fsync_tree
+from evtlm.fsio import fsync_tree
 from evtlm.recipe import TrainConfig
+from evtlm.train.accelerator import _smallest_share, distributed_state, make_accelerator, resolve_mixed_precision
+from evtlm.train.best_weights import _restore_best, _track_best, _trim_to_trainable
+from evtlm.train.checkpoint import (TrainerState, TrainLog, agree, install_sigint, latest_checkpoint, plot_learning_curve,
+                                    prune_checkpoints, restore_sigint, step_dir)
+from evtlm.train.fit_loaders import make_loaders
+from evtlm.train.fit_metrics import FitResult, _n_targets, _train_row, _valid_loss
 
 __all__ = ["fit", "FitResult", "resolve_mixed_precision", "make_accelerator", "distributed_state"]
 
 EvaluateFn = Callable[[torch.nn.Module], Mapping[str, float]]
 LOWER_IS_BETTER = ("loss", "brier", "ece", "perplexity")
-
-
-@dataclass
-class FitResult:
-    global_step: int
-    total_steps: int
-    best_metric: float | None
-    best_step: int | None
-    metric_for_best: str
-    stopped_early: bool
-    restored_best: bool  # the model holds the best evaluation's weights, not the last step's
-    train_seconds: float
-    padding_efficiency: float  # real tokens / processed token slots over the whole run
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def final_metrics(self) -> dict[str, float]:
-        """The last evaluation row (valid loss and task metrics)."""
-        evals = [r for r in self.history if r.get("valid_loss") is not None]
-        return {k: v for k, v in (evals[-1] if evals else {}).items() if k not in ("step", "epoch")}
-
-
-def resolve_mixed_precision(setting: str) -> str:
-    """"auto" -> bf16 on a CUDA device with bf16 support, else "no" (CPU autocast is slow)."""
-    if setting != "auto":
-        return setting
-    if torch.cuda.is_available() and torch.cuda.is_bf16_supported():
-        return "bf16"
-    return "no"
-
-
-def _cpu_processes() -> bool:
-    """Several processes but no GPU: run them on CPU over gloo.
-
-    ``accelerate launch`` starts CPU-only multi-process runs only through MPI; with a config of
-    ``distributed_type: MULTI_GPU`` it uses torchrun, and this switch makes those processes
-    talk over gloo when the machine has no GPU (recipes/accelerate/cpu_2proc.yaml, the tests).
-    """
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available() and not _deepspeed_launch()
-
-
-def _deepspeed_launch() -> bool:
-    """Started by ``accelerate launch`` with a DeepSpeed config (``distributed_type: DEEPSPEED``)."""
-    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-
-
-def distributed_state():
-    """accelerate's process state (rank, world size), created the way ``fit`` needs it."""
-    from accelerate import PartialState
-
-    if _deepspeed_launch() and int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        # DeepSpeed on CPU: accelerate drops DeepSpeed when cpu=True (plain gloo DDP instead), and
-        # with cpu=False and no GPU it finds no backend (one process each). Name gloo, put the
-        # processes on the CPU: DeepSpeed's CPU accelerator then runs ZeRO over gloo.
-        os.environ.setdefault("ACCELERATE_TORCH_DEVICE", "cpu")
-        return PartialState(backend="gloo")
-    return PartialState(cpu=_cpu_processes())
-
-
-def make_accelerator(train_cfg: TrainConfig, run_dir: Path | None = None):
-    from accelerate import Accelerator
-
-    # The scheduler is stepped by hand once per optimizer step (step_scheduler_with_optimizer
-    # off), so its length is counted in this process's optimizer steps, whatever the world size.
-    return Accelerator(
-        mixed_precision=resolve_mixed_precision(train_cfg.mixed_precision),
-        gradient_accumulation_steps=train_cfg.grad_accum,
-        step_scheduler_with_optimizer=False,
-        project_dir=str(run_dir) if run_dir else None,
-        cpu=_cpu_processes(),
-    )
-
-
-def _smallest_share(acc, batches: int) -> int:
-    """The fewest batches any process has (every process must make the same number of steps)."""
-    if acc.num_processes == 1:
-        return batches
-    counts = acc.gather(torch.tensor([batches], device=acc.device))
-    return int(counts.min())
 
 
 def fit(
@@ -182,36 +99,7 @@ def fit(
         run_dir.mkdir(parents=True, exist_ok=True)
 
     # ---- data: seeded length-grouped (or plain) batches, padded or packed
-    train_ds = _model_columns(datasets["train"])
-    if len(train_ds) == 0:
-        raise TaskError("the training split has no examples", fix="widen the data window or lower task.min_history")
-    pad_id = pad_id if pad_id is not None else _pad_id(model)
-    stream = getattr(model, "is_stream", False)  # evtlm.train.stream_model.StreamLM: windows, not prompts
-    if stream:
-        from evtlm.train.stream_model import StreamCollator
-
-        collator = collator or StreamCollator(pad_id)
-    collator = collator or CausalCollator(pad_id, mode="pack" if train_cfg.batching == "packed" else "pad")
-    sampler = GroupedBatchSampler(
-        example_lengths(train_ds),
-        train_cfg.batch_size,
-        mode="plain" if train_cfg.batching == "plain" else "length_grouped",
-        seed=train_cfg.seed,
-    )
-    # A private generator: DataLoader iteration must not draw from the global torch RNG, or a
-    # resumed run (which starts a new iterator mid-epoch) would shift every later dropout mask.
-    loader = torch.utils.data.DataLoader(
-        train_ds, batch_sampler=sampler, collate_fn=collator, generator=torch.Generator().manual_seed(train_cfg.seed)
-    )
-    valid_loader = None
-    if datasets.get("valid") is not None and len(datasets["valid"]):
-        valid = _model_columns(datasets["valid"])
-        if train_cfg.max_eval_examples and len(valid) > train_cfg.max_eval_examples:
-            pick = np.random.default_rng(train_cfg.seed).choice(len(valid), train_cfg.max_eval_examples, replace=False)
-            valid = valid.select(np.sort(pick))
-        eval_sampler = GroupedBatchSampler(example_lengths(valid), train_cfg.batch_size, "length_grouped", train_cfg.seed, mega=10**9)
-        valid_loader = torch.utils.data.DataLoader(valid, batch_sampler=eval_sampler,
-                                                   collate_fn=collator if stream else CausalCollator(pad_id, "pad"))
+    sampler, loader, valid_loader = make_loaders(model, datasets, train_cfg, collator, pad_id)
 
     # ---- optimizer over trainable parameters only (LoRA, new token rows; all in full fine-tuning)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -393,132 +281,8 @@ def fit(
 
 
 # ------------------------------------------------------------------------------------ helpers
-def _model_columns(ds: Any) -> Any:
-    """Keep only what the model consumes (drops user_id, example_id, … before collation).
-
-    Stream windows (`evtlm.data.stream`) keep their event and target lists too."""
-    if hasattr(ds, "select_columns"):
-        from evtlm.data.stream import STREAM_COLUMNS, is_stream_dataset
-
-        wanted = STREAM_COLUMNS if is_stream_dataset(ds) else ("input_ids", "labels")
-        return ds.select_columns([c for c in wanted if c in ds.column_names])
-    return ds
-
-
-def _pad_id(model: torch.nn.Module) -> int:
-    cfg = getattr(model, "config", None)
-    vocab = getattr(cfg, "vocab_size", None)
-    for name in ("pad_token_id", "eos_token_id"):
-        value = getattr(cfg, name, None)
-        if isinstance(value, int) and (vocab is None or value < vocab):
-            return value
-    return 0  # padded positions are masked and labelled -100: the value itself never matters
-
-
 def _scheduler(optimizer, kind: str, warmup: int, total: int):
     from transformers import get_scheduler
 
     name = {"cosine": "cosine", "linear": "linear", "constant": "constant_with_warmup"}[kind]
     return get_scheduler(name, optimizer, num_warmup_steps=warmup, num_training_steps=total)
-
-
-def _trim_to_trainable(model: torch.nn.Module, weights: list[dict[str, torch.Tensor]]) -> None:
-    for i, state in enumerate(weights):
-        weights[i] = trainable_state(model, state)
-
-
-def _valid_loss(model, loader, acc) -> float:
-    """Token-weighted mean NLL over the validation examples, summed over every process."""
-    model.eval()
-    total = torch.zeros(2, device=acc.device)  # [sum of token NLL, number of label tokens]
-    with torch.no_grad():
-        for batch in loader:
-            for key in ("real_tokens", "slot_tokens", "n_examples"):
-                batch.pop(key, None)
-            if getattr(acc.unwrap_model(model), "is_stream", False):  # mean NLL of the answers it reads
-                out = model(**batch)
-                total += torch.stack([out.loss * out.n_targets, out.n_targets.to(out.loss.dtype)])
-                continue
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], use_cache=False).logits
-            # logits [B, T, V] at t predict token t+1
-            target = batch["labels"][:, 1:]
-            nll = torch.nn.functional.cross_entropy(
-                logits[:, :-1].float().transpose(1, 2), target, ignore_index=-100, reduction="sum"
-            )
-            total += torch.stack([nll, (target != -100).sum().to(nll.dtype)])
-    total = acc.reduce(total, reduction="sum")
-    model.train()
-    return float(total[0] / total[1].clamp(min=1))
-
-
-def _train_row(acc, window, step, epoch, scheduler, grad_norm, totals) -> dict[str, Any]:
-    """Mean loss over the window (all processes), lr, tokens/s, supervised targets/s, padding
-    efficiency and (on CUDA) this process's peak memory. The window's loss and targets are
-    summed on the device and read here, once per log row: a ``float()`` per micro-batch would
-    make the GPU wait for the host at every step."""
-    numbers = torch.stack([torch.as_tensor(window[k], dtype=torch.float64).to(acc.device).reshape(())
-                           for k in ("loss", "n", "real", "slots", "targets")])
-    numbers = acc.reduce(numbers, reduction="sum")
-    seconds = max(time.perf_counter() - window["t"], 1e-9)
-    totals["real"] += int(numbers[2])
-    totals["slots"] += int(numbers[3])
-    row = {
-        "step": step,
-        "epoch": round(epoch, 4),
-        "loss": float(numbers[0] / max(float(numbers[1]), 1)),
-        "lr": float(scheduler.get_last_lr()[0]),
-        "grad_norm": float(grad_norm) if grad_norm is not None else float("nan"),
-        "tokens_per_s": float(numbers[2]) / seconds,
-        "targets_per_s": float(numbers[4]) / seconds,
-        "padding_efficiency": float(numbers[2] / max(float(numbers[3]), 1)),
-    }
-    if torch.cuda.is_available() and acc.device.type == "cuda":
-        row["peak_mem_gb"] = torch.cuda.max_memory_allocated(acc.device) / 2**30
-    window.update(loss=0.0, n=0, real=0, slots=0, targets=0, t=time.perf_counter())
-    return row
-
-
-def _n_targets(out, batch) -> torch.Tensor:
-    """Supervised targets of a micro-batch: the stream model counts its own; a causal LM's are
-    the label tokens it predicts (every position after the first whose label is not -100)."""
-    n = getattr(out, "n_targets", None)
-    if n is not None:
-        return n.detach()
-    return (batch["labels"][:, 1:] != -100).sum()
-
-
-def _track_best(state, value, greater, train_cfg, acc, model, run_dir) -> None:
-    """Keep the best evaluation's trainable weights in checkpoints/best; count bad evaluations."""
-    better = state.best_metric is None or (value > state.best_metric if greater else value < state.best_metric)
-    if better:
-        state.best_metric, state.best_step, state.bad_evals = float(value), state.global_step, 0
-        # get_state_dict gathers sharded (FSDP/ZeRO-3) weights; every process must call it
-        weights = trainable_state(acc.unwrap_model(model), acc.get_state_dict(model))
-        if acc.is_main_process:
-            from safetensors.torch import save_file
-
-            best = Path(run_dir) / "checkpoints" / "best"
-            best.mkdir(parents=True, exist_ok=True)
-            with atomic_path(best / "trainable.safetensors") as tmp:  # a kill mid-write keeps the previous best whole
-                save_file(weights, str(tmp))
-            atomic_write_text(best / "best.json", f'{{"step": {state.global_step}, "metric": {float(value)!r}}}\n')
-        acc.wait_for_everyone()
-    else:
-        state.bad_evals += 1
-        patience = train_cfg.early_stopping_patience
-        state.stopped_early = patience is not None and state.bad_evals >= patience
-
-
-def _restore_best(acc, unwrapped, run_dir, state) -> bool:
-    """Load the best evaluation's weights into the model when they are not the last step's."""
-    path = Path(run_dir) / "checkpoints" / "best" / "trainable.safetensors"
-    if state.best_step is None or state.best_step == state.global_step or not path.is_file():
-        return False
-    from safetensors.torch import load_file
-
-    missing = unwrapped.load_state_dict(load_file(str(path), device="cpu"), strict=False).unexpected_keys
-    if missing:
-        raise TaskError(f"best checkpoint {path} does not match the model ({len(missing)} unknown tensors)",
-                        fix="delete the run directory or train into a new one")
-    acc.print(f"restored the best weights (step {state.best_step}, metric {state.best_metric:.4f})")
-    return True

@@ -11,6 +11,11 @@ For next_item the answer tokens are the ``<item_…>`` tokens, so the whole cata
 one product, restricted to the label space by construction. For next_action they are each
 action answer's first token.
 
+This module owns the model (its weights, forward pass, loss and feature scale) and
+`answer_token_ids`; what it reads beside the hidden states is in `evtlm.train.stream_features`,
+the padding of windows in `evtlm.train.stream_collate`, the scoring of a dataset in
+`evtlm.train.stream_scoring`. It must not build windows (`evtlm.data.stream`) or compute metrics.
+
 **Copy path** (``model.copy_path``, next_item). Repeats are most of the signal in many shops, so a
 RepeatNet-style pointer mixes a distribution over the items already in the window with the
 explore distribution::
@@ -57,19 +62,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from transformers.utils import ModelOutput
 
 from evtlm.recipe import ACTIONS
+from evtlm.train.stream_collate import StreamCollator
+from evtlm.train.stream_features import (N_FEATURES, N_HISTORY_FEATURES, _pair_features, _seen_items, history_features,
+                                         piecewise_linear, quantile_edges)
+from evtlm.train.stream_scoring import stream_predictions
 
 __all__ = ["StreamLM", "StreamOutput", "StreamCollator", "HEAD_FILE", "answer_token_ids", "stream_predictions",
            "quantile_edges", "piecewise_linear"]
 
 HEAD_FILE = "stream_head.safetensors"
-N_FEATURES = 9  # phi without the action one-hot: see _pair_features
 
 
 def answer_token_ids(tokenizer, label_space: list[str]) -> list[int]:
@@ -289,224 +295,3 @@ class StreamLM(nn.Module):
         """log p [N, C] for the real targets of a collated batch (row-major window, target order)."""
         batch = {k: v for k, v in batch.items() if k != "tgt_label"}
         return self(**batch, return_log_probs=True, exclude_history=exclude_history).log_probs
-
-
-N_HISTORY_FEATURES = 4 * len(ACTIONS) + 5
-
-
-MIN_BIN_WIDTH = 1e-4  # tied quantiles (a count that is mostly 0) become steps this narrow
-
-
-def quantile_edges(x, bins: int):
-    """[F, bins + 1] strictly increasing bin edges per column of ``x`` [n, F]: its quantiles at
-    0, 1/bins, ..., 1, each at least `MIN_BIN_WIDTH` above the one before.
-
-    >>> quantile_edges(np.array([[0.0], [0.0], [0.0], [1.0], [3.0]]), 2).round(4).tolist()
-    [[0.0, 0.0001, 3.0]]
-    """
-    q = np.quantile(np.asarray(x, dtype=np.float64), np.linspace(0.0, 1.0, bins + 1), axis=0).T
-    for t in range(1, q.shape[1]):  # bins + 1 columns, not one per row
-        q[:, t] = np.maximum(q[:, t], q[:, t - 1] + MIN_BIN_WIDTH)
-    return q
-
-
-def piecewise_linear(x: torch.Tensor, edges: torch.Tensor) -> torch.Tensor:
-    """Piecewise-linear encoding of numeric features (Gorishniy et al., "On Embeddings for
-    Numerical Features in Tabular Deep Learning", 2022): ``x`` [N, F] and ``edges`` [F, B + 1]
-    give [N, F * B], where bin ``t`` of a value reads 0 below the bin, 1 above it and the
-    fraction covered inside it. A linear layer over it is any piecewise-linear function of each
-    feature with knots at the edges, so thresholds cost the MLP one weight each.
-
-    >>> piecewise_linear(torch.tensor([[0.5], [2.5], [9.0]]), torch.tensor([[0.0, 1.0, 2.0, 4.0]])).tolist()
-    [[0.5, 0.0, 0.0], [1.0, 1.0, 0.25], [1.0, 1.0, 1.0]]
-    """
-    lo, hi = edges[:, :-1], edges[:, 1:]
-    return ((x[..., None] - lo) / (hi - lo)).clamp(0.0, 1.0).flatten(-2)
-
-
-def history_features(ev_item, ev_action, ev_time, tgt_local, real) -> torch.Tensor:
-    """[N, N_HISTORY_FEATURES] what a tree would read at each real target's read position: the
-    last two actions (one-hot), the counts of each action before the target and among the last
-    10 events (log), how often the last event's item occurred and was acted on beyond a view,
-    the gap between the last two events (log minutes), and how much history there is.
-
-    Everything is from events strictly before the target (``j < tgt_local``): no peeking.
-    """
-    A = len(ACTIONS)
-    rows = torch.nonzero(real)[:, 0]
-    local = tgt_local[real]  # [N]
-    E = ev_action.shape[1]
-    j = torch.arange(E, device=ev_action.device)[None, :]
-    before = j < local[:, None]  # [N, E]
-    act, item, time = ev_action[rows].clamp(min=0), ev_item[rows], ev_time[rows].float()
-    last, prev = (local - 1).clamp(min=0), (local - 2).clamp(min=0)
-    has1, has2 = (local > 0).float(), (local > 1).float()
-    onehot = F.one_hot(act.long(), A).float()  # [N, E, A]
-    last_act = onehot.gather(1, last[:, None, None].expand(-1, 1, A)).squeeze(1) * has1[:, None]
-    prev_act = onehot.gather(1, prev[:, None, None].expand(-1, 1, A)).squeeze(1) * has2[:, None]
-    counts = (onehot * before[..., None]).sum(1)
-    recent = (onehot * (before & (j >= local[:, None] - 10))[..., None]).sum(1)
-    last_item = item.gather(1, last[:, None])
-    same = before & (item == last_item) & (item >= 0)
-    acted = same & (act != 0)  # ACTIONS[0] is "view"
-    gap = (time.gather(1, last[:, None]) - time.gather(1, prev[:, None])).squeeze(1).clamp(min=0) * has2
-    return torch.cat([last_act, prev_act, torch.log1p(counts), torch.log1p(recent),
-                      torch.log1p(same.sum(1, keepdim=True).float()), torch.log1p(acted.sum(1, keepdim=True).float()),
-                      (torch.log1p(gap / 60.0) / 4)[:, None], torch.log1p(local.float())[:, None] / 4, has2[:, None]], dim=1)
-
-
-def _pair_features(action_emb: nn.Embedding, ev_item, ev_action, ev_time, ev_cat, tgt_local) -> torch.Tensor:
-    """phi [B, T, E, N_FEATURES + 8]: what is known about history event j at target t's read position."""
-    B, E = ev_item.shape
-    T = tgt_local.shape[1]
-    last = (tgt_local - 1).clamp(min=0)  # [B, T] the event the answer is read after
-    b_idx = torch.arange(B, device=ev_item.device)[:, None]
-    j = torch.arange(E, device=ev_item.device)[None, None, :]
-    ago = (last[:, :, None] - j).clamp(min=0).float()  # events ago (0 = the last event)
-    t_last = ev_time[b_idx, last].float()  # [B, T]
-    dt = (t_last[:, :, None] - ev_time[:, None, :].float()).clamp(min=0)  # seconds ago
-    item_last = ev_item[b_idx, last]
-    cat_last = ev_cat[b_idx, last]
-    same_item = (ev_item[:, None, :] == item_last[:, :, None]).float()
-    same_cat = ((ev_cat[:, None, :] == cat_last[:, :, None]) & (ev_cat[:, None, :] >= 0)).float()
-    is_last = (ago == 0).float()
-    # the item's whole history before t, at each of its occurrences: how often it occurred, how
-    # often beyond a view (cart, favourite, purchase), and whether j is its latest occurrence
-    same = ((ev_item[:, :, None] == ev_item[:, None, :]) & (ev_item[:, :, None] >= 0)).float()  # [B, E(k), E(j)]
-    before = (j < tgt_local[:, :, None]).float()  # [B, T, E(k)] events k before target t
-    count = before @ same  # [B, T, E(j)]
-    acted = (before * (ev_action != 0)[:, None, :].float()) @ same  # ACTIONS[0] is "view"
-    idx = torch.arange(E, device=ev_item.device)
-    after_j = (idx[:, None] > idx[None, :]).float()  # [E(k), E(j)]: k later than j
-    later = before @ (same * after_j)  # occurrences of the same item after j (and before t)
-    feats = torch.stack([torch.log1p(ago), torch.log1p(dt / 60.0) / 4, same_item, same_cat, is_last,
-                         torch.log1p(dt / 86400.0), torch.log1p(count), torch.log1p(acted), (later == 0).float()],
-                        dim=-1)  # [B, T, E, N_FEATURES]
-    act = action_emb(ev_action.clamp(min=0, max=action_emb.num_embeddings - 1).long())  # [B, E, 8]
-    return torch.cat([feats, act[:, None, :, :].expand(B, T, E, act.shape[-1])], dim=-1)
-
-
-def _seen_items(ev_item, tgt_local, real, C: int) -> torch.Tensor:
-    """[N, C] True for label-space items among the events before each real target."""
-    E = ev_item.shape[1]
-    rows = torch.nonzero(real)[:, 0]
-    before = (torch.arange(E, device=ev_item.device)[None, :] < tgt_local[real][:, None]).float()  # [N, E]
-    items = ev_item[rows]
-    seen = torch.zeros(len(rows), C + 1, device=ev_item.device)
-    seen.scatter_add_(1, torch.where(items >= 0, items, torch.full_like(items, C)).long(), before)
-    return seen[:, :C] > 0
-
-
-class StreamCollator:
-    """Pads stream windows: tokens with ``pad_id``, event and target lists with -1 (-100 labels).
-
-    >>> c = StreamCollator(pad_id=0)
-    >>> row = {"input_ids": [5, 6, 7], "ev_end": [1, 2], "ev_item": [3, 4], "ev_action": [0, 0], "ev_time": [0, 9],
-    ...        "ev_cat": [-1, -1], "tgt_local": [1, 2], "tgt_read": [1, 2], "tgt_label": [4, 1], "tgt_example": [0, 1]}
-    >>> b = c([row, {**row, "input_ids": [5], "ev_end": [0], "ev_item": [3], "ev_action": [0], "ev_time": [0],
-    ...       "ev_cat": [-1], "tgt_local": [1], "tgt_read": [0], "tgt_label": [2], "tgt_example": [2]}])
-    >>> b["input_ids"].tolist(), b["tgt_label"].tolist(), int(b["real_tokens"])
-    ([[5, 6, 7], [5, 0, 0]], [[4, 1], [2, -100]], 4)
-    """
-
-    event_keys = ("ev_end", "ev_pos", "ev_item", "ev_action", "ev_time", "ev_cat")
-    target_keys = ("tgt_local", "tgt_read", "tgt_label", "tgt_example")
-
-    def __init__(self, pad_id: int) -> None:
-        self.pad_id = int(pad_id)
-
-    def __call__(self, rows: list[dict]) -> dict[str, torch.Tensor]:
-        n = len(rows)
-        width = max(len(r["input_ids"]) for r in rows)
-        n_ev = max(1, max(len(r["ev_end"]) for r in rows))
-        n_t = max(1, max(len(r["tgt_read"]) for r in rows))
-        out = {"input_ids": torch.full((n, width), self.pad_id, dtype=torch.long),
-               "attention_mask": torch.zeros((n, width), dtype=torch.long)}
-        for key in self.event_keys:
-            out[key] = torch.full((n, n_ev), -1, dtype=torch.long)
-        for key in self.target_keys:
-            out[key] = torch.full((n, n_t), -100 if key == "tgt_label" else -1, dtype=torch.long)
-        n_feat = 0
-        if "tgt_feat" in rows[0]:  # flattened [T * F] per window (purchase)
-            n_feat = next((len(r["tgt_feat"]) // len(r["tgt_read"]) for r in rows if len(r["tgt_read"])), 0)
-            out["tgt_feat"] = torch.zeros((n, n_t, n_feat), dtype=torch.float32)
-        for i, r in enumerate(rows):  # per window in a batch, not per event
-            k = len(r["input_ids"])
-            out["input_ids"][i, :k] = torch.as_tensor(r["input_ids"])
-            out["attention_mask"][i, :k] = 1
-            for key in self.event_keys:
-                if key in r:
-                    out[key][i, : len(r[key])] = torch.as_tensor(r[key])
-            for key in self.target_keys:
-                if key in r:
-                    out[key][i, : len(r[key])] = torch.as_tensor(r[key])
-            if n_feat and len(r["tgt_read"]):
-                out["tgt_feat"][i, : len(r["tgt_read"])] = torch.as_tensor(r["tgt_feat"], dtype=torch.float32).view(-1, n_feat)
-        out["tgt_read"] = out["tgt_read"].clamp(min=0)
-        out["real_tokens"] = out["attention_mask"].sum()
-        out["slot_tokens"] = torch.tensor(n * width)
-        out["n_examples"] = torch.tensor(n)
-        return out
-
-
-# ------------------------------------------------------------------------------------ scoring
-@torch.no_grad()
-def stream_predictions(model: StreamLM, dataset, example_ids, *, top_k: int | None = None, batch_size: int = 16,
-                       exclude_history: bool = False, progress: bool = False):
-    """Every target of the stream windows in ``dataset``, in the order of ``example_ids``.
-
-    Returns probabilities ``[n, C]`` (``top_k=None``: closed sets such as next_action), or the
-    ``top_k`` label-space indices ``[n, top_k]`` and their log-probabilities (next_item: the
-    whole catalog ranked from one product per target). Windows are batched longest first.
-    """
-    import numpy as np
-    import pandas as pd
-    from tqdm.auto import tqdm
-
-    from evtlm.data.stream import STREAM_COLUMNS
-
-    from evtlm.sharded import gather_parts, rank_world
-
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    ds = dataset.select_columns([c for c in STREAM_COLUMNS if c in dataset.column_names])
-    # only the windows holding an asked-for target: a sample of examples costs its windows, not the split
-    tgt = ds["tgt_example"]
-    n_tgt = np.fromiter((len(t) for t in tgt), dtype=np.int64, count=len(tgt))
-    flat = np.concatenate([np.asarray(t, dtype=np.int64) for t in tgt]) if len(tgt) else np.zeros(0, np.int64)
-    needed = np.unique(np.repeat(np.arange(len(tgt)), n_tgt)[np.isin(flat, np.asarray(example_ids))])
-    lengths = np.asarray([len(x) for x in ds.select(needed)["ev_end"]]) if len(needed) else np.zeros(0, np.int64)
-    rank, world = rank_world()  # several processes: each scores every world-th window (balanced by length)
-    order = needed[np.argsort(-lengths, kind="stable")][rank::world]
-    collate = StreamCollator(pad_id=getattr(model.config, "pad_token_id", None) or 0)
-    ids, outs, scores = [], [], []
-    for lo in tqdm(range(0, len(order), batch_size), desc="score", disable=not progress, leave=False):
-        batch = collate([ds[int(i)] for i in order[lo: lo + batch_size]])
-        ex = batch.pop("tgt_example")
-        for key in ("real_tokens", "slot_tokens", "n_examples"):
-            batch.pop(key)
-        batch = {k: v.to(device) for k, v in batch.items()}
-        log_p = model.score(batch, exclude_history=exclude_history)  # [N, C], real targets in row-major order
-        ids.append(ex[(batch["tgt_local"] >= 0).cpu()].numpy())
-        if top_k is None:
-            outs.append(log_p.exp().cpu().numpy())
-        else:
-            val, idx = torch.topk(log_p, min(top_k, log_p.shape[-1]), dim=-1)
-            outs.append(idx.cpu().numpy())
-            scores.append(val.cpu().numpy())
-    model.train(was_training)
-    if world > 1:  # every process's targets, in rank order: then each picks example_ids as one process would
-        parts = [p for p in gather_parts((ids, outs, scores)) if p[0]]
-        ids, outs, scores = ([a for p in parts for a in p[j]] for j in range(3))
-    got = np.concatenate(ids) if ids else np.zeros(0, np.int64)
-    where = pd.Index(got).get_indexer(np.asarray(example_ids))
-    if (where < 0).any():
-        from evtlm.errors import TaskError
-
-        raise TaskError(f"{int((where < 0).sum())} examples have no target in the stream windows", where="evtlm.data.stream",
-                        fix="rebuild the data cache (delete ~/.cache/evtlm/datasets)")
-    pred = np.concatenate(outs)[where]
-    if top_k is None:
-        return pred
-    return pred, np.concatenate(scores)[where]
