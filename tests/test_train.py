@@ -140,7 +140,8 @@ def test_fit_logs_curves_best_checkpoint_and_early_stopping(tmp_path):
 
     cfg = CFG.model_copy(update={"max_steps": 20, "eval_every": 2, "save_every": 100, "early_stopping_patience": 2, "batching": "packed"})
     data = {"train": token_rows(40), "valid": token_rows(12, seed=1)}
-    result = fit(tiny_lora_model(), data, cfg, tmp_path, evaluate_fn=flat_metric, metric_for_best="roc_auc", progress=False)
+    result = fit(tiny_lora_model(), data, cfg, tmp_path, evaluate_fn=flat_metric, metric_for_best="roc_auc",
+                 greater_is_better=True, progress=False)
     assert result.stopped_early and result.global_step == 6 and len(calls) == 3  # best at 2, no gain at 4 and 6
     assert result.best_step == 2 and result.restored_best
     assert 0 < result.padding_efficiency <= 1

@@ -50,7 +50,6 @@ from evtlm.train.fit_metrics import FitResult, _n_targets, _train_row, _valid_lo
 __all__ = ["fit", "FitResult", "resolve_mixed_precision", "make_accelerator", "distributed_state"]
 
 EvaluateFn = Callable[[torch.nn.Module], Mapping[str, float]]
-LOWER_IS_BETTER = ("loss", "brier", "ece", "perplexity")
 
 
 def fit(
@@ -75,8 +74,9 @@ def fit(
 
     Rows need ``input_ids`` and ``labels`` (-100 = no loss). ``evaluate_fn(model)`` returns task
     metrics (e.g. ``{"roc_auc": 0.71}``) merged with ``valid_loss``; ``metric_for_best`` picks
-    the one that selects the best weights and drives early stopping (lower is better for names
-    containing loss/brier/ece unless ``greater_is_better`` says otherwise). ``on_step(step)`` is
+    the one that selects the best weights and drives early stopping, in the direction
+    ``greater_is_better`` gives (the task's own, `evtlm.tasks.greater_is_better`; it may be left
+    out only for ``valid_loss``, which improves downwards). ``on_step(step)`` is
     called after every optimizer step (progress hooks, tests). The returned model holds the best
     evaluation's weights when evaluations ran.
 
@@ -90,7 +90,10 @@ def fit(
 
     run_dir = Path(run_dir)
     if greater_is_better is None:
-        greater_is_better = not any(word in metric_for_best for word in LOWER_IS_BETTER)
+        if metric_for_best != "valid_loss":
+            raise ValueError(f"metric_for_best={metric_for_best!r} needs greater_is_better: the task says which way its "
+                             "metrics improve (evtlm.tasks.greater_is_better)")
+        greater_is_better = False
     set_seed(train_cfg.seed)  # python, numpy, torch (all devices): LoRA init is done before, dropout after
     distributed_state()  # the process state first, as the CLI makes it (DeepSpeed on CPU needs gloo named)
     acc = make_accelerator(train_cfg, run_dir)
