@@ -59,8 +59,11 @@ import pyarrow.parquet as pq
 
 from evtlm.ingest.chunks import iter_chunks
 from evtlm.errors import DataError
-from evtlm.ingest.events import (ACTION_DTYPE, NUMERIC_EXTRAS, STRING_DTYPE, DataReport, EventLog, Ingest, check_columns,
-                          finalize_catalog, read_catalog)
+from evtlm.ingest.canonical import ACTION_DTYPE, NUMERIC_EXTRAS, STRING_DTYPE, EventLog
+from evtlm.ingest.column_checks import check_columns
+from evtlm.ingest.data_report import DataReport
+from evtlm.ingest.events import Ingest
+from evtlm.ingest.item_catalog import finalize_catalog, read_catalog
 from evtlm.ingest.partition_fs import MANIFEST, Folder, filesystem
 from evtlm.ingest.readers import MALFORMED, ROW, RawTable
 from evtlm.recipe import DataConfig

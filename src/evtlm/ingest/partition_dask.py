@@ -47,7 +47,8 @@ import numpy as np
 import pandas as pd
 
 from evtlm.errors import DataError
-from evtlm.ingest.events import Ingest, read_catalog
+from evtlm.ingest.events import Ingest
+from evtlm.ingest.item_catalog import read_catalog
 from evtlm.ingest.partition import (PartCut, _absorb, _shard_name, _Summary, clean_shard, complete_shard, cut_part,
                              finish_report, first_units, merge_cuts, plan_read, raw_events, read_clean, shifted,
                              user_keys, write_clean, write_shard)

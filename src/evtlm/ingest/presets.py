@@ -50,7 +50,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from evtlm.errors import DataError, did_you_mean
-from evtlm.ingest.events import EventLog, read_events
+from evtlm.ingest.canonical import EventLog
+from evtlm.ingest.events import read_events
 from evtlm.recipe import DataConfig
 
 __all__ = ["Preset", "PRESETS", "get_preset", "resolve_data_config", "load_event_log", "matching_presets",
