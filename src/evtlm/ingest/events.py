@@ -14,6 +14,10 @@ actions, naming bad rows by their 1-based data row number (`on_bad_rows: error` 
 assigned on the index of the rows still kept) -> drop exact duplicates -> ``data.start``/``data.end`` ->
 ``max_users`` -> sort -> derive sessions by inactivity gap.
 
+This module owns reading and mapping (`Ingest`, `read_events`); the table's shape, the report,
+sessions, the column check, the catalog and the finishing steps live in the siblings named here,
+which must not import it.
+
 >>> import tempfile, pathlib
 >>> from evtlm.recipe import DataConfig
 >>> d = pathlib.Path(tempfile.mkdtemp())
