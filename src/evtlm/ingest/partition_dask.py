@@ -1,7 +1,7 @@
 """`evtlm partition --engine dask`: the local engine's steps as Dask tasks, past one machine.
 
 `evtlm.ingest.partition` cuts a log by user in two kinds of step, each a pure function of its inputs:
-*cut a part* (`evtlm.ingest.partition.cut_part`: read one input file in chunks, check and map every row,
+*cut a part* (`evtlm.ingest.partition_steps.cut_part`: read one input file in chunks, check and map every row,
 hash each row's user to a shard) and *finish a shard* (`clean_shard`, `complete_shard`: sort,
 duplicates, ``data.start`` / ``data.end``, the ``data.max_users`` subset, sessions). The local
 engine runs them one after another in one process; this one submits them to a Dask cluster, a
@@ -47,10 +47,13 @@ import numpy as np
 import pandas as pd
 
 from evtlm.errors import DataError
-from evtlm.ingest.events import Ingest, read_catalog
-from evtlm.ingest.partition import (PartCut, _absorb, _shard_name, _Summary, clean_shard, complete_shard, cut_part,
-                             finish_report, first_units, merge_cuts, plan_read, raw_events, read_clean, shifted,
-                             user_keys, write_clean, write_shard)
+from evtlm.ingest.events import Ingest
+from evtlm.ingest.item_catalog import read_catalog
+from evtlm.ingest.partition_folder import _shard_name, write_shard
+from evtlm.ingest.partition_steps import (PartCut, _absorb, clean_shard, complete_shard, cut_part, finish_report,
+                                          first_units, merge_cuts, plan_read, raw_events, read_clean, shifted,
+                                          user_keys, write_clean)
+from evtlm.ingest.partition_summary import _Summary
 from evtlm.ingest.partition_fs import Folder
 
 __all__ = ["DaskRunner"]

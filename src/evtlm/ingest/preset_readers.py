@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from evtlm.errors import DataError
-from evtlm.ingest.events import EventLog, Ingest, finalize_catalog, read_catalog
+from evtlm.ingest.canonical import EventLog
+from evtlm.ingest.events import Ingest
+from evtlm.ingest.item_catalog import finalize_catalog, read_catalog
 from evtlm.ingest.readers import BadRows, RawTable
 from evtlm.recipe import CatalogConfig, DataConfig
 from evtlm.ingest.values import clean_ids, to_number

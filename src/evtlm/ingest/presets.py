@@ -50,7 +50,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from evtlm.errors import DataError, did_you_mean
-from evtlm.ingest.events import EventLog, read_events
+from evtlm.ingest.canonical import EventLog
+from evtlm.ingest.events import read_events
 from evtlm.recipe import DataConfig
 
 __all__ = ["Preset", "PRESETS", "get_preset", "resolve_data_config", "load_event_log", "matching_presets",
@@ -317,7 +318,7 @@ def load_event_log(cfg: DataConfig, base_dir: str | Path | None = None) -> Event
             log.report.catalog_items = len(log.catalog)
         return log
     if cfg.path is not None and _partition_folder(cfg.path, base_dir):
-        from evtlm.ingest.partition import read_partition  # a folder `evtlm partition` wrote: canonical already
+        from evtlm.ingest.partition_folder import read_partition  # a folder `evtlm partition` wrote: canonical already
 
         root = Path(cfg.path) if base_dir is None or Path(cfg.path).is_absolute() else Path(base_dir) / cfg.path
         return read_partition(root).event_log()

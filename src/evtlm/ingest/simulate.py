@@ -67,7 +67,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from evtlm.ingest.events import STRING_DTYPE, DataReport, EventLog, finalize_events
+from evtlm.ingest.canonical import STRING_DTYPE, EventLog, finalize_events
+from evtlm.ingest.data_report import DataReport
 from evtlm.recipe import ACTIONS, SyntheticConfig
 from evtlm.ingest.shop_catalog import Catalog, build_catalog
 from evtlm.ingest.shop_journeys import simulate_journeys
