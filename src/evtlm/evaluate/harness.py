@@ -256,7 +256,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         curves = {"y": y, "preds": preds, "label_space": space, "n_bins": recipe.eval.ece_bins,
                   "class_names": action_names(space, recipe.verbalize) if task == "next_action" else None}
         if extras is not None:  # evtlm predict applies the same calibrator
-            from evtlm.evaluate.calibration import save_calibration
+            from evtlm.evaluate.calibrator import save_calibration
 
             save_calibration(run_dir, extras.calibrator)
             curves.update(extras.curves)
