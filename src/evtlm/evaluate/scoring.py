@@ -3,8 +3,8 @@ predictions (per-example prompts through `evtlm.decode.inference.Decoder`, strea
 `evtlm.train.stream_model.stream_predictions`), what they are judged against (`truth`) and every
 metric of the task for one method (`method_metrics`, the same `evtlm.evaluate.metrics` functions
 for the model and each baseline). Plain functions of arrays and a model: it fits no baseline,
-writes no file and never trains the model; `evtlm.evaluate.harness` decides which examples and
-methods it sees.
+writes no file and never trains the model; its callers (`evtlm.evaluate.harness`,
+`evtlm.evaluate.training_metric`) decide which examples and methods it sees.
 
 >>> sample_rows(10, 4, seed=0).tolist() == sample_rows(10, 4, seed=0).tolist(), len(sample_rows(10, None, 0))
 (True, 10)
