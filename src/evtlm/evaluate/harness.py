@@ -1,5 +1,11 @@
 """`evaluate_run`: the fine-tuned model and every baseline on exactly the same examples.
 
+This module owns the order of an evaluation (which examples, which methods, what is written to the
+run directory); how a method is scored lives in `evtlm.evaluate.scoring`, the purchase rows fitted
+on validation in `evtlm.evaluate.purchase_validation` and `evtlm.evaluate.calibration`, the run card in
+`evtlm.evaluate.run_card`, the training-time metric in `evtlm.evaluate.training_metric`. It never
+trains the model, and no test label reaches a fit.
+
 One seeded sample of the split (``eval.max_examples``; all of it by default) is scored by the
 model (stream runs: `evtlm.train.stream_model.stream_predictions`, every target read from its window;
 per-example runs: constrained decoding, `evtlm.decode.inference.Decoder`) and by each baseline that fits the task
@@ -42,22 +48,13 @@ row stays the raw softmax; the reading compares it with the baselines only.
 Over tokenized shards (``data.by_shard``) the examples' labels come from the index tables (no
 event text is built) and the purchase / next_action baselines read one shard's events at a time
 (`evtlm.data.history_shards`), with the whole log's figures; the next-item baselines read the whole log.
-
-`make_evaluate_fn` gives `evtlm.train.fit.fit` the task's own metric on a capped validation sample
-(model only), so early stopping and the best checkpoint follow ROC-AUC / macro-F1 / NDCG@10.
-
->>> sample_rows(10, 4, seed=0).tolist() == sample_rows(10, 4, seed=0).tolist(), len(sample_rows(10, None, 0))
-(True, 10)
->>> primary_metric("next_item", [1, 5, 20])        # NDCG@10 unless 10 is not among eval.k
-('ndcg@20', True)
 """
 
 from __future__ import annotations
 
 import json
 import time
-import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,173 +65,15 @@ from evtlm.decode.answers import answer_index, as_answers
 from evtlm.errors import TaskError
 from evtlm.data.history import drop_excluded
 from evtlm.decode.inference import LABEL_ITEMS, Decoder, action_names, check_task, history_exclusions, label_item_ids
+from evtlm.evaluate.purchase_validation import _purchase_extras, _purchase_valid_scores
+from evtlm.evaluate.run_card import _update_card
+from evtlm.evaluate.scoring import _prompts, method_metrics, model_predictions, primary_metric, sample_rows, score_model, truth
+from evtlm.evaluate.training_metric import make_evaluate_fn
 from evtlm.recipe import Recipe
 
 __all__ = ["evaluate_run", "make_evaluate_fn", "score_model", "sample_rows", "primary_metric", "MODEL"]
 
 MODEL = "model"  # the fine-tuned LM's row in every table
-
-
-def sample_rows(n: int, cap: int | None, seed: int) -> np.ndarray:
-    """Sorted positions of a seeded sample of ``cap`` of ``n`` examples (all when cap is None)."""
-    if cap is None or cap >= n:
-        return np.arange(n)
-    return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
-
-
-def primary_metric(task: str, ks: Sequence[int]) -> tuple[str, bool]:
-    """``(metric, greater_is_better)`` that ranks methods and drives early stopping: the task's
-    own (`evtlm.tasks.resolve_primary`), as data_report.json states it."""
-    from evtlm.tasks import resolve_primary
-
-    return resolve_primary(task, ks)
-
-
-def _prompts(dataset, rows: np.ndarray) -> list[list[int]]:
-    part = dataset.select(rows) if len(rows) != len(dataset) else dataset
-    return [ids[:n] for ids, n in zip(part["input_ids"], part["prompt_length"])]
-
-
-# ------------------------------------------------------------------------------ model scoring
-def score_model(decoder: Decoder, task: str, prompts: list[list[int]], top_k: int = 10,
-                exclude: Sequence[Sequence[int]] | None = None) -> np.ndarray:
-    """The model's predictions: P(yes) [n] (purchase), probs [n, C] (next_action), or ranked
-    label-space indices [n, top_k] (next_item, -1 padded). Under several processes each scores
-    its share of the prompts and all get the whole (`evtlm.sharded`): every process must call."""
-    from evtlm.sharded import shard_scores
-
-    def score(pos: np.ndarray) -> np.ndarray:
-        part = [prompts[i] for i in pos]
-        if task == "purchase":
-            return decoder.probs(part)[:, decoder.label_space.index(" yes")]
-        if task == "next_action":
-            return decoder.probs(part)
-        return decoder.items(part, top_k, None if exclude is None else [exclude[i] for i in pos])[0]
-
-    return shard_scores(len(prompts), score)
-
-
-def method_metrics(task: str, pred: np.ndarray, y: np.ndarray, ks: Sequence[int], n_bins: int,
-                   offsets: np.ndarray | None = None) -> dict[str, float]:
-    """Every metric of the task for one method. ``y``: see `truth`. ``offsets`` (next_action):
-    the decision rule fitted on validation (`evtlm.evaluate.metrics.fit_class_offsets`) that accuracy and
-    macro-F1 judge; log loss, Brier and ECE judge the probabilities as they are."""
-    from evtlm.evaluate import metrics as M
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", M.MetricWarning)  # NaN AUC on one class: visible in the table
-        if task == "purchase":  # p_std: the spread of P(yes); near 0, a model that learned only the base rate
-            return {**M.binary_metrics(y, pred, n_bins=n_bins), "p_std": float(np.std(pred)) if len(pred) else float("nan")}
-        if task == "next_action":
-            probs, truth = closed_with_unseen(pred, y)
-            decisions = None
-            if offsets is not None:
-                decisions = M.apply_offsets(pred, offsets)
-            return M.multiclass_metrics(truth, probs, n_bins=n_bins, decisions=decisions)
-        return M.ranking_metrics(pad_ranking(pred, max(ks)), y, ks)
-
-
-def truth(task: str, label_index: np.ndarray, label_space: Sequence[str]) -> np.ndarray:
-    """What predictions are judged against: 1/0 = buys (purchase), else the label index (-1:
-    outside the label space).
-
-    >>> truth("purchase", np.array([1, 0]), [" no", " yes"]).tolist()
-    [1, 0]
-    """
-    label_index = np.asarray(label_index, dtype=np.int64)
-    if task == "purchase":
-        return (label_index == list(label_space).index(" yes")).astype(np.int64)
-    return label_index
-
-
-def closed_with_unseen(probs: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """An answer outside the label space becomes an extra class no method gives probability to
-    (a miss, the worst log loss); without such answers nothing changes.
-
-    >>> p, t = closed_with_unseen(np.array([[0.6, 0.4], [0.5, 0.5]]), np.array([1, -1]))
-    >>> p.tolist(), t.tolist()
-    ([[0.6, 0.4, 0.0], [0.5, 0.5, 0.0]], [1, 2])
-    """
-    if (y >= 0).all():
-        return probs, y
-    extra = np.hstack([probs, np.zeros((len(probs), 1))])
-    return extra, np.where(y >= 0, y, probs.shape[1])
-
-
-def pad_ranking(ranked: np.ndarray, k: int) -> np.ndarray:
-    """Rankings shorter than k (a catalog or a baseline list shorter than k) padded with -1."""
-    ranked = np.asarray(ranked, dtype=np.int64)
-    if ranked.shape[1] >= k:
-        return ranked[:, :k]
-    return np.pad(ranked, ((0, 0), (0, k - ranked.shape[1])), constant_values=-1)
-
-
-# ------------------------------------------------------------------------- training-time metric
-def make_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable | None, str, bool]:
-    """``(evaluate_fn, metric_for_best, greater_is_better)`` for `evtlm.train.fit.fit`.
-
-    ``evaluate_fn(model)`` scores a seeded sample of at most ``eval.fit_max_examples`` validation
-    examples with the model alone and returns every task metric. Without validation examples (or
-    for pretrain) it is None and fit selects on the validation loss.
-    """
-    task = recipe.task.name
-    valid = prepared.datasets.get("valid")
-    if task not in ("purchase", "next_action", "next_item") or valid is None or len(valid) == 0:
-        return None, "valid_loss", False
-    if recipe.task.formulation == "stream":
-        return _stream_evaluate_fn(recipe, prepared)
-    rows = sample_rows(len(valid), min(recipe.eval.fit_max_examples, recipe.train.max_eval_examples or 10**12),
-                       recipe.train.seed)
-    prompts = _prompts(valid, rows)
-    y = truth(task, np.asarray(valid["label_index"])[rows], prepared.label_space)
-    ks = sorted(set(recipe.eval.k))
-    metric, greater = primary_metric(task, ks)
-    if task == "purchase" and len(np.unique(y)) < 2:
-        metric, greater = "log_loss", False  # AUC is undefined on one class; log loss still ranks
-    tokenizer, space = prepared.tokenizer, list(prepared.label_space)
-
-    def evaluate_fn(model) -> dict[str, float]:
-        decoder = Decoder(model, tokenizer, task, space, recipe.decode)
-        pred = score_model(decoder, task, prompts, top_k=max(ks))
-        return {k: float(v) for k, v in method_metrics(task, pred, y, ks, recipe.eval.ece_bins).items()}
-
-    return evaluate_fn, metric, greater
-
-
-def _stream_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable, str, bool]:
-    """Every validation target scored from its stream window (cheap: one pass per window).
-    next_action is judged with a decision rule fitted on the same validation data: the
-    selection metric of a model whose final rule is fitted there too."""
-    from evtlm.evaluate import metrics as M
-
-    task, ks = recipe.task.name, sorted(set(recipe.eval.k))
-    ix = prepared.index["valid"]
-    ids = ix["example_id"].to_numpy()
-    y = truth(task, ix["label_index"].to_numpy(), prepared.label_space)
-    metric, greater = primary_metric(task, ks)
-    if task == "purchase" and len(np.unique(y)) < 2:
-        metric, greater = "log_loss", False  # AUC is undefined on one class; log loss still ranks
-
-    def evaluate_fn(model) -> dict[str, float]:
-        pred = model_predictions(model, recipe, prepared.datasets["valid"], ids, max(ks))
-        offsets = M.fit_class_offsets(y, pred) if task == "next_action" else None
-        return {k: float(v) for k, v in method_metrics(task, pred, y, ks, recipe.eval.ece_bins, offsets).items()}
-
-    return evaluate_fn, metric, greater
-
-
-def model_predictions(model: Any, recipe: Recipe, dataset: Any, example_ids: np.ndarray, depth: int,
-                      progress: bool = False) -> np.ndarray:
-    """A stream model's predictions for ``example_ids``: P(" yes") [n] (purchase), probabilities
-    [n, C] (next_action) or the top-``depth`` label-space indices [n, depth] (next_item)."""
-    from evtlm.train.stream_model import stream_predictions
-
-    exclude = recipe.decode.exclude_history_items
-    if recipe.task.name in ("next_action", "purchase"):
-        probs = stream_predictions(model, dataset, example_ids, batch_size=recipe.decode.batch_size, progress=progress)
-        return probs[:, 1] if recipe.task.name == "purchase" else probs  # purchase answers: [" no", " yes"]
-    return stream_predictions(model, dataset, example_ids, top_k=depth, batch_size=recipe.decode.batch_size,
-                              exclude_history=exclude, progress=progress)[0]
 
 
 # ------------------------------------------------------------------------------- evaluate_run
@@ -417,7 +256,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         curves = {"y": y, "preds": preds, "label_space": space, "n_bins": recipe.eval.ece_bins,
                   "class_names": action_names(space, recipe.verbalize) if task == "next_action" else None}
         if extras is not None:  # evtlm predict applies the same calibrator
-            from evtlm.evaluate.calibration import save_calibration
+            from evtlm.evaluate.calibrator import save_calibration
 
             save_calibration(run_dir, extras.calibrator)
             curves.update(extras.curves)
@@ -425,67 +264,6 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         atomic_write_text(run_dir / "metrics.json", json.dumps(result, indent=1, allow_nan=True) + "\n")
         _update_card(run_dir, result)
     return result
-
-
-VALID_CAP = 20_000  # purchase: validation examples the calibrator and the stack are fitted on (a seeded sample above)
-
-
-def _purchase_extras(recipe: Recipe, prepared: Any, frames: Any, model: Any, tokenizer: Any, fitted: dict[str, Any],
-                     index: Any, chosen: pd.DataFrame, p_model: np.ndarray, y: np.ndarray, report_rows: np.ndarray | None):
-    """The ``model calibrated`` and ``model+gbt`` rows (`evtlm.evaluate.calibration.purchase_extras`): the model
-    scores the validation split, the calibrator and the stack are fitted there and predict the
-    reported examples. ``report_rows``: the reported positions when the report is on validation."""
-    from evtlm.evaluate.baselines import get_baselines
-    from evtlm.evaluate.calibration import purchase_extras
-
-    t0 = time.perf_counter()
-    space = list(prepared.label_space)
-    vrows, p_valid = _purchase_valid_scores(recipe, prepared, model, tokenizer, report_rows is not None)
-    valid_ex = frames["valid"].iloc[vrows].reset_index(drop=True) if len(vrows) else chosen.head(0)
-    valid_seconds = time.perf_counter() - t0
-    gbt = fitted.get("gbt")
-    if gbt is None:  # the gbt row was not asked for: the stack still reads the same trees
-        gbt = get_baselines("purchase", recipe.eval, names=["gbt"], level=recipe.task.level)[0]
-        gbt.fit(frames["train"], index)
-    return purchase_extras(np.asarray(p_valid, dtype=np.float64), truth("purchase", valid_ex["label_index"].to_numpy(), space),
-                           p_model, y, gbt=gbt, index=index, valid_examples=valid_ex, report_examples=chosen,
-                           report_rows=report_rows, method=recipe.eval.calibration, n_bins=recipe.eval.ece_bins,
-                           seed=recipe.train.seed,
-                           valid_seconds=valid_seconds)
-
-
-def _purchase_valid_scores(recipe: Recipe, prepared: Any, model: Any, tokenizer: Any,
-                           all_rows: bool) -> tuple[np.ndarray, np.ndarray]:
-    """The validation rows the calibrator and the stack are fitted on (all of them when the
-    report is on validation, else a seeded sample of `VALID_CAP`) and the model's P(yes) there."""
-    space, valid = list(prepared.label_space), prepared.datasets.get("valid")
-    stream = recipe.task.formulation == "stream"  # rows of a stream dataset are windows, not examples
-    n_valid = 0 if valid is None else len(prepared.index["valid"]) if stream else len(valid)  # 0: skipped, with why
-    vrows = np.arange(n_valid) if all_rows else sample_rows(n_valid, VALID_CAP, recipe.train.seed)
-    if not n_valid:
-        return vrows, np.zeros(0)
-    if stream:
-        v = np.asarray(model_predictions(model, recipe, valid, prepared.index["valid"]["example_id"].to_numpy()[vrows], 1))
-        return vrows, v[:, space.index(" yes")] if v.ndim == 2 else v
-    decoder = Decoder(model, tokenizer, "purchase", space, recipe.decode)
-    return vrows, score_model(decoder, "purchase", _prompts(valid, vrows))
-
-
-CARD_MARK = "## Evaluation against baselines"
-
-
-def _update_card(run_dir: Path, result: dict[str, Any]) -> None:
-    """Put the evaluation table into the run's README.md (replacing an earlier one)."""
-    from evtlm.evaluate.report import markdown_table, reading
-
-    card = run_dir / "README.md"
-    if not card.is_file():
-        return
-    text = card.read_text()
-    head, _, rest = text.partition(CARD_MARK)
-    tail = rest.partition("\n## ")[2] if rest else ""  # the section after ours, if any
-    section = [CARD_MARK, "", reading(result), "", markdown_table(result), "", "Details: `report.md`, `metrics.json`.", ""]
-    card.write_text(head.rstrip() + "\n\n" + "\n".join(section) + ("\n## " + tail if tail else ""))
 
 
 def _num(v: float) -> float | None:

@@ -1,5 +1,10 @@
 """`predict_file`: one prediction per user of a history file, from a run directory alone.
 
+This module owns the order of a prediction run (read the history, build each chunk's prompts or
+windows, decode, write); the history file is read by `evtlm.predict.history_file`, the records are
+formatted and written by `evtlm.predict.records`. It reads the run directory and writes only the
+predictions file: it never trains or fits anything.
+
 The history file is read through the run's data mapping (``recipe.resolved.yaml``'s ``data``
 section with the path replaced; a run trained on the embedded synthetic shop reads files written
 by ``evtlm simulate``, preset ``evtlm_shop``; ``preset=`` names another format). Each user's
@@ -27,10 +32,7 @@ memory beyond the event table itself stays bounded however many users the file h
 
 from __future__ import annotations
 
-import csv
 import json
-import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -51,125 +53,10 @@ from evtlm.decode.inference import (
     read_label_space,
     run_label_items,
 )
-from evtlm.recipe import DataConfig
+from evtlm.predict.history_file import history_data_config, parse_as_of, raw_user_ids
+from evtlm.predict.records import RecordWriter, _records
 
 __all__ = ["predict_file", "history_data_config", "RecordWriter"]
-
-
-def history_data_config(data: DataConfig, path: str | Path, preset: str | None = None,
-                        on_bad_rows: str = "skip") -> DataConfig:
-    """The run's data mapping for another file: path replaced, training-only filters removed.
-
-    ``max_users`` (a training subset) and the ``start``/``end`` window (the training data's
-    range, also a preset's) do not apply to a new history file.
-
-    >>> history_data_config(DataConfig(), "shop.csv").preset          # trained on the embedded shop
-    'evtlm_shop'
-    >>> c = history_data_config(DataConfig(preset="taobao", path="a.csv", max_users=9), "b.csv")
-    >>> c.preset, c.path, c.max_users, c.start
-    ('taobao', 'b.csv', None, None)
-    """
-    path = str(path)
-    if preset is not None:
-        return DataConfig(preset=preset, path=path, on_bad_rows=on_bad_rows)
-    if data.path is None and data.preset is None:  # the embedded shop: its files come from `evtlm simulate`
-        return DataConfig(preset="evtlm_shop", path=path, on_bad_rows=on_bad_rows)
-    explicit = data.model_dump(exclude_defaults=True)
-    explicit.update(path=path, on_bad_rows=on_bad_rows, max_users=None, start=None, end=None)
-    return DataConfig.model_validate(explicit)
-
-
-def raw_user_ids(cfg: DataConfig) -> np.ndarray | None:
-    """Every user id of the file as read (before bad rows and filters), or None when the format's
-    reader derives users itself (then lost users cannot be named)."""
-    from evtlm.ingest.events import Ingest
-    from evtlm.ingest.presets import PRESETS, resolve_data_config
-    from evtlm.ingest.values import clean_ids
-
-    resolved = resolve_data_config(cfg)
-    preset = PRESETS.get(resolved.preset) if resolved.preset else None
-    if preset is not None and preset.reader is not None and preset.name != "evtlm_shop":
-        return None
-    ingest = Ingest(resolved.model_copy(update={"on_bad_rows": "skip"}))
-    col = resolved.columns.user
-    table = ingest.read(roles={"data.columns.user": col})
-    return np.asarray(clean_ids(table.df[col]).dropna().unique(), dtype=object)
-
-
-def parse_as_of(as_of: str) -> int:
-    """``--as-of`` as UTC nanoseconds (a time without a zone is UTC).
-
-    >>> parse_as_of("2024-01-02")
-    1704153600000000000
-    >>> parse_as_of("next tuesday")
-    Traceback (most recent call last):
-    evtlm.errors.DataError: --as-of 'next tuesday' is not a time, evtlm predict, give an ISO time such as 2024-01-31 or 2024-01-31T18:00:00+08:00
-    """
-    try:
-        stamp = pd.Timestamp(as_of)
-    except (ValueError, TypeError, OverflowError) as exc:  # pandas' DateParseError is a ValueError
-        raise DataError(f"--as-of {as_of!r} is not a time", where="evtlm predict",
-                        fix="give an ISO time such as 2024-01-31 or 2024-01-31T18:00:00+08:00") from exc
-    if stamp is pd.NaT:
-        raise DataError(f"--as-of {as_of!r} is not a time", where="evtlm predict", fix="give an ISO time such as 2024-01-31")
-    return int((stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")).value)
-
-
-# ------------------------------------------------------------------------------------ writing
-class RecordWriter:
-    """JSONL (one object per line) or CSV (flat columns) records, appended chunk by chunk.
-
-    Written under a temporary name beside ``path`` and renamed onto it by ``close(commit=True)``:
-    a run that fails or is killed half-way never leaves a prefix of the predictions that reads
-    like a whole file (nor replaces an older complete one).
-    """
-
-    def __init__(self, path: Path, task: str, top_k: int, actions: list[str] | None, calibrated: bool = False) -> None:
-        from evtlm.fsio import TMP_PREFIX
-
-        self.path, self.task, self.csv = path, task, path.suffix.lower() == ".csv"
-        self.tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
-        with writing(path, "writing the predictions (--out)"):
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.handle = self.tmp.open("w", encoding="utf-8", newline="" if self.csv else None)
-        if self.csv:
-            if task == "purchase":
-                cols = ["p_purchase", *(["p_raw"] if calibrated else []), "answer"]
-            elif task == "next_action":
-                cols = ["answer"] + [f"p_{a}" for a in actions or []]
-            else:
-                cols = [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("item", "score")]
-            self.columns = ["user_id", *cols, "error"]
-            self.writer = csv.DictWriter(self.handle, fieldnames=self.columns)
-            self.writer.writeheader()
-
-    def write(self, records: list[dict[str, Any]]) -> None:
-        with writing(self.path, "writing the predictions (--out)"):  # a full disk names the output file
-            self._write(records)
-
-    def _write(self, records: list[dict[str, Any]]) -> None:
-        if not self.csv:
-            self.handle.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in records)
-            return
-        for r in records:
-            flat = {k: v for k, v in r.items() if k not in ("probs", "items")}
-            for action, p in r.get("probs", {}).items():
-                flat[f"p_{action}"] = p
-            for i, it in enumerate(r.get("items", []), start=1):
-                flat[f"item_{i}"], flat[f"score_{i}"] = it["item_id"], it["score"]
-            self.writer.writerow(flat)
-
-    def close(self, commit: bool = True) -> None:
-        """Finish the file: flushed and renamed into place (``commit``), or deleted."""
-        if not commit:
-            self.handle.close()
-            self.tmp.unlink(missing_ok=True)
-            return
-        with writing(self.path, "writing the predictions (--out)"):
-            self.handle.flush()
-            os.fsync(self.handle.fileno())
-            self.handle.close()
-            os.replace(self.tmp, self.path)
 
 
 def _decision_offsets(run_dir: Path) -> np.ndarray | None:
@@ -200,43 +87,6 @@ def _stream_records(model, part, catalog, recipe, tokenizer, space, task, k, act
             result = result[:, space.index(" yes")]
     good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets, calibrator)))
     return [good[i] if i in good else {"user_id": now.user_ids[i], "error": now.errors[i]} for i in range(len(now.user_ids))]
-
-
-def _prob(p: float) -> float:
-    """A probability as written: 6 significant digits of p, or of 1 - p above 0.5. Rounding to 6
-    decimals instead printed 1.2142e-4 as 1.21e-4 (a log-loss error of 0.0035 on that example)
-    and anything below 5e-7 as 0.
-
-    >>> _prob(0.000121423456), _prob(0.5), _prob(0.99998765432), _prob(3e-9)
-    (0.000121423, 0.5, 0.9999876543, 3e-09)
-    """
-    p = float(p)
-    return 1.0 - float(f"{1.0 - p:.6g}") if p > 0.5 else float(f"{p:.6g}")
-
-
-def _records(task: str, users: list[str], out: Any, actions: list[str] | None, item_ids: list[str] | None,
-             offsets: np.ndarray | None = None, calibrator: Any = None) -> list[dict]:
-    """Prediction records of one chunk's decodable users. next_action answers follow the decision
-    rule fitted on validation when the run has one (the probabilities are the model's own);
-    purchase probabilities go through the run's calibrator when it has one (`evtlm.evaluate.calibration`),
-    the raw softmax kept beside them as ``p_raw``."""
-    if task == "purchase":  # the answer follows the probability as written (0.4999999 is written 0.5: "yes")
-        if calibrator is None or calibrator.skipped is not None:
-            return [{"user_id": u, "p_purchase": (q := _prob(p)), "answer": "yes" if q >= 0.5 else "no"}
-                    for u, p in zip(users, out)]
-        cal = calibrator.apply(out) if len(out) else []
-        return [{"user_id": u, "p_purchase": (q := _prob(c)), "p_raw": _prob(p),
-                 "answer": "yes" if q >= 0.5 else "no"} for u, p, c in zip(users, out, cal)]
-    if task == "next_action":
-        from evtlm.evaluate.metrics import apply_offsets
-
-        pick = apply_offsets(out, offsets) if offsets is not None and len(out) else np.argmax(out, axis=1) if len(out) else []
-        return [{"user_id": u, "answer": actions[int(c)],
-                 "probs": {a: _prob(q) for a, q in zip(actions, p)}} for u, p, c in zip(users, out, pick)]
-    idx, scores = out
-    return [{"user_id": u, "items": [{"item_id": item_ids[i], "score": round(float(s), 4)}
-                                     for i, s in zip(row, srow) if i >= 0 and math.isfinite(s)]}
-            for u, row, srow in zip(users, idx, scores)]
 
 
 # ------------------------------------------------------------------------------------ predict
