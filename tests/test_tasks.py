@@ -42,7 +42,7 @@ SPLIT = {"valid_days": 4, "test_days": 4}
 def test_registry_and_metrics():
     assert sorted(TASKS) == ["next_action", "next_item", "pretrain", "purchase"]
     assert get_task("next_item").metric_names == ("hr@k", "ndcg@k", "mrr@k")
-    assert get_task("next_action").metric_names == ("accuracy", "macro_f1", "log_loss")
+    assert get_task("next_action").metric_names == ("macro_f1", "accuracy", "roc_auc", "log_loss", "brier", "ece")
     with pytest.raises(TaskError, match="unknown task 'nxt_item'.*next_item"):
         get_task("nxt_item")
 

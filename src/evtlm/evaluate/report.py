@@ -23,24 +23,29 @@ from typing import Any
 
 from evtlm.evaluate.report_plots import plot_calibration, plot_confusion, plot_hr_curve, plot_reliability, plot_roc
 
-__all__ = ["markdown_table", "text_table", "reading", "write_report", "LOWER_IS_BETTER"]
+__all__ = ["markdown_table", "text_table", "reading", "write_report"]
 
-LOWER_IS_BETTER = ("log_loss", "brier", "ece")
 NAMES = {"roc_auc": "ROC-AUC", "log_loss": "log loss", "brier": "Brier", "ece": "ECE", "accuracy": "accuracy",
          "macro_f1": "macro-F1", "positive_rate": "positive rate"}
-ORDER = {
-    "purchase": ("roc_auc", "log_loss", "brier", "ece", "accuracy", "macro_f1"),
-    "next_action": ("macro_f1", "accuracy", "roc_auc", "log_loss", "brier", "ece"),
-}
 
 
 def _columns(result: dict[str, Any]) -> list[str]:
+    """The task's metrics present in the result, in the task's order (`Task.metric_names`; an
+    "@k" metric at every k the result has, k by k)."""
+    from evtlm.tasks import TASKS
+
     present = {k for m in result["methods"].values() for k in m if k != "seconds"}
-    if result["task"] == "next_item":
-        ks = sorted({int(c.split("@")[1]) for c in present if "@" in c})
-        return [f"{m}@{k}" for k in ks for m in ("hr", "ndcg", "mrr") if f"{m}@{k}" in present]
-    order = ORDER.get(result["task"], tuple(sorted(present)))
+    names = TASKS[result["task"]].metric_names if result["task"] in TASKS else tuple(sorted(present))
+    ranked = [n[:-2] for n in names if n.endswith("@k")]
+    ks = sorted({int(c.split("@")[1]) for c in present if "@" in c and c.split("@")[0] in ranked})
+    order = [f"{m}@{k}" for k in ks for m in ranked] + [n for n in names if not n.endswith("@k")]
     return [c for c in order if c in present]
+
+
+def _lower_is_better(result: dict[str, Any]) -> frozenset[str]:
+    from evtlm.tasks import TASKS
+
+    return TASKS[result["task"]].lower_is_better if result["task"] in TASKS else frozenset()
 
 
 def _label(col: str) -> str:
@@ -55,7 +60,7 @@ def _best(result: dict[str, Any], col: str) -> float | None:
     values = [v for v in values if v is not None and not math.isnan(v)]
     if not values:
         return None
-    return min(values) if col in LOWER_IS_BETTER else max(values)
+    return min(values) if col in _lower_is_better(result) else max(values)
 
 
 def _fmt(v: Any) -> str:
@@ -231,7 +236,7 @@ def write_report(run_dir: str | Path, result: dict[str, Any], curves: dict[str, 
         markdown_table(result),
         "",
         f"N = {result['n']} examples, the same for every method (best value per column in bold; lower is better "
-        f"for {', '.join(_label(c) for c in LOWER_IS_BETTER)}). Baselines are fitted on the training split and see "
+        f"for {', '.join(_label(c) for c in _columns(result) if c in _lower_is_better(result)) or 'none'}). Baselines are fitted on the training split and see "
         "only events before each example's label time. Seconds: fit + predict (baselines), decoding (model).",
         "",
     ]

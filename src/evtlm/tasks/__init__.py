@@ -3,7 +3,7 @@
 >>> sorted(TASKS)
 ['next_action', 'next_item', 'pretrain', 'purchase']
 >>> get_task("purchase").metric_names
-('roc_auc', 'log_loss', 'brier', 'ece', 'accuracy')
+('roc_auc', 'log_loss', 'brier', 'ece', 'accuracy', 'macro_f1')
 >>> get_task("purchse")
 Traceback (most recent call last):
 ...

@@ -101,7 +101,7 @@ class Task(Protocol):
     """A prediction task: prompt/target writing, label space and metrics, kept together."""
 
     name: ClassVar[str]
-    metric_names: ClassVar[tuple[str, ...]]
+    metric_names: ClassVar[tuple[str, ...]]  # what evaluation reports, in the report's column order ("x@k": every k)
     # the one metric that ranks methods, drives early stopping and heads every report; "name@k"
     # is read at eval.k's 10 (or its largest k): `evtlm.tasks.resolve_primary`
     primary_metric: ClassVar[str]

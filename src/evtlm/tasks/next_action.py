@@ -39,7 +39,7 @@ def answer_of(action: str, ctx: TaskContext) -> str:
 
 class NextAction:
     name: ClassVar[str] = "next_action"
-    metric_names: ClassVar[tuple[str, ...]] = ("accuracy", "macro_f1", "log_loss")
+    metric_names: ClassVar[tuple[str, ...]] = ("macro_f1", "accuracy", "roc_auc", "log_loss", "brier", "ece")
     # macro-F1, not accuracy: "view" dominates, and a model that always says "view" is accurate and useless
     primary_metric: ClassVar[str] = "macro_f1"
     lower_is_better: ClassVar[frozenset[str]] = frozenset({"log_loss", "brier", "ece"})

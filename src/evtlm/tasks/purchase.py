@@ -66,7 +66,7 @@ def horizon_text(days: float) -> str:
 
 class Purchase:
     name: ClassVar[str] = "purchase"
-    metric_names: ClassVar[tuple[str, ...]] = ("roc_auc", "log_loss", "brier", "ece", "accuracy")
+    metric_names: ClassVar[tuple[str, ...]] = ("roc_auc", "log_loss", "brier", "ece", "accuracy", "macro_f1")
     primary_metric: ClassVar[str] = "roc_auc"
     lower_is_better: ClassVar[frozenset[str]] = frozenset({"log_loss", "brier", "ece"})
     stream: ClassVar[bool] = False
