@@ -73,7 +73,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm.auto import tqdm
 
-from evtlm.evaluate.baselines import Baseline, Ranking
+from evtlm.evaluate.baseline_core import Baseline, Ranking
 from evtlm.data.history import HistoryIndex, item_popularity, strictly_earlier, with_fallback
 
 
