@@ -1,5 +1,11 @@
 """Offline metrics: plain functions on numpy arrays (scikit-learn where it has them).
 
+Owns the classification metrics (accuracy, macro-F1, ROC-AUC and its standard error, log loss,
+Brier, the confusion matrix), the per-task summaries `binary_metrics` and `multiclass_metrics`,
+and the per-class decision offsets (`fit_class_offsets`). The argument checks live in
+`evtlm.evaluate.metric_inputs`, calibration error in `evtlm.evaluate.reliability` and the ranking
+metrics in `evtlm.evaluate.rank_metrics`, all importable from here. Trains no model, reads no file.
+
 The Hugging Face ``evaluate`` hub scripts need network; these do not. The model and every
 baseline are judged by the same functions on the same examples.
 
@@ -11,26 +17,20 @@ tasks such as purchase, or a distribution [n, C] for closed sets such as next_ac
 >>> accuracy(y, p >= 0.5), roc_auc(y, p), round(log_loss(y, p), 4), round(brier(y, p), 3)
 (0.8, 1.0, 0.4225, 0.132)
 
-Ranking (``ranked [n, K]`` candidate indices best first; ``true [n]`` the right index, -1 for an
-answer outside the catalog, which always counts as a miss and is never dropped):
-
->>> ranked = np.array([[3, 1, 2], [0, 2, 1], [1, 2, 0], [2, 0, 1]])
->>> true = np.array([1, 0, 7, -1])          # rank 2, rank 1, not in the top 3, cold item
->>> hr_at_k(ranked, true, 1), hr_at_k(ranked, true, 3), mrr_at_k(ranked, true, 3)
-(0.25, 0.5, 0.375)
->>> round(ndcg_at_k(ranked, true, 3), 4)     # (1/log2(3) + 1/log2(2)) / 4
-0.4077
+Ranking metrics (``hr_at_k``, ``ndcg_at_k``, ``mrr_at_k``): see `evtlm.evaluate.rank_metrics`.
 """
 
 from __future__ import annotations
 
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 from sklearn import metrics as skm
 
 from evtlm.errors import TaskError
+from evtlm.evaluate.metric_inputs import _binary_probs, _labels
+from evtlm.evaluate.rank_metrics import hr_at_k, mrr_at_k, ndcg_at_k, ranking_metrics, ranks
+from evtlm.evaluate.reliability import ReliabilityCurve, ece, reliability_curve
 
 __all__ = [
     "MetricWarning",
@@ -55,34 +55,6 @@ __all__ = [
 
 class MetricWarning(UserWarning):
     """A metric that is undefined on these examples (returned as NaN, with the reason)."""
-
-
-def _labels(y_true, n: int | None = None, what: str = "y_true") -> np.ndarray:
-    y = np.asarray(y_true)
-    if y.ndim != 1:
-        raise TaskError(f"{what} must be 1-D, got shape {y.shape}", where="evtlm.evaluate.metrics",
-                        fix="pass one label per example")
-    if n is not None and len(y) != n:
-        raise TaskError(f"{what} has {len(y)} entries for {n} predictions", where="evtlm.evaluate.metrics",
-                        fix="score the same examples for labels and predictions")
-    return y
-
-
-def _binary_probs(y_true, p) -> tuple[np.ndarray, np.ndarray]:
-    p = np.asarray(p, dtype=np.float64)
-    if p.ndim == 2 and p.shape[1] == 2:  # a [n, 2] distribution: P(class 1) is column 1
-        p = p[:, 1]
-    if p.ndim != 1:
-        raise TaskError(f"binary probabilities must be [n] or [n, 2], got shape {p.shape}", where="evtlm.evaluate.metrics",
-                        fix="pass P(class 1) per example")
-    y = _labels(y_true, len(p)).astype(np.int64)
-    if not np.isin(y, (0, 1)).all():
-        raise TaskError(f"binary labels must be 0/1, got {np.unique(y)[:5].tolist()}", where="evtlm.evaluate.metrics",
-                        fix="encode the positive class as 1")
-    if len(p) and (np.nanmin(p) < 0 or np.nanmax(p) > 1 or np.isnan(p).any()):
-        raise TaskError("probabilities must lie in [0, 1] (no NaN)", where="evtlm.evaluate.metrics",
-                        fix="pass probabilities, not logits or scores")
-    return y, p
 
 
 def accuracy(y_true, y_pred) -> float:
@@ -179,60 +151,6 @@ def brier(y_true, p) -> float:
     return float(np.mean((p - y) ** 2))
 
 
-@dataclass(frozen=True)
-class ReliabilityCurve:
-    """Per equal-width bin: ``edges [B+1]``, mean predicted ``confidence [B]``, observed
-    ``frequency [B]`` (NaN for an empty bin) and ``count [B]``. Plot frequency vs confidence."""
-
-    edges: np.ndarray
-    confidence: np.ndarray
-    frequency: np.ndarray
-    count: np.ndarray
-
-
-def reliability_curve(y_true, p, n_bins: int = 10) -> ReliabilityCurve:
-    """Equal-width bins of the predicted probability, with the observed rate in each.
-
-    Binary [n]: bins of P(class 1), frequency = rate of class 1. A distribution [n, C]: bins of
-    the top class's probability (confidence), frequency = accuracy of the top class.
-
-    >>> c = reliability_curve([0, 1, 1, 1], [0.1, 0.3, 0.8, 0.9], n_bins=2)
-    >>> c.confidence.round(6).tolist(), c.frequency.tolist(), c.count.tolist()
-    ([0.2, 0.85], [0.5, 1.0], [2, 2])
-    """
-    if n_bins < 1:
-        raise TaskError(f"n_bins must be >= 1, got {n_bins}", where="evtlm.evaluate.metrics", fix="set eval.ece_bins >= 2")
-    p = np.asarray(p, dtype=np.float64)
-    if p.ndim == 2 and p.shape[1] > 2:
-        y = _labels(y_true, len(p)).astype(np.int64)
-        conf, hit = p.max(axis=1), (p.argmax(axis=1) == y).astype(np.float64)
-    else:
-        y, conf = _binary_probs(y_true, p)
-        hit = y.astype(np.float64)
-    edges = np.linspace(0.0, 1.0, n_bins + 1)
-    # bin i holds (edges[i], edges[i+1]]; p = 0 goes to the first bin
-    which = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
-    count = np.bincount(which, minlength=n_bins)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        confidence = np.bincount(which, weights=conf, minlength=n_bins) / count
-        frequency = np.bincount(which, weights=hit, minlength=n_bins) / count
-    return ReliabilityCurve(edges, confidence, frequency, count)
-
-
-def ece(y_true, p, n_bins: int = 10) -> float:
-    """Expected calibration error: sum over bins of (bin share) * |observed rate - mean probability|.
-
-    >>> round(ece([0, 1, 1, 1], [0.1, 0.3, 0.8, 0.9], n_bins=2), 4)   # 0.5*|0.5-0.2| + 0.5*|1-0.85|
-    0.225
-    """
-    curve = reliability_curve(y_true, p, n_bins)
-    total = curve.count.sum()
-    if total == 0:
-        return float("nan")
-    full = curve.count > 0
-    return float(np.sum(curve.count[full] / total * np.abs(curve.frequency[full] - curve.confidence[full])))
-
-
 def confusion(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
     """Confusion matrix [C, C]: row = true class, column = predicted class (label indices 0..C-1).
 
@@ -244,51 +162,6 @@ def confusion(y_true, y_pred, n_classes: int | None = None) -> np.ndarray:
     if n_classes is None:
         n_classes = int(max(y.max(initial=-1), y_pred.max(initial=-1))) + 1
     return skm.confusion_matrix(y, y_pred, labels=np.arange(n_classes))
-
-
-def ranks(ranked, true) -> np.ndarray:
-    """1-based rank of the true index in each row of ``ranked [n, K]``; 0 when absent or cold (-1).
-
-    >>> ranks(np.array([[3, 1], [0, 2], [-1, -1]]), np.array([1, 5, -1])).tolist()
-    [2, 0, 0]
-    """
-    ranked = np.asarray(ranked)
-    if ranked.ndim != 2:
-        raise TaskError(f"ranked must be [n, K], got shape {ranked.shape}", where="evtlm.evaluate.metrics",
-                        fix="pass the top-K candidate indices per example")
-    true = _labels(true, len(ranked), "true")
-    # true = -1 (cold item) never matches, not even the -1 padding of a short ranking
-    hit = (ranked == true[:, None]) & (true[:, None] >= 0)
-    return np.where(hit.any(axis=1), hit.argmax(axis=1) + 1, 0)
-
-
-def _check_k(ranked, k: int) -> None:
-    if not 1 <= k <= np.asarray(ranked).shape[1]:
-        raise TaskError(f"k={k} but the rankings hold {np.asarray(ranked).shape[1]} candidates", where="evtlm.evaluate.metrics",
-                        fix="decode at least k candidates (decode.top_k >= max(eval.k))")
-
-
-def hr_at_k(ranked, true, k: int) -> float:
-    """Hit rate: share of examples whose true item is in the top k (cold items are misses)."""
-    _check_k(ranked, k)
-    r = ranks(ranked, true)
-    return float(np.mean((r >= 1) & (r <= k))) if len(r) else float("nan")
-
-
-def ndcg_at_k(ranked, true, k: int) -> float:
-    """NDCG with one relevant item: mean of 1/log2(rank + 1) over hits within k, 0 otherwise."""
-    _check_k(ranked, k)
-    r = ranks(ranked, true)
-    gain = np.where((r >= 1) & (r <= k), 1.0 / np.log2(np.maximum(r, 1) + 1), 0.0)
-    return float(np.mean(gain)) if len(r) else float("nan")
-
-
-def mrr_at_k(ranked, true, k: int) -> float:
-    """Mean reciprocal rank, counting 0 for items outside the top k."""
-    _check_k(ranked, k)
-    r = ranks(ranked, true)
-    rr = np.where((r >= 1) & (r <= k), 1.0 / np.maximum(r, 1), 0.0)
-    return float(np.mean(rr)) if len(r) else float("nan")
 
 
 def roc_auc_se(y_true, p) -> float:
@@ -349,22 +222,6 @@ def multiclass_metrics(y_true, probs, n_bins: int = 10, decisions=None) -> dict[
     return {"accuracy": accuracy(y, pred), "macro_f1": macro_f1(y, pred, labels=np.arange(probs.shape[1])),
             "roc_auc": roc_auc(y, scored), "log_loss": log_loss(y, scored), "brier": brier(y, scored),
             "ece": ece(y, probs, n_bins)}
-
-
-def ranking_metrics(ranked, true, ks=(1, 5, 10, 20)) -> dict[str, float]:
-    """HR@k, NDCG@k and MRR@k for every k in ``ks`` that the rankings are deep enough for.
-
-    >>> ranking_metrics(np.array([[3, 1], [0, 2]]), np.array([1, 0]), ks=(1, 2, 5))
-    {'hr@1': 0.5, 'ndcg@1': 0.5, 'mrr@1': 0.5, 'hr@2': 1.0, 'ndcg@2': 0.8154648767857288, 'mrr@2': 0.75}
-    """
-    depth = np.asarray(ranked).shape[1]
-    out: dict[str, float] = {}
-    for k in ks:
-        if k <= depth:
-            out[f"hr@{k}"] = hr_at_k(ranked, true, k)
-            out[f"ndcg@{k}"] = ndcg_at_k(ranked, true, k)
-            out[f"mrr@{k}"] = mrr_at_k(ranked, true, k)
-    return out
 
 
 def fit_class_offsets(y_true, probs, rounds: int = 3, grid: int = 41) -> np.ndarray:
