@@ -107,4 +107,3 @@ def build_report(recipe: Recipe, task: Task, log: EventLog, exset, index: dict[s
         "cold_items": exset.info.get("cold_items"),
         "notes": exset.notes,
     }
-

@@ -211,4 +211,3 @@ def _cold_report(cold: dict[str, tuple[int, set]] | None, parts: dict[str, list[
         total = sum(int(p["tokens"].sum()) for p in parts[s])
         out[s] = {"examples": n, "share": float(n / total) if total else 0.0, "distinct_items": len(items)}
     return out
-

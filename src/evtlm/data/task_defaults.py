@@ -53,4 +53,3 @@ def text_recipe(recipe: Recipe) -> Recipe:
     if item_tokens and (recipe.verbalize.item != "token" or recipe.verbalize.repeat_shortcut):
         update["verbalize"] = recipe.verbalize.model_copy(update={"item": "token", "repeat_shortcut": False})
     return recipe.model_copy(update=update) if update else recipe
-
