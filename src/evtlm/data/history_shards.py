@@ -14,7 +14,7 @@ the pieces of all of them: every process must then make the same calls, and each
 result.
 
 Which shard an example belongs to is a column of the examples (``shard``, as
-`evtlm.data.shard_prepare.ShardIndex` lays them out), not a hash recomputed here: the partition hashed
+`evtlm.data.shard_folder.ShardIndex` lays them out), not a hash recomputed here: the partition hashed
 the raw ids, which need not survive a cast to string.
 
 >>> ev = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["a", "b", "a"], "action": ["view", "cart", "view"],

@@ -11,28 +11,35 @@ dropped when the budget ``task.max_tokens`` is exceeded. The result is cached on
 Dataset rows (`Prepared.datasets`, splits ``train``, ``valid``, ``test``): ``input_ids``,
 ``labels``, ``prompt_length``, ``label_index`` (-1: answer outside the label space), ``user_id``,
 ``example_id`` (row of `Prepared.index`; for pretrain, the chunk number).
+
+This module owns `prepare` and the steps only it runs (the training text, each split's Arrow
+table, its file). What it hands on and the cache entry's form (`evtlm.data.prepared`), the
+per-split example views (`evtlm.data.example_frames`), the data report (`evtlm.data.data_report`)
+and the task-dependent recipe defaults (`evtlm.data.task_defaults`) live beside it and are
+re-exported here. It must not import a model or a metric.
 """
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 
 from evtlm.data import cache as datacache
+from evtlm.data.data_report import build_report, merge_split_parts, percentile_of_counts, split_parts, split_summary
+from evtlm.data.example_frames import ExampleLabels, SplitFrames, TextExamples, example_labels, history_items
+from evtlm.data.prepared import LogFacts, Prepared, _load, _load_cached, _save
+from evtlm.data.task_defaults import text_recipe
 from evtlm.text.encode import build_event_tokens, chunk_offsets, example_rows, fit_budget, list_array, masked_labels
 from evtlm.errors import TaskError
 from evtlm.ingest.events import EventLog
 from evtlm.fsio import default_cache_dir, writing
 from evtlm.recipe import Recipe
-from evtlm.tasks.splits import SPLITS, TRAIN, TimeWindows, assert_prompts_before_labels
-from evtlm.tasks import Task, TaskContext, get_task, resolve_primary
+from evtlm.tasks.splits import SPLITS, TRAIN, assert_prompts_before_labels
+from evtlm.tasks import TaskContext, get_task
 from evtlm.text.tokenization import (
     TokenizerInfo,
     add_item_tokens,
@@ -43,53 +50,10 @@ from evtlm.text.tokenization import (
 )
 
 if TYPE_CHECKING:
-    from datasets import DatasetDict
     from transformers import PreTrainedTokenizerBase
 
 __all__ = ["Prepared", "LogFacts", "SplitFrames", "ExampleLabels", "example_labels", "history_items", "prepare", "text_recipe",
-           "item_vocabulary"]
-
-
-@dataclass(frozen=True)
-class LogFacts:
-    """What one shard of a log cannot know alone (`evtlm.data.shard_prepare` computes it over every
-    shard): the whole log's split windows, its label space and its items. `prepare` given these
-    builds a shard's examples exactly as the whole log's would be built for the same users."""
-
-    windows: TimeWindows | None  # None under leave_one_out
-    label_space: list[str] | None  # None: the task's label space does not depend on the data
-    items: list[str]  # every item id of the log, sorted: the item tokens, in `item_vocabulary` order
-
-    def key(self) -> dict[str, Any]:
-        """A fingerprint for the data cache key (the label space and items hashed)."""
-        import hashlib
-
-        def digest(values):
-            return None if values is None else hashlib.sha256("\x1f".join(values).encode()).hexdigest()[:16]
-
-        return {"windows": self.windows.to_dict() if self.windows else None,
-                "label_space": digest(self.label_space), "items": digest(self.items)}
-
-
-@dataclass
-class Prepared:
-    """Everything training, evaluation and baselines need from the data stage."""
-
-    datasets: DatasetDict
-    label_space: list[str]
-    report: dict[str, Any]  # -> data_report.json
-    tokenizer: PreTrainedTokenizerBase
-    tokenizer_info: TokenizerInfo
-    events: EventLog
-    task: Task
-    index: dict[str, pd.DataFrame]  # per split: the task's example table + kept_start, example_id, n_tokens
-    train_texts: list[str]  # verbalized training-window stream of each user
-    examples: Mapping[str, pd.DataFrame] = field(default_factory=dict)  # text examples (lazy)
-    from_cache: bool = False
-    cache_path: Path | None = None
-
-    def write_report(self, path: str | Path) -> None:
-        Path(path).write_text(json.dumps(self.report, indent=2, default=str) + "\n")
+           "item_vocabulary", "TextExamples", "split_parts", "merge_split_parts", "split_summary", "percentile_of_counts"]
 
 
 def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, cache_dir: str | Path | None = None,
@@ -227,65 +191,6 @@ def prepare(recipe: Recipe, tokenizer: PreTrainedTokenizerBase | None = None, ca
     return prepared
 
 
-def _load_cached(path: Path, recipe: Recipe, task: Task, tokenizer, info: TokenizerInfo | None) -> Prepared | None:
-    """A committed cache entry, or None (and the entry discarded) when its files cannot be read:
-    a damaged entry is rebuilt, never trusted and never fatal."""
-    try:
-        return _load(path, recipe, task, tokenizer, info)
-    except (OSError, ValueError, KeyError, pa.ArrowException) as exc:  # ArrowInvalid, JSONDecodeError are ValueErrors
-        import warnings
-
-        warnings.warn(f"the data cache entry {path} is damaged ({type(exc).__name__}: {exc}); rebuilding it", stacklevel=3)
-        datacache.discard(path)
-        return None
-
-
-def text_recipe(recipe: Recipe) -> Recipe:
-    """The recipe as the text stages must see it, with every task-dependent default resolved.
-
-    - ``task.formulation: auto`` becomes ``stream`` for next_action and for next_item with item
-      tokens, ``example`` otherwise; ``model.item_tokens: null`` becomes true for next_item
-      unless the formulation is ``example``; ``model.copy_path: null`` becomes true for next_item
-      streams, ``model.history_features: null`` for next_action and purchase streams.
-    - With item tokens, items are written as their own tokens (``verbalize.item: token``) and the
-      "added it to cart" shortcut is off: the item token is always in the text, where the copy
-      path and attention can find it.
-
-    Training, evaluation and prediction all go through here, so their prompts cannot drift apart.
-
-    >>> r = text_recipe(Recipe.model_validate({"task": {"name": "next_item"}}))
-    >>> r.verbalize.item, r.task.formulation, r.model.copy_path
-    ('token', 'stream', True)
-    >>> text_recipe(Recipe.model_validate({"task": {"name": "purchase"}})).task.formulation
-    'example'
-    """
-    task, model = recipe.task, recipe.model
-    item_tokens = model.item_tokens
-    if item_tokens is None:
-        item_tokens = task.name == "next_item" and task.formulation != "example"
-    formulation = task.formulation
-    if formulation == "auto":
-        formulation = "stream" if task.name == "next_action" or (task.name == "next_item" and item_tokens) else "example"
-    if formulation == "stream" and (task.name not in ("next_item", "next_action", "purchase")
-                                    or (task.name == "next_item" and not item_tokens)):
-        from evtlm.errors import RecipeError
-
-        raise RecipeError(f"task.formulation=stream does not apply to task {task.name}"
-                          + (" without model.item_tokens" if task.name == "next_item" else ""),
-                          where="task.formulation", fix="use task.formulation=example (or auto)"
-                          + (", or model.item_tokens=true" if task.name == "next_item" else ""))
-    copy = model.copy_path if model.copy_path is not None else (task.name == "next_item" and formulation == "stream")
-    feats = model.history_features if model.history_features is not None else (
-        task.name in ("next_action", "purchase") and formulation == "stream")
-    update: dict = {}
-    if (formulation, item_tokens, copy, feats) != (task.formulation, model.item_tokens, model.copy_path, model.history_features):
-        update["task"] = task.model_copy(update={"formulation": formulation})
-        update["model"] = model.model_copy(update={"item_tokens": item_tokens, "copy_path": copy, "history_features": feats})
-    if item_tokens and (recipe.verbalize.item != "token" or recipe.verbalize.repeat_shortcut):
-        update["verbalize"] = recipe.verbalize.model_copy(update={"item": "token", "repeat_shortcut": False})
-    return recipe.model_copy(update=update) if update else recipe
-
-
 def item_vocabulary(log: EventLog) -> list[str]:
     """Every item id of the log, sorted: the order (and so the ids) of the added item tokens."""
     items = log.events["item_id"].dropna().unique()
@@ -328,226 +233,3 @@ def _write_arrow(table: pa.Table, path: Path) -> None:
     with pa.OSFile(str(path), "wb") as sink, pa.ipc.new_stream(sink, table.schema) as writer:
         for batch in table.to_batches(max_chunksize=20_000):
             writer.write_batch(batch)
-
-
-def _save(path: Path, p: Prepared) -> None:
-    for split, frame in p.index.items():
-        frame.to_parquet(path / f"index_{split}.parquet", index=False)
-    pa.parquet.write_table(pa.table({"text": pa.array(p.train_texts, pa.large_string())}), path / "train_texts.parquet")
-    datacache.save_log(p.events, path)
-    if p.tokenizer_info.source == "scratch":
-        p.tokenizer.save_pretrained(str(path / "tokenizer"))
-    meta = {"label_space": p.label_space, "report": p.report, "tokenizer_info": p.tokenizer_info.to_dict()}
-    (path / "meta.json").write_text(json.dumps(meta, default=str))
-
-
-def _load(path: Path, recipe: Recipe, task: Task, tokenizer, info: TokenizerInfo | None, from_cache: bool = True) -> Prepared:
-    import pyarrow.parquet as pq
-    from datasets import Dataset, DatasetDict
-
-    meta = json.loads((path / "meta.json").read_text())
-    if tokenizer is None:  # a scratch tokenizer travels with the cache entry
-        from transformers import PreTrainedTokenizerFast
-
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(str(path / "tokenizer"))
-    info = info or TokenizerInfo(**meta["tokenizer_info"])
-    prepared = Prepared(
-        datasets=DatasetDict({s: Dataset.from_file(str(path / f"{s}.arrow")) for s in SPLITS}),
-        label_space=meta["label_space"], report=meta["report"], tokenizer=tokenizer, tokenizer_info=info,
-        events=datacache.load_log(path), task=task,
-        index={s: pd.read_parquet(path / f"index_{s}.parquet") for s in SPLITS},
-        train_texts=pq.read_table(path / "train_texts.parquet").column("text").to_pylist(),
-        from_cache=from_cache, cache_path=path,
-    )
-    prepared.examples = TextExamples(prepared, recipe)
-    return prepared
-
-
-class SplitFrames(Mapping[str, pd.DataFrame]):
-    """One DataFrame per split (``train``, ``valid``, ``test``), each built by ``_split(name)`` on
-    first access and kept: what is never asked for is never built."""
-
-    def __init__(self) -> None:
-        self._frames: dict[str, pd.DataFrame] = {}
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(SPLITS)
-
-    def __len__(self) -> int:
-        return len(SPLITS)
-
-    def __getitem__(self, split: str) -> pd.DataFrame:
-        if split not in SPLITS:
-            raise KeyError(split)
-        if split not in self._frames:
-            self._frames[split] = self._split(split)
-        return self._frames[split]
-
-    def _split(self, split: str) -> pd.DataFrame:
-        raise NotImplementedError
-
-
-def example_labels(ix: pd.DataFrame) -> pd.DataFrame:
-    """What the metrics and the baselines read of each example of an index table (`Prepared.index`):
-    ``example_id, user_id, target, label, label_index, label_time`` (and ``shard``, over shards). No event text is built: a
-    prompt is a string per event of the history, more than a machine holds at 100M events, and
-    evaluation never reads it (the model reads token ids, the baselines the event table)."""
-    out = pd.DataFrame({
-        "example_id": ix["example_id"],
-        "user_id": ix["user_id"].astype("string"),
-        "target": ix["target"],
-        "label": ix["label"],
-        "label_index": ix["label_index"],
-        "label_time": pd.to_datetime(ix["label_time"].to_numpy(), utc=True),
-    })
-    if "shard" in ix:  # tokenized shards: where each user's events are (evtlm.data.history_shards)
-        out["shard"] = ix["shard"].to_numpy()
-    return out
-
-
-def history_items(events: EventLog, ix: pd.DataFrame) -> list[list[str]]:
-    """The item ids of each example's full, untruncated history (rows ``hist_start:hist_stop`` of
-    ``events``): what ``decode.exclude_history_items`` masks."""
-    items = events.events["item_id"].to_numpy(dtype=object, na_value=None)
-    return [[i for i in items[lo:hi] if i is not None] for lo, hi in zip(ix["hist_start"].to_numpy(), ix["hist_stop"].to_numpy())]
-
-
-class ExampleLabels(SplitFrames):
-    """Per split, `example_labels` of ``index[split]``, built on first access: evaluation's view
-    of the examples (`evtlm.evaluate.harness`), which reads the index tables only, never the events."""
-
-    def __init__(self, index: Mapping[str, pd.DataFrame]) -> None:
-        super().__init__()
-        self._index = index
-
-    def _split(self, split: str) -> pd.DataFrame:
-        return example_labels(self._index[split])
-
-
-class TextExamples(SplitFrames):
-    """Per split: ``example_id, user_id, prompt, target, label, label_index, label_time,
-    history_items, truncated``, built on first access (prompts are strings: costly at scale;
-    what evaluation reads is `ExampleLabels`).
-
-    ``prompt`` is the text the model sees (after truncation); ``history_items`` are the items of
-    the full, untruncated prompt range, for baselines.
-    """
-
-    def __init__(self, prepared: Prepared, recipe: Recipe) -> None:
-        super().__init__()
-        self._p, self._recipe, self._text = prepared, recipe, None
-
-    def _split(self, split: str) -> pd.DataFrame:
-        return self._build(self._p.index[split])
-
-    def _build(self, ix: pd.DataFrame) -> pd.DataFrame:
-        from evtlm.text.verbalize import actor_text, verbalize_events
-
-        ev, cfg = self._p.events, self._recipe.verbalize
-        if self._text is None:
-            self._text = verbalize_events(ev.events, ev.catalog, cfg)
-        piece = self._text.piece.to_numpy(dtype=object)
-        stand = self._text.standalone.to_numpy(dtype=object)
-        users = ev.events["user_id"].to_numpy(dtype=object)
-        actors = actor_text(ix["user_id"].astype("string"), cfg).to_numpy(dtype=object)
-        a, b, s = (ix[c].to_numpy() for c in ("hist_start", "hist_stop", "kept_start"))
-        # the user's first row: pieces before it belong to another user
-        first = np.array([s_ == 0 or users[s_ - 1] != users[s_] for s_ in np.minimum(s, len(users) - 1)], dtype=bool)
-        prompts = [
-            act + ((piece[k] if f else stand[k]) if k < e else "") + "".join(piece[k + 1 : e]) + q
-            for act, k, e, f, q in zip(actors, s, b, first, ix["question"].to_numpy(dtype=object))
-        ]
-        out = example_labels(ix)
-        out.insert(2, "prompt", prompts)
-        return out.assign(history_items=history_items(ev, ix), truncated=s > a)
-
-
-def split_parts(ix: pd.DataFrame) -> dict[str, Any]:
-    """What one split's report entry is computed from, in a form that adds up over shards of
-    users (`merge_split_parts`): every example's token count as a histogram, its users, the full
-    count of every answer, the examples whose history was cut."""
-    return {"tokens": np.bincount(ix["n_tokens"].to_numpy(np.int64), minlength=1), "users": int(ix["user_id"].nunique()),
-            "labels": ix["target"].astype(str).str.strip().value_counts(),
-            "truncated": int((ix["kept_start"] > ix["hist_start"]).sum())}
-
-
-def merge_split_parts(parts: list[dict[str, Any]]) -> dict[str, Any]:
-    """`split_parts` of disjoint sets of users (shards) -> those of their union: exact.
-
-    >>> a = split_parts(pd.DataFrame({"n_tokens": [3, 5], "user_id": ["u", "u"], "target": ["x", "y"],
-    ...                               "kept_start": [0, 1], "hist_start": [0, 0]}))
-    >>> m = merge_split_parts([a, a])
-    >>> m["tokens"].tolist(), m["users"], m["labels"].to_dict(), m["truncated"]
-    ([0, 0, 0, 2, 0, 2], 2, {'x': 2, 'y': 2}, 2)
-    """
-    width = max(len(p["tokens"]) for p in parts)
-    tokens = np.zeros(width, dtype=np.int64)
-    for p in parts:
-        tokens[: len(p["tokens"])] += p["tokens"]
-    labels = pd.concat([p["labels"] for p in parts]).groupby(level=0, sort=False).sum() if parts else pd.Series(dtype=np.int64)
-    return {"tokens": tokens, "users": sum(p["users"] for p in parts), "labels": labels,
-            "truncated": sum(p["truncated"] for p in parts)}
-
-
-def percentile_of_counts(counts: np.ndarray, q: float) -> float:
-    """``np.percentile`` (linear interpolation) of the integers whose histogram is ``counts``.
-
-    >>> x = np.array([3, 1, 4, 1, 5, 9, 2, 6])
-    >>> [bool(percentile_of_counts(np.bincount(x), q) == np.percentile(x, q)) for q in (50, 90, 99)]
-    [True, True, True]
-    """
-    n = int(counts.sum())
-    if n == 0:
-        return 0.0
-    ends = np.cumsum(counts)
-    pos = (n - 1) * (q / 100.0)  # as numpy computes it, to the last bit
-    lo = int(np.floor(pos))
-    a, b = (float(np.searchsorted(ends, i, side="right")) for i in (lo, min(lo + 1, n - 1)))
-    t = pos - lo
-    return a + (b - a) * t if t < 0.5 else b - (b - a) * (1 - t)  # numpy's own lerp, both halves
-
-
-def split_summary(parts: dict[str, Any], *, stream_rows: int | None = None, labels: bool = True) -> dict[str, Any]:
-    """One split's entry of the data report's ``splits``, from its `split_parts`. ``stream_rows``:
-    pretraining's ``task.max_tokens``, whose rows are chunks of the streams; ``labels``: False
-    where answers are not a label (pretraining)."""
-    tokens = parts["tokens"]
-    values = np.arange(len(tokens))
-    n = int(tokens.sum())
-    # ties in the distribution by label: the same order from a whole log as from its shards
-    counts = parts["labels"].sort_index(kind="stable").sort_values(ascending=False, kind="stable")
-    dist = {str(k): int(v) for k, v in counts.head(20).items()}
-    if len(counts) > 20:
-        dist["(other)"] = int(counts.iloc[20:].sum())
-    out = {
-        "examples": n, "users": int(parts["users"]),
-        "label_distribution": dist if labels else {}, "distinct_labels": int(len(counts)) if labels else 0,
-        "tokens": {f"p{q}": percentile_of_counts(tokens, q) for q in (50, 90, 99)}
-        | {"max": int(values[tokens > 0].max()) if n else 0, "total": int((values * tokens).sum())},
-        "truncated": int(parts["truncated"]),
-    }
-    if stream_rows:  # pretrain: rows are max_tokens chunks of the streams
-        out |= {"streams": n, "examples": int((np.maximum(1, -(-values // stream_rows)) * tokens).sum())}
-    out["truncation_rate"] = parts["truncated"] / n if n else 0.0
-    return out
-
-
-def build_report(recipe: Recipe, task: Task, log: EventLog, exset, index: dict[str, pd.DataFrame],
-                 info: TokenizerInfo, ctx: TaskContext) -> dict[str, Any]:
-    """The ``data_report.json`` content (see `evtlm.cli.prepare` for how it prints)."""
-    per = {split: split_summary(split_parts(ix), stream_rows=recipe.task.max_tokens if task.stream else None,
-                                labels=not task.stream) for split, ix in index.items()}
-    return {
-        "events": log.report.to_dict(),
-        "task": {"name": task.name, "metrics": list(task.metric_names), "primary_metric": resolve_primary(task.name, recipe.eval.k)[0],
-                 "label_space_size": len(exset.label_space), "max_tokens": recipe.task.max_tokens,
-                 "examples_per_user": {"cap": recipe.task.examples_per_user, "dropped": {s: ctx.capped.get(s, 0) for s in SPLITS}},
-                 **{k: v for k, v in exset.info.items() if k != "cold_items"}},
-        "split": {"method": recipe.split.method, "windows": ctx.windows.to_dict() if ctx.windows else None},
-        "tokenizer": info.to_dict(),
-        "splits": per,
-        "examples": {s: per[s]["examples"] for s in SPLITS},
-        "cold_items": exset.info.get("cold_items"),
-        "notes": exset.notes,
-    }
-

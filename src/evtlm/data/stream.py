@@ -51,11 +51,10 @@ and 7 days) travels as ``tgt_feat``: the same recency / frequency / monetary fea
 baseline reads (`evtlm.data.history.rfm_features`), computed over the user's whole history strictly
 before the cutoff, log-scaled, with a flag per "never".
 
->>> cum = np.array([0, 3, 6, 9, 12])             # one user, 4 events of 3 tokens
->>> w = plan_windows(cum, np.array([0]), np.array([4]), np.array([1]), np.zeros(3, np.int64),
-...                  np.array([1, 2, 3]), max_tokens=5, min_context=0.0)
->>> w.start.tolist(), w.stop.tolist(), w.of_target.tolist()   # end-aligned: events [2, 3), then [0, 1)
-([2, 0], [3, 1], [1, 0, 0])
+This module owns the window rows' layout and their assembly (`stream_table`; `stream_splits` for
+training, `now_windows` for prediction). Where windows fall (`evtlm.data.stream_windows`, whose
+doc shows an example) and the per-target features (`evtlm.data.stream_features`) live beside it and
+are re-exported here. It must not import a model.
 """
 
 from __future__ import annotations
@@ -66,8 +65,10 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from evtlm.data.stream_features import (ACTION_FEATURES, N_ACTION_FEATURES, N_PURCHASE_FEATURES, PURCHASE_FEATURES, action_features,
+                                        purchase_features, target_feature_width, target_features)
+from evtlm.data.stream_windows import Windows, plan_windows
 from evtlm.text.encode import EventTokens, gather_ranges
-from evtlm.errors import TaskError
 from evtlm.recipe import ACTIONS
 
 __all__ = ["STREAM_COLUMNS", "PURCHASE_FEATURES", "N_PURCHASE_FEATURES", "purchase_features", "ACTION_FEATURES",
@@ -79,91 +80,10 @@ TARGET_COLUMNS = ("tgt_local", "tgt_read", "tgt_label", "tgt_example")
 FEATURE_COLUMN = "tgt_feat"  # per-target features (purchase), flattened [T * F]
 STREAM_COLUMNS = ("input_ids", *EVENT_COLUMNS, *TARGET_COLUMNS, FEATURE_COLUMN)
 
-# `purchase_features` columns, fixed whatever the log has (a missing one reads as "never"/0):
-# the model's input width cannot depend on whether a prediction file has prices
-PURCHASE_FEATURES = (
-    "n_events", *[f"n_{a}" for a in ACTIONS], *[f"n_{a}_{d}d" for d in (1, 3, 7) for a in ACTIONS],
-    "hours_since_last", "hours_since_first", "hours_since_cart", "hours_since_purchase", "hours_since_favorite",
-    "carts_since_purchase", "removals_since_purchase", "n_sessions", "session_events", "session_carts",
-    "purchases_per_session", "spend",
-)
-N_PURCHASE_FEATURES = 2 * len(PURCHASE_FEATURES)  # log1p value + a "missing / never" flag each
-
-# `action_features` columns: the next_action gbt's own (`evtlm.data.history.next_action_features`)
-ACTION_FEATURES = (
-    "action_1", "action_2", "action_3", "gap_1_s", "gap_2_s", "hour", "n_events",
-    *[f"{kind}_{a}" for a in ACTIONS for kind in ("n", "share", "last10")],
-    "item_seen", "item_cart", "item_favorite", "item_purchase", "category_seen", "category_cart",
-    "same_item", "same_category", "session_events", "session_cart", "session_favorite", "session_purchase",
-)
-N_ACTION_FEATURES = 2 * len(ACTION_FEATURES)
-
-
-def target_feature_width(task: str) -> int:
-    """Width of ``tgt_feat`` for ``task`` with ``model.history_features`` on (0: none)."""
-    return {"purchase": N_PURCHASE_FEATURES, "next_action": N_ACTION_FEATURES}.get(task, 0)
-
 
 def is_stream_dataset(ds) -> bool:
     """True for a dataset of stream windows (it has read positions)."""
     return "tgt_read" in getattr(ds, "column_names", ())
-
-
-@dataclass
-class Windows:
-    """Windows ``[start, stop)`` of event rows, the user of each, and each target's window."""
-
-    user: np.ndarray  # [W] user code
-    start: np.ndarray  # [W] first event row
-    stop: np.ndarray  # [W] one past the last event row
-    of_target: np.ndarray  # [n_targets] window of each target
-
-
-def plan_windows(piece_cum: np.ndarray, user_start: np.ndarray, user_stop: np.ndarray, actor_len: np.ndarray,
-                 tgt_user: np.ndarray, tgt_pos: np.ndarray, max_tokens: int, min_context: float) -> Windows:
-    """End-aligned windows covering every target (see the module doc).
-
-    ``tgt_pos`` is where each target's history stops: one past the last event strictly before
-    its time (ties at one timestamp stay out, as in the per-example prompts), or the user's stop
-    row for "after the last event"; targets are sorted by it. Each round opens one window per user, ending just before the
-    user's latest uncovered target (its answer is read after the window's last event) and reaching back as far as the budget allows; it covers
-    that user's uncovered targets with at least ``min_context`` of the window before them (all
-    of them when the window starts at the user's first event). Vectorised over users; the
-    number of rounds is the largest number of windows of one user.
-    """
-    tgt_user = np.asarray(tgt_user, np.int64)
-    tgt_pos = np.asarray(tgt_pos, np.int64)
-    of_target = np.full(len(tgt_pos), -1, np.int64)
-    users, starts, stops = [], [], []
-    remaining = np.arange(len(tgt_pos))
-    n_windows = 0
-    while len(remaining):
-        u, p = tgt_user[remaining], tgt_pos[remaining]
-        last = np.r_[u[1:] != u[:-1], True]  # latest remaining target of each user (rows are sorted)
-        wu, wp = u[last], p[last]
-        stop = np.minimum(wp, user_stop[wu])  # the latest target is read after the window's last event
-        budget = max_tokens - actor_len[wu]
-        start = np.searchsorted(piece_cum, piece_cum[stop] - budget, side="left")
-        start = np.maximum(start, user_start[wu])
-        too_long = (budget < 0) | ((start == stop) & (stop > user_start[wu]))
-        if too_long.any():
-            i = int(np.flatnonzero(too_long)[0])
-            raise TaskError(f"an event of {int(piece_cum[stop[i]] - piece_cum[stop[i] - 1])} tokens does not fit "
-                            f"task.max_tokens={max_tokens} with its actor text", where="task.max_tokens",
-                            fix="raise task.max_tokens, or shorten the item text (verbalize.item / item_template)")
-        # the earliest target a window may read: one with min_context of the window before it
-        lo = np.where(start == user_start[wu], start, start + np.floor(min_context * (stop - start)).astype(np.int64))
-        lo = np.minimum(lo, wp)
-        win_of_user = np.full(len(user_start), -1, np.int64)
-        win_of_user[wu] = np.arange(len(wu))
-        w = win_of_user[u]
-        covered = p >= lo[w]
-        of_target[remaining[covered]] = n_windows + w[covered]
-        users.append(wu), starts.append(start), stops.append(stop)
-        n_windows += len(wu)
-        remaining = remaining[~covered]
-    cat = (lambda xs: np.concatenate(xs).astype(np.int64) if xs else np.zeros(0, np.int64))
-    return Windows(cat(users), cat(starts), cat(stops), of_target)
 
 
 def event_attributes(events: pd.DataFrame, catalog: pd.DataFrame | None, item_label: np.ndarray) -> dict[str, np.ndarray]:
@@ -196,69 +116,6 @@ def item_token_mask(tokenizer) -> np.ndarray:
     mask = np.zeros(len(tokenizer), dtype=bool)
     mask[item_token_ids(tokenizer)] = True
     return mask
-
-
-def purchase_features(log, user_ids, label_time_ns: np.ndarray, level: str = "user") -> np.ndarray:
-    """[n, N_PURCHASE_FEATURES] float32: `evtlm.data.history.rfm_features` of each ``(user, cutoff)``
-    over the events strictly before the cutoff, ``sign(x) log1p(|x|)`` of each, then a 1/0 flag
-    per column for "never" (NaN: no cart yet) or absent from this log (no prices). Session-level
-    labels measure durations from the last event, as the gbt baseline does (the label time itself
-    depends on the label there).
-
-    >>> ev = pd.DataFrame({"user_id": ["u"] * 2, "item_id": ["a", "b"], "action": ["view", "cart"],
-    ...     "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02"], utc=True)})
-    >>> f = purchase_features(ev, ["u"], np.array([pd.Timestamp("2024-01-03", tz="UTC").value]))  # ns
-    >>> i = PURCHASE_FEATURES.index("hours_since_cart"); round(float(np.expm1(f[0, i])), 3), float(f[0, len(PURCHASE_FEATURES) + i])
-    (24.0, 0.0)
-    """
-    from evtlm.data.history import HistoryIndex, rfm_features
-
-    index = log if isinstance(log, HistoryIndex) else HistoryIndex(log)
-    times = pd.to_datetime(np.asarray(label_time_ns, dtype=np.int64), utc=True)
-    start, end = index.bounds(pd.Series(list(user_ids), dtype=object), times)
-    frame = rfm_features(index, start, end, times, "label_time" if level == "user" else "last_event")
-    return _encode_features(frame, PURCHASE_FEATURES)
-
-
-def _encode_features(frame: pd.DataFrame, columns: tuple[str, ...]) -> np.ndarray:
-    """``sign(x) log1p(|x|)`` of each of ``columns`` (fixed: a column the frame lacks reads as
-    missing), then a 1/0 flag per column for missing / never; float32 [n, 2 * len(columns)]."""
-    x = frame.reindex(columns=list(columns)).to_numpy(dtype=np.float64)
-    never = np.isnan(x)
-    x = np.where(never, 0.0, np.sign(x) * np.log1p(np.abs(x)))
-    return np.concatenate([x, never.astype(np.float64)], axis=1).astype(np.float32)
-
-
-def action_features(log, user_ids, label_time_ns: np.ndarray, catalog: pd.DataFrame | None = None) -> np.ndarray:
-    """[n, N_ACTION_FEATURES] float32: what the next_action gbt reads before each target
-    (`evtlm.data.history.next_action_features` over the user's events strictly before the target's
-    time: nothing of the target itself, not even its gap), encoded as `purchase_features`.
-
-    >>> ev = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "b", "a"], "action": ["view", "cart", "view"],
-    ...     "timestamp": pd.to_datetime(["2024-01-01", "2024-01-02", "2024-01-03"], utc=True)})
-    >>> f = action_features(ev, ["u"], np.array([pd.Timestamp("2024-01-03", tz="UTC").value]))  # the third event
-    >>> i = ACTION_FEATURES.index("n_cart"); float(np.expm1(f[0, i])), f.shape == (1, N_ACTION_FEATURES)
-    (1.0, True)
-    """
-    from evtlm.data.history import HistoryIndex, next_action_features
-
-    # the catalog's categories too (an EventLog carries its own): evaluation and prediction alike
-    index = log if isinstance(log, HistoryIndex) else HistoryIndex(log, catalog=catalog)
-    times = pd.to_datetime(np.asarray(label_time_ns, dtype=np.int64), utc=True)
-    start, end = index.bounds(pd.Series(list(user_ids), dtype=object), times)
-    return _encode_features(next_action_features(index, start, end), ACTION_FEATURES)
-
-
-def target_features(recipe, log, user_ids, label_time_ns: np.ndarray, catalog: pd.DataFrame | None = None) -> np.ndarray | None:
-    """``tgt_feat`` of each target (purchase: `purchase_features` as of its cutoff; next_action:
-    `action_features` before it), or None when the task or ``model.history_features`` has none."""
-    if not recipe.model.history_features:
-        return None
-    if recipe.task.name == "purchase":
-        return purchase_features(log, user_ids, label_time_ns, recipe.task.level)
-    if recipe.task.name == "next_action":
-        return action_features(log, user_ids, label_time_ns, catalog)
-    return None
 
 
 def stream_table(tok: EventTokens, win: Windows, attrs: dict[str, np.ndarray], tgt_pos: np.ndarray,
