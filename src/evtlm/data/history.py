@@ -59,7 +59,7 @@ def rfm_features(index: HistoryIndex, start: np.ndarray, end: np.ndarray, times,
         out[f"n_{name}"] = (cum[end, a] - cum[start, a]).astype(float)
     for days in (1, 3, 7):
         # events strictly before t - days; the window is [that, end)
-        lo = np.clip(np.searchsorted(index.keys, _key(index, start, q - days * NS_PER_DAY), "left"), start, end)
+        lo = np.clip(np.searchsorted(index.by_user.keys, _key(index, start, q - days * NS_PER_DAY), "left"), start, end)
         for a, name in enumerate(ACTIONS):
             out[f"n_{name}_{days}d"] = (cum[end, a] - cum[lo, a]).astype(float)
     last = np.clip(end - 1, 0, max(index.n - 1, 0))
@@ -224,4 +224,4 @@ def _code_counts(codes: np.ndarray, flags: np.ndarray, query: np.ndarray, start:
 def _key(index: HistoryIndex, start: np.ndarray, q: np.ndarray) -> np.ndarray:
     """Composite search keys ``(user, rank of q)`` for slices that already know their user."""
     u = index.user[np.clip(start, 0, max(index.n - 1, 0))] if index.n else np.zeros_like(start)
-    return u * index._width + np.searchsorted(index.times, q, side="left")
+    return index.by_user.key(u, q)

@@ -31,6 +31,7 @@ from evtlm.errors import DataError
 from evtlm.ingest.events import EventLog, session_starts
 from evtlm.ingest.money import event_money
 from evtlm.recipe import ACTIONS, SESSION_GAP_MINUTES
+from evtlm.tasks.splits import EventIndex
 
 
 class HistoryIndex:
@@ -65,12 +66,9 @@ class HistoryIndex:
         self.item = icode[order].astype(np.int64)
         action = pd.Categorical(events["action"].astype("string"), categories=list(ACTIONS))
         self.action = np.asarray(action.codes, dtype=np.int64)[order]
-        # composite key (user, time rank) so one searchsorted finds every example's slice; the
-        # rank keeps the key far inside int64 (users * distinct times, not users * 1e18 ns)
-        self.times = np.unique(self.ts)
-        self._width = len(self.times) + 1
-        self.keys = self.user * self._width + np.searchsorted(self.times, self.ts)
-        self.user_start = np.searchsorted(self.user, np.arange(len(self.user_ids)))
+        # where each user's events are and what lies before a time: the one event index
+        self.by_user = EventIndex.from_sorted(self.user, self.ts, np.asarray(self.user_ids, dtype=object))
+        self.user_start = self.by_user.user_start
         self.session_start = self._sessions(events, order, session_gap_minutes)
         money = event_money(events, catalog)
         self.price = None if money is None else money.price[order]
@@ -101,11 +99,9 @@ class HistoryIndex:
         """
         users = pd.Index(self.user_ids).get_indexer(pd.Series(user_ids).astype("string"))
         q = to_ns(times, "label_time")
-        side = "right" if inclusive else "left"
-        rank = np.searchsorted(self.times, q, side=side)  # events with rank < this are before
         known = users >= 0
         u = np.where(known, users, 0)
-        end = np.searchsorted(self.keys, u * self._width + rank, side="left")
+        end = self.by_user.before(u, q, inclusive)
         start = self.user_start[u] if len(self.user_start) else np.zeros_like(u)
         return np.where(known, start, 0), np.where(known, end, 0)
 

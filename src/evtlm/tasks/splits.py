@@ -58,10 +58,16 @@ TRAIN, VALID, TEST = 0, 1, 2
 
 @dataclass
 class EventIndex:
-    """Positions of each user's events in the sorted canonical table, and their times (int ns).
+    """Positions of each user's events in a table sorted by ``(user, time)``, and their times
+    (int ns): the one event index. The tasks read it over the canonical table
+    (`from_events`); `evtlm.data.history_index.HistoryIndex` builds on it for the features.
 
     ``user_code[i]`` numbers users in table order, so ``user_start[u]:user_stop[u]`` are user
     ``u``'s rows. ``before(u, t)`` is the row where ``u``'s events at or after ``t`` begin.
+
+    >>> idx = EventIndex.from_sorted(np.array([0, 0, 1]), np.array([5, 9, 5]), np.array(["a", "b"], dtype=object))
+    >>> idx.before([0, 0, 1], [9, 10, 5]).tolist(), idx.before([0], [9], inclusive=True).tolist()
+    ([1, 2, 2], [2])
     """
 
     user_ids: np.ndarray  # [U] user_id strings, in table order
@@ -69,40 +75,46 @@ class EventIndex:
     user_start: np.ndarray  # [U] int64, first row of each user
     user_stop: np.ndarray  # [U] int64, one past the last row
     ts: np.ndarray  # [N] int64 nanoseconds since the epoch (UTC)
-    _times: np.ndarray  # [K] sorted distinct event times
-    _keys: np.ndarray  # [N] user_code * (K + 1) + rank of ts: non-decreasing
+    times: np.ndarray  # [K] sorted distinct event times
+    keys: np.ndarray  # [N] user_code * (K + 1) + rank of ts: non-decreasing
 
     @classmethod
     def from_events(cls, events: pd.DataFrame) -> EventIndex:
+        """The index of the canonical table (sorted by user, then time; an unsorted one is an error)."""
         codes, uniques = pd.factorize(events["user_id"], sort=False)
-        codes = codes.astype(np.int64)
-        ts = events["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64)
-        times = np.unique(ts)
-        # rank < K + 1, users < 1e7 and K <= N: the key stays far below 2**63
-        keys = codes * (len(times) + 1) + np.searchsorted(times, ts)
-        if len(keys) > 1 and np.any(np.diff(keys) < 0):
+        index = cls.from_sorted(codes, events["timestamp"].to_numpy(dtype="datetime64[ns]").view(np.int64),
+                                np.asarray(uniques, dtype=object))
+        if len(index.keys) > 1 and np.any(np.diff(index.keys) < 0):
             raise DataError(
                 "events are not sorted by (user_id, timestamp)",
                 where="the canonical event table",
                 fix="build it with evtlm.ingest.events.finalize_events (or evtlm.ingest.presets.load_event_log)",
             )
-        n_users = len(uniques)
-        bounds = np.searchsorted(codes, np.arange(n_users + 1))
-        return cls(
-            user_ids=np.asarray(uniques, dtype=object),
-            user_code=codes,
-            user_start=bounds[:-1].astype(np.int64),
-            user_stop=bounds[1:].astype(np.int64),
-            ts=ts,
-            _times=times,
-            _keys=keys,
-        )
+        return index
 
-    def before(self, user_code: np.ndarray, times: np.ndarray) -> np.ndarray:
-        """Row one past the user's last event strictly before ``times`` (int ns), per query."""
-        user_code = np.asarray(user_code, dtype=np.int64)
-        rank = np.searchsorted(self._times, np.asarray(times, dtype=np.int64), side="left")
-        return np.searchsorted(self._keys, user_code * (len(self._times) + 1) + rank, side="left")
+    @classmethod
+    def from_sorted(cls, user_code: np.ndarray, ts: np.ndarray, user_ids: np.ndarray) -> EventIndex:
+        """The index of events already in ``(user_code, ts)`` order (``user_ids[code]`` names a user)."""
+        codes = np.asarray(user_code, dtype=np.int64)
+        ts = np.asarray(ts, dtype=np.int64)
+        times = np.unique(ts)
+        # composite key (user, time rank) so one searchsorted finds every query's slice; the rank
+        # keeps it far inside int64 (rank < K + 1, users < 1e7 and K <= N: below 2**63)
+        keys = codes * (len(times) + 1) + np.searchsorted(times, ts)
+        bounds = np.searchsorted(codes, np.arange(len(user_ids) + 1))
+        return cls(user_ids=user_ids, user_code=codes, user_start=bounds[:-1].astype(np.int64),
+                   user_stop=bounds[1:].astype(np.int64), ts=ts, times=times, keys=keys)
+
+    def key(self, user_code: np.ndarray, times: np.ndarray, inclusive: bool = False) -> np.ndarray:
+        """Search keys of ``(user, time)`` queries: below every key of the user's events at or after
+        ``times`` (``inclusive``: after ``times``)."""
+        rank = np.searchsorted(self.times, np.asarray(times, dtype=np.int64), side="right" if inclusive else "left")
+        return np.asarray(user_code, dtype=np.int64) * (len(self.times) + 1) + rank
+
+    def before(self, user_code: np.ndarray, times: np.ndarray, inclusive: bool = False) -> np.ndarray:
+        """Row one past the user's last event strictly before ``times`` (int ns), per query
+        (``inclusive``: at or before)."""
+        return np.searchsorted(self.keys, self.key(user_code, times, inclusive), side="left")
 
 
 @dataclass(frozen=True)
