@@ -23,6 +23,7 @@ from typing import Any
 
 from evtlm.errors import DataError
 from evtlm.ingest.events import DataReport
+from evtlm.timeunits import SECONDS_PER_DAY
 
 _REQUIRED_COLUMNS = {"user": "user ids", "timestamp": "event times"}
 _DELIMITER_WORDS = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
@@ -155,7 +156,7 @@ def format_report(r: DataReport) -> str:
     if r.time_start:
         import pandas as pd
 
-        days = (pd.Timestamp(r.time_end) - pd.Timestamp(r.time_start)).total_seconds() / 86400
+        days = (pd.Timestamp(r.time_end) - pd.Timestamp(r.time_start)).total_seconds() / SECONDS_PER_DAY
         row("time span", f"{r.time_start} .. {r.time_end} ({days:.1f} days, UTC)")
     if r.raw_actions:
         raw = " · ".join(f"{k or '(empty)'} {_n(v)}" for k, v in sorted(r.raw_actions.items(), key=lambda kv: -kv[1]))

@@ -20,7 +20,7 @@ from evtlm.data.history_checks import (action_order, binary_labels, check_exampl
                                        require_columns, to_ns)
 from evtlm.data.history_index import HistoryIndex, positions_in, strictly_earlier  # noqa: F401  (re-exported)
 from evtlm.recipe import ACTIONS
-from evtlm.timeunits import NS_PER_DAY, NS_PER_HOUR
+from evtlm.timeunits import NS_PER_DAY, NS_PER_HOUR, NS_PER_SECOND
 
 
 def rfm_features(index: HistoryIndex, start: np.ndarray, end: np.ndarray, times, clock: str = "label_time") -> pd.DataFrame:
@@ -154,8 +154,8 @@ def _latest_events(index: HistoryIndex, start: np.ndarray, end: np.ndarray) -> d
     ts = index.ts if index.n else np.zeros(1, np.int64)
     t = [ts[np.clip(end - k, 0, len(ts) - 1)] for k in (1, 2, 3)]  # the last three events' times
     has = [end - k >= start for k in (1, 2, 3)]
-    out["gap_1_s"] = np.where(has[1], (t[0] - t[1]) / 1e9, np.nan)
-    out["gap_2_s"] = np.where(has[2], (t[1] - t[2]) / 1e9, np.nan)
+    out["gap_1_s"] = np.where(has[1], (t[0] - t[1]) / NS_PER_SECOND, np.nan)
+    out["gap_2_s"] = np.where(has[2], (t[1] - t[2]) / NS_PER_SECOND, np.nan)
     out["hour"] = np.where(has[0], (t[0] // NS_PER_HOUR) % 24, np.nan).astype(float)
     return out
 

@@ -12,6 +12,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from evtlm.ingest.canonical import STRING_DTYPE, _arrow
+from evtlm.timeunits import NS_PER_MINUTE
 
 
 def session_starts(user_code: np.ndarray, ts_ns: np.ndarray, gap_minutes: float,
@@ -32,7 +33,7 @@ def session_starts(user_code: np.ndarray, ts_ns: np.ndarray, gap_minutes: float,
         return np.zeros(0, bool)
     user_code, ts_ns = np.asarray(user_code), np.asarray(ts_ns, np.int64)
     new = np.r_[True, user_code[1:] != user_code[:-1]]
-    pause = np.r_[True, np.diff(ts_ns) > int(gap_minutes * 60e9)]
+    pause = np.r_[True, np.diff(ts_ns) > int(gap_minutes * NS_PER_MINUTE)]
     if session_code is None:
         return new | pause
     session_code = np.asarray(session_code)

@@ -72,11 +72,12 @@ from evtlm.ingest.data_report import DataReport
 from evtlm.recipe import ACTIONS, SyntheticConfig
 from evtlm.ingest.shop_catalog import Catalog, build_catalog
 from evtlm.ingest.shop_journeys import simulate_journeys
+from evtlm.timeunits import SECONDS_PER_DAY, SECONDS_PER_HOUR
 
 __all__ = ["Shop", "simulate_shop", "simulate_world", "simulate_parts", "write_shop", "write_shop_parts",
            "catalog_path_for"]
 
-DAY = 86_400
+DAY = SECONDS_PER_DAY
 PREF_ALPHA = 0.3
 VISIT_RATE = 0.15  # visits per active day at z = 0
 VISIT_RATE_ENGAGEMENT = 0.8
@@ -146,7 +147,7 @@ def _simulate_users(cfg: SyntheticConfig, rng: np.random.Generator, catalog: Cat
     # a day inside the window, then an hour from the daily rhythm and a minute inside that hour
     day = np.floor(join[sess_user] + rng.random(sess_user.size) * (leave - join)[sess_user])
     hour = rng.choice(24, size=sess_user.size, p=HOURLY / HOURLY.sum())
-    raw_start = (day * DAY + hour * 3600 + rng.integers(0, 3600, sess_user.size)).astype(np.int64)
+    raw_start = (day * DAY + hour * SECONDS_PER_HOUR + rng.integers(0, SECONDS_PER_HOUR, sess_user.size)).astype(np.int64)
     order = np.lexsort((raw_start, sess_user))
     sess_user, raw_start = sess_user[order], raw_start[order]
 

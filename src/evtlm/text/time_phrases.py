@@ -15,8 +15,9 @@ import pandas as pd
 
 from evtlm.errors import RecipeError
 from evtlm.recipe import VerbalizeConfig
+from evtlm.timeunits import SECONDS_PER_DAY, SECONDS_PER_HOUR, SECONDS_PER_MINUTE
 
-MINUTE, HOUR, DAY = 60, 3600, 86_400
+MINUTE, HOUR, DAY = SECONDS_PER_MINUTE, SECONDS_PER_HOUR, SECONDS_PER_DAY
 # Gaps in words: (upper bound in seconds, exclusive; unit in seconds or None; phrase). A gap
 # falls in the first bucket whose bound exceeds it; with a unit, n = round(gap / unit), kept
 # within the bucket (so always >= 2: the plural is always right).

@@ -64,6 +64,7 @@ from evtlm.recipe import ACTIONS, VerbalizeConfig
 from evtlm.text.optional_clauses import _amount_text, _summaries
 from evtlm.text.templates import _pa, _split_template, _to_series, _verbs, action_label, actor_text, render_items
 from evtlm.text.time_phrases import RELATIVE_BUCKETS, _PHRASES, _cap, _relative_codes, _time_code_table, relative_phrases
+from evtlm.timeunits import NS_PER_SECOND
 
 __all__ = ["EventText", "RELATIVE_BUCKETS", "verbalize_events", "actor_text", "render_items",
            "action_label", "verbalize_user", "relative_phrases"]
@@ -99,7 +100,7 @@ def verbalize_events(events: pd.DataFrame, catalog: pd.DataFrame | None, cfg: Ve
     ts = events["timestamp"]
     ts_ns = ts.to_numpy(dtype="datetime64[ns]").view(np.int64) if n else np.zeros(0, np.int64)
     gap_s = np.zeros(n)
-    gap_s[1:] = (ts_ns[1:] - ts_ns[:-1]) / 1e9
+    gap_s[1:] = (ts_ns[1:] - ts_ns[:-1]) / NS_PER_SECOND
     _check_order(ucode, prev_same_user, gap_s, events.index)
     act = events["action"]
     if isinstance(act.dtype, pd.CategoricalDtype) and list(act.cat.categories) == list(ACTIONS):

@@ -16,6 +16,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from evtlm.recipe import ACTIONS
+from evtlm.timeunits import SECONDS_PER_DAY
 
 N_FEATURES = 9  # phi without the action one-hot: see _pair_features
 
@@ -109,7 +110,7 @@ def _pair_features(action_emb: nn.Embedding, ev_item, ev_action, ev_time, ev_cat
     after_j = (idx[:, None] > idx[None, :]).float()  # [E(k), E(j)]: k later than j
     later = before @ (same * after_j)  # occurrences of the same item after j (and before t)
     feats = torch.stack([torch.log1p(ago), torch.log1p(dt / 60.0) / 4, same_item, same_cat, is_last,
-                         torch.log1p(dt / 86400.0), torch.log1p(count), torch.log1p(acted), (later == 0).float()],
+                         torch.log1p(dt / SECONDS_PER_DAY), torch.log1p(count), torch.log1p(acted), (later == 0).float()],
                         dim=-1)  # [B, T, E, N_FEATURES]
     act = action_emb(ev_action.clamp(min=0, max=action_emb.num_embeddings - 1).long())  # [B, E, 8]
     return torch.cat([feats, act[:, None, :, :].expand(B, T, E, act.shape[-1])], dim=-1)
