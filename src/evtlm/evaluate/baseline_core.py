@@ -71,7 +71,10 @@ class Baseline:
 
     def __init__(self, task: str, k: int = 20, cfg: EvalConfig | None = None, progress: bool = False,
                  level: str = "user") -> None:
+        from evtlm.tasks import answer_of
+
         self.task, self.k, self.cfg, self.progress = task, int(k), cfg or EvalConfig(), progress
+        self.kind = answer_of(task)  # the answer's shape (`evtlm.tasks.Task.answer`): what fit and predict handle
         # purchase: durations are measured from the label time (a shared cutoff) at user level,
         # from the newest history event at session level (see `evtlm.data.history.rfm_features`)
         self.clock = "last_event" if level == "session" else "label_time"
@@ -92,15 +95,15 @@ class Baseline:
         # one canonical order: samples, early stopping's hold-out and SASRec's batches then depend
         # on the examples, not on how they were laid out (a whole log and its shards fit the same)
         train = train.sort_values(["user_id", "label_time"], kind="stable", ignore_index=True)
-        if self.task == "next_action":
+        if self.kind == "classes":
             self.labels = action_order(labels)
             check_labels_in(train, self.labels, "the action order")
-        elif self.task == "next_item":
+        elif self.kind == "ranking":
             self.labels = list(labels) if labels is not None else default_catalog(index, train)
             if not self.labels:
                 raise DataError("the item catalog is empty", where="next_item baselines",
                                 fix="the training events need item ids (or pass labels=the catalog)")
-        elif self.task == "purchase":
+        elif self.kind == "binary":
             train = train.assign(label=binary_labels(train["label"]))
         if not sharded:
             self._fit(train, index)
@@ -153,7 +156,7 @@ class Baseline:
             return self._sharded(frame, events, lambda rows, index: self.predict(rows, index))
         index = as_index(events)
         start, end = index.bounds(frame["user_id"], frame["label_time"])
-        if exclude is None or self.task != "next_item":
+        if exclude is None or self.kind != "ranking":
             return self._predict(frame, index, start, end)
         k = self.k
         self.k = k + max((len(e) for e in exclude), default=0)  # every _predict ranks self.k items

@@ -58,20 +58,20 @@ class Prior(Baseline):
 
     @property  # type: ignore[override]
     def reads_events(self) -> bool:  # next_item's prior ranks by the events' popularity
-        return self.task == "next_item"
+        return self.kind == "ranking"
 
     def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
         return {}  # the labels alone
 
     def _fit_part(self, train: pd.DataFrame, part: dict) -> None:
-        if self.task == "purchase":
+        if self.kind == "binary":
             self.p = float(train["label"].mean())
         else:
             counts = train["label"].astype("string").value_counts().reindex(self.labels, fill_value=0)
             self.p = (counts.to_numpy(float) + 1.0) / (counts.sum() + len(self.labels))  # Laplace: no zero
 
     def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
-        if self.task in self.shardable:
+        if self.kind != "ranking":
             super()._fit(train, index)
         else:
             cat = self._catalog_codes(index)
@@ -85,9 +85,9 @@ class Prior(Baseline):
 
     def _predict(self, examples, index, start, end):
         n = len(examples)
-        if self.task == "purchase":
+        if self.kind == "binary":
             return np.full(n, self.p)
-        if self.task == "next_action":
+        if self.kind == "classes":
             return np.tile(self.p, (n, 1))
         k = min(self.k, len(self.order))
         return self._ranking(np.tile(self.order[:k], (n, 1)), np.tile(self.shares[:k], (n, 1)))
@@ -144,6 +144,25 @@ BASELINES: dict[str, dict[str, Factory]] = {
     "next_item": {"prior": Prior, "popularity": Popularity, "transitions": Transitions, "repeat": Repeat, "sasrec": _sasrec},
     "pretrain": {},
 }
+# a registered task without its own entry above gets the baselines that need nothing but its
+# answer's shape (`evtlm.tasks.Task.answer`): the training prior, and popularity for rankings
+GENERIC_BASELINES: dict[str, dict[str, Factory]] = {
+    "binary": {"prior": Prior}, "classes": {"prior": Prior}, "ranking": {"prior": Prior, "popularity": Popularity},
+    "text": {},
+}
+
+
+def baselines_for(task_name: str) -> dict[str, Factory]:
+    """The baselines that apply to a task: its own registry entry, else those of its answer's shape.
+
+    >>> sorted(baselines_for("purchase")), sorted(baselines_for("next_action"))[:2]
+    (['gbt', 'popularity', 'prior'], ['gbt', 'markov'])
+    """
+    if task_name in BASELINES:
+        return BASELINES[task_name]
+    from evtlm.tasks import answer_of
+
+    return GENERIC_BASELINES[answer_of(task_name)]
 
 
 def get_baselines(task_name: str, cfg: EvalConfig | None = None, *, names: Sequence[str] | None = None,
@@ -154,10 +173,12 @@ def get_baselines(task_name: str, cfg: EvalConfig | None = None, *, names: Seque
     ``TaskConfig.level`` (purchase: at ``session`` level no feature is measured from the label
     time, which there depends on the label).
     """
-    if task_name not in BASELINES:
-        raise TaskError(f"unknown task {task_name!r}", where="get_baselines", fix=did_you_mean(task_name, BASELINES))
+    from evtlm.tasks import TASKS
+
+    if task_name not in BASELINES and task_name not in TASKS:
+        raise TaskError(f"unknown task {task_name!r}", where="get_baselines", fix=did_you_mean(task_name, TASKS))
     cfg = cfg or EvalConfig()
-    available = BASELINES[task_name]
+    available = baselines_for(task_name)
     chosen = list(names if names is not None else (cfg.baselines if cfg.baselines is not None else available))
     unknown = [n for n in chosen if n not in available]
     if unknown:

@@ -106,6 +106,9 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         require_finished(run_dir)
     task = recipe.task.name
     check_task(task, "evaluate")
+    from evtlm.tasks import answer_of
+
+    kind = answer_of(task)  # binary, classes or ranking: how predictions look and are judged
     if split not in SPLITS:
         raise TaskError(f"unknown split {split!r}", where="--split", fix=f"use one of {', '.join(SPLITS)}")
     if prepared is None:  # the log is read again: stop now, in one line, if it moved or changed
@@ -151,7 +154,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     exclude = None  # decode.exclude_history_items: one mask, each example's history items, for every method
     # the event table is read by the main process only (the baselines, the masks), except where a
     # follower's own decoding needs the masks (per-example prompts)
-    if task == "next_item" and (not follower or (not stream and recipe.decode.exclude_history_items)):
+    if kind == "ranking" and (not follower or (not stream and recipe.decode.exclude_history_items)):
         item_ids = label_item_ids(space, prepared.events.events, prepared.events.catalog, recipe.verbalize)
         answers = answer_index(space, prepared.events.events, prepared.events.catalog, recipe.verbalize)
         if recipe.decode.exclude_history_items:
@@ -162,7 +165,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
     # ---- the model
     t0 = time.perf_counter()
     offsets: dict[str, np.ndarray] = {}  # next_action: each method's decision rule, fitted on validation
-    if stream and task == "next_item" and recipe.decode.exclude_history_items:
+    if stream and kind == "ranking" and recipe.decode.exclude_history_items:
         # the stream masks its window; the full history is masked as for the rest, ranked deep
         # enough to drop it (the main process's depth on every process: one collective shape)
         from evtlm.sharded import gather_parts
@@ -172,7 +175,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         preds[MODEL] = pred if follower else drop_excluded(pred, exclude, depth)[0]
     elif stream:
         preds[MODEL] = model_predictions(model, recipe, ds, ds_ids[rows], depth, progress=progress)
-        if task == "next_action":
+        if kind == "classes":
             from evtlm.evaluate import metrics as M
 
             vix = prepared.index["valid"]
@@ -202,14 +205,14 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         if answers is not None:  # ids sharing an answer are one item, for the baselines as for the model
             log, train = as_answers(log, train, answers, item_ids)
         index = HistoryIndex(log)
-    labels = action_names(space, recipe.verbalize) if task == "next_action" else item_ids
+    labels = action_names(space, recipe.verbalize) if kind == "classes" else item_ids
     fitted: dict[str, Any] = {}  # purchase: the gbt row's trees feed the model+gbt stack
     for base in bases:
         t0 = time.perf_counter()
         base.fit(train, index, labels=labels)
         out = base.predict(chosen, index, exclude=exclude)
-        preds[base.name] = out.catalog_index if task == "next_item" else np.asarray(out, dtype=np.float64)
-        if task == "next_action" and MODEL in offsets:  # the same decision-rule fitting for every method
+        preds[base.name] = out.catalog_index if kind == "ranking" else np.asarray(out, dtype=np.float64)
+        if kind == "classes" and MODEL in offsets:  # the same decision-rule fitting for every method
             from evtlm.evaluate import metrics as M
 
             valid_ex = frames["valid"]
@@ -236,7 +239,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         "exclude_history_items": exclude is not None, "overrides": list(overrides),
         "decision_rule": ({k: [round(float(x), 3) for x in v] for k, v in offsets.items()} if offsets else None),
         "primary_metric": metric, "greater_is_better": greater, "label_space_size": len(space),
-        "outside_label_space": int((y < 0).sum()) if task != "purchase" else 0, "k": ks,
+        "outside_label_space": int((y < 0).sum()) if kind != "binary" else 0, "k": ks,
         "methods": {name: {**{k: _num(v) for k, v in m.items()}, "seconds": round(seconds[name], 3)}
                     for name, m in table.items()},
     }
@@ -246,7 +249,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         from evtlm.fsio import atomic_write_text  # files predict reads back: never half-written
         from evtlm.evaluate.report import write_report
 
-        if task == "next_item":
+        if kind == "ranking":
             atomic_write_text(run_dir / LABEL_ITEMS, json.dumps(item_ids, ensure_ascii=False))
         if MODEL in offsets:  # evtlm predict answers with the same decision rule
             from evtlm.decode.inference import DECISION_FILE
@@ -254,7 +257,7 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
             atomic_write_text(run_dir / DECISION_FILE, json.dumps({"offsets": offsets[MODEL].tolist(), "fitted_on": "valid",
                                                                    "rule": "argmax(log p + offsets), offsets maximise validation macro-F1"}) + "\n")
         curves = {"y": y, "preds": preds, "label_space": space, "n_bins": recipe.eval.ece_bins,
-                  "class_names": action_names(space, recipe.verbalize) if task == "next_action" else None}
+                  "class_names": action_names(space, recipe.verbalize) if kind == "classes" else None}
         if extras is not None:  # evtlm predict applies the same calibrator
             from evtlm.evaluate.calibrator import save_calibration
 

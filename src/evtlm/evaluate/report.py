@@ -42,6 +42,12 @@ def _columns(result: dict[str, Any]) -> list[str]:
     return [c for c in order if c in present]
 
 
+def _task_names() -> list[str]:
+    from evtlm.tasks import TASKS
+
+    return list(TASKS)
+
+
 def _lower_is_better(result: dict[str, Any]) -> frozenset[str]:
     from evtlm.tasks import TASKS
 
@@ -213,12 +219,15 @@ def write_report(run_dir: str | Path, result: dict[str, Any], curves: dict[str, 
     run_dir = Path(run_dir)
     task, split, y, preds = result["task"], result["split"], curves["y"], curves["preds"]
     plots: list[str] = []
-    if task == "purchase":
+    from evtlm.tasks import answer_of
+
+    kind = answer_of(task) if task in _task_names() else None
+    if kind == "binary":
         plots += [p for p in (plot_roc(run_dir / "roc.png", y, preds, split),) if p]
         plots.append(plot_reliability(run_dir / "reliability.png", y, preds, curves.get("n_bins", 10), split))
         if curves.get("calibration"):
             plots.append(plot_calibration(run_dir / "calibration.png", curves["calibration"], curves.get("n_bins", 10), split))
-    elif task == "next_action":
+    elif kind == "classes":
         metric = result["primary_metric"]
         others = {k: v.get(metric) or -1.0 for k, v in result["methods"].items() if k != "model"}
         shown = {"model": preds["model"]}

@@ -50,12 +50,15 @@ def score_model(decoder: Decoder, task: str, prompts: list[list[int]], top_k: in
     label-space indices [n, top_k] (next_item, -1 padded). Under several processes each scores
     its share of the prompts and all get the whole (`evtlm.sharded`): every process must call."""
     from evtlm.sharded import shard_scores
+    from evtlm.tasks import answer_of
+
+    kind = answer_of(task)
 
     def score(pos: np.ndarray) -> np.ndarray:
         part = [prompts[i] for i in pos]
-        if task == "purchase":
+        if kind == "binary":
             return decoder.probs(part)[:, decoder.label_space.index(" yes")]
-        if task == "next_action":
+        if kind == "classes":
             return decoder.probs(part)
         return decoder.items(part, top_k, None if exclude is None else [exclude[i] for i in pos])[0]
 
@@ -68,12 +71,14 @@ def method_metrics(task: str, pred: np.ndarray, y: np.ndarray, ks: Sequence[int]
     the decision rule fitted on validation (`evtlm.evaluate.metrics.fit_class_offsets`) that accuracy and
     macro-F1 judge; log loss, Brier and ECE judge the probabilities as they are."""
     from evtlm.evaluate import metrics as M
+    from evtlm.tasks import answer_of
 
+    kind = answer_of(task)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", M.MetricWarning)  # NaN AUC on one class: visible in the table
-        if task == "purchase":  # p_std: the spread of P(yes); near 0, a model that learned only the base rate
+        if kind == "binary":  # p_std: the spread of P(yes); near 0, a model that learned only the base rate
             return {**M.binary_metrics(y, pred, n_bins=n_bins), "p_std": float(np.std(pred)) if len(pred) else float("nan")}
-        if task == "next_action":
+        if kind == "classes":
             probs, truth = closed_with_unseen(pred, y)
             decisions = None
             if offsets is not None:
@@ -89,8 +94,10 @@ def truth(task: str, label_index: np.ndarray, label_space: Sequence[str]) -> np.
     >>> truth("purchase", np.array([1, 0]), [" no", " yes"]).tolist()
     [1, 0]
     """
+    from evtlm.tasks import answer_of
+
     label_index = np.asarray(label_index, dtype=np.int64)
-    if task == "purchase":
+    if answer_of(task) == "binary":
         return (label_index == list(label_space).index(" yes")).astype(np.int64)
     return label_index
 
@@ -123,9 +130,12 @@ def model_predictions(model: Any, recipe: Recipe, dataset: Any, example_ids: np.
     [n, C] (next_action) or the top-``depth`` label-space indices [n, depth] (next_item)."""
     from evtlm.train.stream_model import stream_predictions
 
+    from evtlm.tasks import answer_of
+
     exclude = recipe.decode.exclude_history_items
-    if recipe.task.name in ("next_action", "purchase"):
+    kind = answer_of(recipe.task.name)
+    if kind in ("classes", "binary"):
         probs = stream_predictions(model, dataset, example_ids, batch_size=recipe.decode.batch_size, progress=progress)
-        return probs[:, 1] if recipe.task.name == "purchase" else probs  # purchase answers: [" no", " yes"]
+        return probs[:, 1] if kind == "binary" else probs  # binary answers: [" no", " yes"]
     return stream_predictions(model, dataset, example_ids, top_k=depth, batch_size=recipe.decode.batch_size,
                               exclude_history=exclude, progress=progress)[0]

@@ -24,9 +24,11 @@ def make_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable | None, st
     examples with the model alone and returns every task metric. Without validation examples (or
     for pretrain) it is None and fit selects on the validation loss.
     """
+    from evtlm.tasks import answer_of
+
     task = recipe.task.name
     valid = prepared.datasets.get("valid")
-    if task not in ("purchase", "next_action", "next_item") or valid is None or len(valid) == 0:
+    if answer_of(task) == "text" or valid is None or len(valid) == 0:
         return None, "valid_loss", False
     if recipe.task.formulation == "stream":
         return _stream_evaluate_fn(recipe, prepared)
@@ -36,7 +38,7 @@ def make_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable | None, st
     y = truth(task, np.asarray(valid["label_index"])[rows], prepared.label_space)
     ks = sorted(set(recipe.eval.k))
     metric, greater = primary_metric(task, ks)
-    if task == "purchase" and len(np.unique(y)) < 2:
+    if answer_of(task) == "binary" and len(np.unique(y)) < 2:
         metric, greater = "log_loss", False  # AUC is undefined on one class; log loss still ranks
     tokenizer, space = prepared.tokenizer, list(prepared.label_space)
 
@@ -53,18 +55,19 @@ def _stream_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable, str, b
     next_action is judged with a decision rule fitted on the same validation data: the
     selection metric of a model whose final rule is fitted there too."""
     from evtlm.evaluate import metrics as M
+    from evtlm.tasks import answer_of
 
     task, ks = recipe.task.name, sorted(set(recipe.eval.k))
     ix = prepared.index["valid"]
     ids = ix["example_id"].to_numpy()
     y = truth(task, ix["label_index"].to_numpy(), prepared.label_space)
     metric, greater = primary_metric(task, ks)
-    if task == "purchase" and len(np.unique(y)) < 2:
+    if answer_of(task) == "binary" and len(np.unique(y)) < 2:
         metric, greater = "log_loss", False  # AUC is undefined on one class; log loss still ranks
 
     def evaluate_fn(model) -> dict[str, float]:
         pred = model_predictions(model, recipe, prepared.datasets["valid"], ids, max(ks))
-        offsets = M.fit_class_offsets(y, pred) if task == "next_action" else None
+        offsets = M.fit_class_offsets(y, pred) if answer_of(task) == "classes" else None
         return {k: float(v) for k, v in method_metrics(task, pred, y, ks, recipe.eval.ece_bins, offsets).items()}
 
     return evaluate_fn, metric, greater

@@ -55,6 +55,7 @@ from evtlm.decode.inference import (
 )
 from evtlm.predict.history_file import history_data_config, parse_as_of, raw_user_ids
 from evtlm.predict.records import RecordWriter, _records
+from evtlm.tasks import answer_of
 
 __all__ = ["predict_file", "history_data_config", "RecordWriter"]
 
@@ -69,6 +70,7 @@ def _stream_records(model, part, catalog, recipe, tokenizer, space, task, k, act
                     calibrator=None, cutoff=None):
     """Records of one chunk of users for a stream model: one window each, read after the last event
     (purchase: its features as of ``cutoff``, the prediction time)."""
+    kind = answer_of(task)
     from evtlm.data.stream import now_windows
     from evtlm.train.stream_model import stream_predictions
 
@@ -77,13 +79,13 @@ def _stream_records(model, part, catalog, recipe, tokenizer, space, task, k, act
     ok = now.ok.tolist()
     users = [now.user_ids[i] for i in ok]
     if not ok:
-        result = (np.zeros((0, k), int), np.zeros((0, k))) if task == "next_item" else np.zeros((0, len(space)))
-    elif task == "next_item":
+        result = (np.zeros((0, k), int), np.zeros((0, k))) if kind == "ranking" else np.zeros((0, len(space)))
+    elif kind == "ranking":
         result = stream_predictions(model, now.dataset, now.ok, top_k=k, batch_size=bs,
                                     exclude_history=recipe.decode.exclude_history_items)
     else:
         result = stream_predictions(model, now.dataset, now.ok, batch_size=bs)
-        if task == "purchase":
+        if kind == "binary":
             result = result[:, space.index(" yes")]
     good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets, calibrator)))
     return [good[i] if i in good else {"user_id": now.user_ids[i], "error": now.errors[i]} for i in range(len(now.user_ids))]
@@ -153,15 +155,16 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
     if not stream:
         decoder = Decoder(model, tokenizer, task, space, recipe.decode)
         reserve = space[int(np.argmax([len(c) for c in decoder.candidates]))]  # room for the longest answer
-    offsets = _decision_offsets(run_dir) if task == "next_action" else None
+    kind = answer_of(task)
+    offsets = _decision_offsets(run_dir) if kind == "classes" else None
     calibrator = None
-    if task == "purchase":
+    if kind == "binary":
         from evtlm.evaluate.calibration import load_calibration
 
         calibrator = load_calibration(run_dir)  # None until `evtlm evaluate` (or finetune) wrote calibration.json
     k = min(top_k or recipe.decode.top_k, len(space))
-    actions = action_names(space, recipe.verbalize) if task == "next_action" else None
-    item_ids = run_label_items(run_dir, space, log.events, log.catalog, recipe.verbalize) if task == "next_item" else None
+    actions = action_names(space, recipe.verbalize) if kind == "classes" else None
+    item_ids = run_label_items(run_dir, space, log.events, log.catalog, recipe.verbalize) if kind == "ranking" else None
     item_index = {i: n for n, i in enumerate(item_ids)} if item_ids else {}
 
     # users are contiguous in the sorted table: chunk by user, slice rows
@@ -188,13 +191,13 @@ def predict_file(run_dir: str | Path, history_path: str | Path, out_path: str | 
             ok = [i for i, p in enumerate(now.prompts) if p is not None]
             prompts = [now.prompts[i] for i in ok]
             users = [now.user_ids[i] for i in ok]
-            if task == "next_item":
+            if kind == "ranking":
                 exclude = history_exclusions([now.history_items[i] for i in ok], item_index) \
                     if recipe.decode.exclude_history_items else None
                 result = decoder.items(prompts, k, exclude, batch_size) if prompts else (np.zeros((0, k), int), np.zeros((0, k)))
             else:
                 probs = decoder.probs(prompts, batch_size) if prompts else np.zeros((0, len(space)))
-                result = probs[:, space.index(" yes")] if task == "purchase" else probs
+                result = probs[:, space.index(" yes")] if kind == "binary" else probs
             good = dict(zip(ok, _records(task, users, result, actions, item_ids, offsets, calibrator)))
             records = [good[i] if i in good else {"user_id": now.user_ids[i], "error": now.errors[i]}
                        for i in range(len(now.user_ids))]

@@ -30,15 +30,18 @@ class RecordWriter:
     def __init__(self, path: Path, task: str, top_k: int, actions: list[str] | None, calibrated: bool = False) -> None:
         from evtlm.fsio import TMP_PREFIX
 
+        from evtlm.tasks import answer_of
+
         self.path, self.task, self.csv = path, task, path.suffix.lower() == ".csv"
+        kind = answer_of(task)
         self.tmp = path.with_name(f"{TMP_PREFIX}{path.name}.{os.getpid()}")
         with writing(path, "writing the predictions (--out)"):
             path.parent.mkdir(parents=True, exist_ok=True)
             self.handle = self.tmp.open("w", encoding="utf-8", newline="" if self.csv else None)
         if self.csv:
-            if task == "purchase":
-                cols = ["p_purchase", *(["p_raw"] if calibrated else []), "answer"]
-            elif task == "next_action":
+            if kind == "binary":
+                cols = [probability_field(task), *(["p_raw"] if calibrated else []), "answer"]
+            elif kind == "classes":
                 cols = ["answer"] + [f"p_{a}" for a in actions or []]
             else:
                 cols = [f"{kind}_{i}" for i in range(1, top_k + 1) for kind in ("item", "score")]
@@ -75,6 +78,14 @@ class RecordWriter:
             os.replace(self.tmp, self.path)
 
 
+def probability_field(task: str) -> str:
+    """The key of P(yes) in a binary task's records: the task's own (`Task.probability_field`,
+    purchase: ``p_purchase``), else ``p_yes``."""
+    from evtlm.tasks import TASKS
+
+    return getattr(TASKS.get(task), "probability_field", "p_yes")
+
+
 def _prob(p: float) -> float:
     """A probability as written: 6 significant digits of p, or of 1 - p above 0.5. Rounding to 6
     decimals instead printed 1.2142e-4 as 1.21e-4 (a log-loss error of 0.0035 on that example)
@@ -93,14 +104,18 @@ def _records(task: str, users: list[str], out: Any, actions: list[str] | None, i
     rule fitted on validation when the run has one (the probabilities are the model's own);
     purchase probabilities go through the run's calibrator when it has one (`evtlm.evaluate.calibration`),
     the raw softmax kept beside them as ``p_raw``."""
-    if task == "purchase":  # the answer follows the probability as written (0.4999999 is written 0.5: "yes")
+    from evtlm.tasks import answer_of
+
+    kind = answer_of(task)
+    if kind == "binary":  # the answer follows the probability as written (0.4999999 is written 0.5: "yes")
+        field = probability_field(task)
         if calibrator is None or calibrator.skipped is not None:
-            return [{"user_id": u, "p_purchase": (q := _prob(p)), "answer": "yes" if q >= 0.5 else "no"}
+            return [{"user_id": u, field: (q := _prob(p)), "answer": "yes" if q >= 0.5 else "no"}
                     for u, p in zip(users, out)]
         cal = calibrator.apply(out) if len(out) else []
-        return [{"user_id": u, "p_purchase": (q := _prob(c)), "p_raw": _prob(p),
+        return [{"user_id": u, field: (q := _prob(c)), "p_raw": _prob(p),
                  "answer": "yes" if q >= 0.5 else "no"} for u, p, c in zip(users, out, cal)]
-    if task == "next_action":
+    if kind == "classes":
         from evtlm.evaluate.metrics import apply_offsets
 
         pick = apply_offsets(out, offsets) if offsets is not None and len(out) else np.argmax(out, axis=1) if len(out) else []

@@ -267,11 +267,12 @@ def _formulation_problems(task: Any, model: Any) -> list[InitErrorDetails]:
 
 def _baseline_problems(task: Any, ev: Any) -> list[InitErrorDetails]:
     """``eval.baselines`` names baselines of the task (the registry is imported only when set)."""
-    if task.name not in ("purchase", "next_action", "next_item"):
-        return []
-    from evtlm.evaluate.baselines import BASELINES
+    from evtlm.evaluate.baselines import baselines_for
+    from evtlm.tasks import TASKS
 
-    valid = BASELINES[task.name]
+    if task.name not in TASKS:
+        return []  # task.name's own check reports it
+    valid = baselines_for(task.name)
     return [problem(["eval", "baselines", i], name,
                     f"got {name!r}, expected a baseline of task {task.name}: {did_you_mean(name, valid, always_list=True)}")
             for i, name in enumerate(ev.baselines) if name not in valid]

@@ -24,7 +24,7 @@ from evtlm.tasks.next_item import NextItem
 from evtlm.tasks.pretrain import Pretrain
 from evtlm.tasks.purchase import SESSION_QUESTION, Purchase, user_questions
 
-__all__ = ["TASKS", "get_task", "resolve_primary", "greater_is_better", "questions_at", "Task", "TaskContext", "ExampleSet", "EXAMPLE_COLUMNS"]
+__all__ = ["TASKS", "get_task", "resolve_primary", "greater_is_better", "answer_of", "questions_at", "Task", "TaskContext", "ExampleSet", "EXAMPLE_COLUMNS"]
 
 TASKS: dict[str, type] = {cls.name: cls for cls in (NextAction, NextItem, Purchase, Pretrain)}
 
@@ -52,6 +52,15 @@ def resolve_primary(name: str, ks: Sequence[int]) -> tuple[str, bool]:
     if metric.endswith("@k"):
         metric = f"{metric[:-1]}{10 if 10 in ks else max(ks)}"
     return metric, greater_is_better(name, metric)
+
+
+def answer_of(name: str) -> str:
+    """The shape of task ``name``'s answers (`Task.answer`): binary, classes, ranking or text.
+
+    >>> answer_of("purchase"), answer_of("next_action"), answer_of("next_item")
+    ('binary', 'classes', 'ranking')
+    """
+    return (TASKS[name] if name in TASKS else type(get_task(name))).answer
 
 
 def greater_is_better(name: str, metric: str) -> bool:

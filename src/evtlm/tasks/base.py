@@ -112,6 +112,10 @@ class Task(Protocol):
     # whether the stream formulation (every target of a window in one pass, evtlm.data.stream)
     # has a layout for this task; the recipe refuses task.formulation=stream otherwise
     stream_formulation: ClassVar[bool]
+    # the shape of an answer, which evaluation, the baselines and prediction read: "binary" (P of
+    # " yes" over [" no", " yes"]), "classes" (a distribution over the label space), "ranking"
+    # (label-space items, best first) or "text" (no answer: an LM over whole streams)
+    answer: ClassVar[str]
 
     def build_examples(self, ctx: TaskContext) -> ExampleSet: ...
 

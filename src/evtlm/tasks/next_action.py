@@ -45,6 +45,7 @@ class NextAction:
     lower_is_better: ClassVar[frozenset[str]] = frozenset({"log_loss", "brier", "ece"})
     stream: ClassVar[bool] = False
     stream_formulation: ClassVar[bool] = True
+    answer: ClassVar[str] = "classes"
     question: ClassVar[str] = " Next action:"
 
     def label_space(self, ctx: TaskContext, train_mask: np.ndarray) -> list[str]:

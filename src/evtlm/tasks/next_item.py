@@ -45,6 +45,7 @@ class NextItem:
     lower_is_better: ClassVar[frozenset[str]] = frozenset()  # hit rates and ranks: higher is better
     stream: ClassVar[bool] = False
     stream_formulation: ClassVar[bool] = True
+    answer: ClassVar[str] = "ranking"
     question: ClassVar[str] = " Next item:"
 
     def label_space(self, ctx: TaskContext, train_mask: np.ndarray) -> list[str]:

@@ -28,6 +28,7 @@ class Pretrain:
     lower_is_better: ClassVar[frozenset[str]] = frozenset({"loss", "perplexity"})
     stream: ClassVar[bool] = True
     stream_formulation: ClassVar[bool] = False
+    answer: ClassVar[str] = "text"
 
     def event_splits(self, ctx: TaskContext) -> np.ndarray:
         """[N] split code of every event."""

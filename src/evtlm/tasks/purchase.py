@@ -71,6 +71,8 @@ class Purchase:
     lower_is_better: ClassVar[frozenset[str]] = frozenset({"log_loss", "brier", "ece"})
     stream: ClassVar[bool] = False
     stream_formulation: ClassVar[bool] = True
+    answer: ClassVar[str] = "binary"
+    probability_field: ClassVar[str] = "p_purchase"  # a prediction record's P(yes)
 
     def label_space(self, ctx: TaskContext, train_mask: np.ndarray) -> list[str]:
         return list(ANSWERS)
