@@ -143,15 +143,7 @@ class CausalCollator:
             input_ids[i, : len(x)] = torch.tensor(x)
             lab[i, : len(y)] = torch.tensor(y)
             mask[i, : len(x)] = 1
-        real = int(mask.sum())
-        return {
-            "input_ids": input_ids,
-            "labels": lab,
-            "attention_mask": mask,
-            "real_tokens": torch.tensor(real),
-            "slot_tokens": torch.tensor(n * width),
-            "n_examples": torch.tensor(n),
-        }
+        return _batch(input_ids, lab, {"attention_mask": mask}, real=int(mask.sum()), n_examples=n)
 
     def _pack(self, ids: list[list[int]], labels: list[list[int]]) -> dict[str, torch.Tensor]:
         capacity = max(self.max_length or 0, max(len(x) for x in ids))
@@ -188,12 +180,12 @@ class CausalCollator:
             if at < width:
                 start = int(pos[r, at - 1]) + 1
                 pos[r, at:] = torch.arange(start, start + width - at)
-        real = sum(len(x) for x in ids)
-        return {
-            "input_ids": input_ids,
-            "labels": lab,
-            "position_ids": pos,
-            "real_tokens": torch.tensor(real),
-            "slot_tokens": torch.tensor(n * width),
-            "n_examples": torch.tensor(len(ids)),
-        }
+        return _batch(input_ids, lab, {"position_ids": pos}, real=sum(len(x) for x in ids), n_examples=len(ids))
+
+
+def _batch(input_ids: torch.Tensor, labels: torch.Tensor, extra: dict[str, torch.Tensor], *, real: int,
+           n_examples: int) -> dict[str, torch.Tensor]:
+    """A collated batch: ids, labels, the layout's own tensor (attention mask or position ids) and
+    the counts `fit` logs (real tokens against the slots they fill, examples)."""
+    return {"input_ids": input_ids, "labels": labels, **extra, "real_tokens": torch.tensor(real),
+            "slot_tokens": torch.tensor(input_ids.numel()), "n_examples": torch.tensor(n_examples)}
