@@ -42,12 +42,6 @@ def _columns(result: dict[str, Any]) -> list[str]:
     return [c for c in order if c in present]
 
 
-def _task_names() -> list[str]:
-    from evtlm.tasks import TASKS
-
-    return list(TASKS)
-
-
 def _lower_is_better(result: dict[str, Any]) -> frozenset[str]:
     from evtlm.tasks import TASKS
 
@@ -219,9 +213,9 @@ def write_report(run_dir: str | Path, result: dict[str, Any], curves: dict[str, 
     run_dir = Path(run_dir)
     task, split, y, preds = result["task"], result["split"], curves["y"], curves["preds"]
     plots: list[str] = []
-    from evtlm.tasks import answer_of
+    from evtlm.tasks import TASKS
 
-    kind = answer_of(task) if task in _task_names() else None
+    kind = TASKS[task].answer if task in TASKS else None  # a result of a task no longer registered: the HR curve
     if kind == "binary":
         plots += [p for p in (plot_roc(run_dir / "roc.png", y, preds, split),) if p]
         plots.append(plot_reliability(run_dir / "reliability.png", y, preds, curves.get("n_bins", 10), split))
