@@ -38,7 +38,7 @@ import pandas as pd
 
 from evtlm.errors import DataError
 from evtlm.ingest.events import EventLog
-from evtlm.data.history import HistoryIndex
+from evtlm.data.history_index import HistoryIndex
 
 __all__ = ["ShardedEvents", "put_back", "SHARD"]
 

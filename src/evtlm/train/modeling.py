@@ -210,7 +210,7 @@ def _scratch_key(scratch: ScratchConfig, tokenizer: Any, texts: Sequence[str], s
 def _scratch_base(scratch_cfg: ModelConfig, tokenizer, texts, cache_dir: Path, progress: bool, seed: int):
     from transformers import AutoModelForCausalLM
 
-    from evtlm.train.fit import distributed_state
+    from evtlm.train.accelerator import distributed_state
 
     scratch = scratch_cfg.scratch
     size = f"{scratch.n_layer} layers, {scratch.n_embd} dim, {scratch.n_head} heads, vocab {len(tokenizer)}"
