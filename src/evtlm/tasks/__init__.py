@@ -39,6 +39,13 @@ def get_task(name: str) -> Task:
     return TASKS[name]()
 
 
+def _task_class(name: str) -> type:
+    """The registered class of task ``name`` (an unknown name: `get_task`'s error)."""
+    if name not in TASKS:
+        get_task(name)
+    return TASKS[name]
+
+
 def resolve_primary(name: str, ks: Sequence[int]) -> tuple[str, bool]:
     """``(metric, greater_is_better)`` of task ``name`` under ``eval.k`` = ``ks``: the task's own
     `Task.primary_metric`, its "@k" at 10 when 10 is among ``ks``, else at the largest. The one
@@ -47,7 +54,7 @@ def resolve_primary(name: str, ks: Sequence[int]) -> tuple[str, bool]:
     >>> resolve_primary("next_item", [1, 5, 20]), resolve_primary("next_action", [10])
     (('ndcg@20', True), ('macro_f1', True))
     """
-    task = TASKS[name] if name in TASKS else type(get_task(name))  # an unknown name: get_task's error
+    task = _task_class(name)
     metric = task.primary_metric
     if metric.endswith("@k"):
         metric = f"{metric[:-1]}{10 if 10 in ks else max(ks)}"
@@ -60,7 +67,7 @@ def answer_of(name: str) -> str:
     >>> answer_of("purchase"), answer_of("next_action"), answer_of("next_item")
     ('binary', 'classes', 'ranking')
     """
-    return (TASKS[name] if name in TASKS else type(get_task(name))).answer
+    return _task_class(name).answer
 
 
 def greater_is_better(name: str, metric: str) -> bool:
@@ -69,7 +76,7 @@ def greater_is_better(name: str, metric: str) -> bool:
     >>> greater_is_better("purchase", "roc_auc"), greater_is_better("purchase", "log_loss"), greater_is_better("pretrain", "loss")
     (True, False, False)
     """
-    task = TASKS[name] if name in TASKS else type(get_task(name))
+    task = _task_class(name)
     return metric not in task.lower_is_better
 
 
