@@ -22,7 +22,7 @@ def item_token_run() -> Path:
     root = session_root()
     os.environ.setdefault("EVTLM_CACHE", str(root / "cache"))
     torch.set_num_threads(1)
-    code = main(["finetune", str(REPO / "recipes/next_item.yaml"), *TINY, "model.item_tokens=true",
+    code = main(["finetune", str(REPO / "recipes/next_item.yaml"), *TINY, "model.item_tokens=true", "model.item_init=transitions",
                  f"output.dir={root}", "output.name=next_item_tokens", "--no-progress"])
     assert code == 0
     return root / "next_item_tokens"

@@ -93,6 +93,15 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
         if not token_ids:
             raise TaskError("model.item_tokens is set but the tokenizer has no <item_…> tokens", where="model.item_tokens",
                             fix="the data stage adds them (evtlm.train.modeling.add_item_tokens); check the task renders items as tokens")
+    if recipe.model.item_init == "transitions":  # before the adapter: peft's trainable tokens start from these rows
+        from evtlm.train.item_init import init_item_rows
+        from evtlm.train.stream_model import answer_token_ids
+
+        written = init_item_rows(model, answer_token_ids(tokenizer, prepared.label_space),
+                                 sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"],
+                                 seed=recipe.train.seed)
+        say(f"item rows: {written:,} of {len(prepared.label_space):,} start from the training transitions' SVD "
+            "(model.item_init=transitions)")
     lora_cfg = recipe.lora
     if base_info.kind == "scratch" and lora_cfg.enabled and lora_cfg.full_finetune_scratch:
         lora_cfg = lora_cfg.model_copy(update={"enabled": False})

@@ -248,7 +248,18 @@ def task_names(schema: dict[str, Any]) -> None:
 
 def _formulation_problems(task: Any, model: Any) -> list[InitErrorDetails]:
     """The stream formulation exists for the tasks that declare a layout for it
-    (`Task.stream_formulation`), and for next_item only with item tokens."""
+    (`Task.stream_formulation`), and for next_item only with item tokens; item rows start from the
+    transitions only where they are item tokens of a next_item stream."""
+    if model.item_init == "transitions":
+        if task.name != "next_item":
+            return [problem(["model", "item_init"], model.item_init,
+                            f"got 'transitions' for task {task.name}, expected 'random' or unset (item rows start from "
+                            "the item-to-next-item counts only for next_item)")]
+        if task.formulation == "example" or model.item_tokens is False:
+            why = "task.formulation=example" if task.formulation == "example" else "model.item_tokens=false"
+            return [problem(["model", "item_init"], model.item_init,
+                            f"got 'transitions' with {why}, expected 'random' or unset (the rows are those of item "
+                            "tokens, read from a next_item stream's training windows)")]
     if task.formulation != "stream":
         return []
     from evtlm.tasks import TASKS
