@@ -23,6 +23,7 @@ def item_token_run() -> Path:
     os.environ.setdefault("EVTLM_CACHE", str(root / "cache"))
     torch.set_num_threads(1)
     code = main(["finetune", str(REPO / "recipes/next_item.yaml"), *TINY, "model.item_tokens=true", "model.item_init=transitions",
+                 "model.markov_path=true",
                  f"output.dir={root}", "output.name=next_item_tokens", "--no-progress"])
     assert code == 0
     return root / "next_item_tokens"
@@ -37,6 +38,19 @@ def test_label_space_is_one_added_token_per_item(item_token_run: Path) -> None:
     ids = [tok(label, add_special_tokens=False)["input_ids"] for label in labels]
     assert all(len(i) == 1 for i in ids), "each answer must be a single decoding step"
     assert len({i[0] for i in ids}) == len(labels)
+
+
+def test_the_run_dir_reloads_the_markov_path_as_trained(item_token_run: Path) -> None:
+    from safetensors.torch import load_file
+
+    from evtlm.train.run_dir import load_run_model
+    from evtlm.train.stream_model import HEAD_FILE
+
+    model, _ = load_run_model(item_token_run)
+    assert model.markov, "the run trained with model.markov_path=true: predict and evaluate must read it too"
+    saved = load_file(str(item_token_run / HEAD_FILE))["markov_scale"].item()
+    assert model.markov_scale.item() == saved
+    assert abs(saved - 0.3) > 1e-6, "the learned scale, not the initial one"
 
 
 def test_prompts_and_predictions_use_item_tokens(item_token_run: Path, tmp_path: Path) -> None:

@@ -45,6 +45,11 @@ def item_stream(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def markov_stream(tmp_path_factory):
+    return _stream("next_item", tmp_path_factory.mktemp("cache"), copy=True, markov=True)
+
+
+@pytest.fixture(scope="module")
 def action_stream(tmp_path_factory):
     """next_action with both feature paths: counts read in the forward pass and the gbt's own
     inputs per target (tgt_feat, over quantile bins), random weights that give them a say."""
@@ -114,6 +119,13 @@ def _mutate_after(batch: dict, b: int, k: int, rng: np.random.Generator, vocab: 
 def test_no_peeking_changing_a_target_event_or_later_never_changes_its_scores(item_stream, seed):
     """next_item with the copy path (the pointer reads earlier events' hidden states and features)."""
     _check_no_peeking(*item_stream[1:], seed)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6))
+def test_no_peeking_with_the_markov_path(markov_stream, seed):
+    """next_item with the last item's row read directly (model.markov_path)."""
+    _check_no_peeking(*markov_stream[1:], seed)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -242,3 +254,37 @@ def test_explore_loss_adds_the_catalog_heads_own_nll_in_training_only(item_strea
         np.testing.assert_allclose(aux.score(batch).numpy(), mix.score(batch).numpy())
     finally:
         model.eval()
+
+
+def test_markov_path_adds_the_scaled_cosine_of_the_last_items_row(markov_stream):
+    """Each target's logits gain w x cos(E[item of the event before it], E[answer]); a target with
+    no item before it in the window gains nothing."""
+    recipe, prepared, model = markov_stream
+    ds = prepared.datasets["train"].select_columns([c for c in STREAM_COLUMNS if c in prepared.datasets["train"].column_names])
+    batch = StreamCollator(0)([ds[i] for i in range(min(4, len(ds)))])
+    for key in ("tgt_example", "real_tokens", "slot_tokens", "n_examples"):
+        batch.pop(key)
+    plain = StreamLM(model.lm, model.answer_ids.tolist(), copy=False).eval()
+    on = StreamLM(model.lm, model.answer_ids.tolist(), copy=False, markov=True).eval()
+    with torch.no_grad():
+        on.markov_scale.fill_(0.7)
+    diff = on.score(batch) - plain.score(batch)  # log-softmax: the added logits up to a constant per row
+    real = batch["tgt_local"] >= 0
+    prev_item = batch["ev_item"].gather(1, (batch["tgt_local"] - 1).clamp(min=0))[real]
+    has_prev = (batch["tgt_local"][real] > 0) & (prev_item >= 0)
+    rows = model.lm.get_input_embeddings().weight[model.answer_ids].detach()
+    unit = torch.nn.functional.normalize(rows, dim=-1)
+    expected = torch.zeros_like(diff)
+    expected[has_prev] = 7.0 * unit[prev_item[has_prev]] @ unit.T
+    assert has_prev.any() and (~has_prev).any(), "the batch must hold targets with and without a last item"
+    residual = diff - expected
+    torch.testing.assert_close(residual - residual.mean(1, keepdim=True), torch.zeros_like(diff), atol=1e-4, rtol=0)
+
+
+def test_markov_path_is_only_for_next_item_item_tokens():
+    from pydantic import ValidationError
+
+    for task, model in (("next_action", {}), ("next_item", {"item_tokens": False})):
+        with pytest.raises(ValidationError, match="markov_path") as info:
+            Recipe.model_validate({"task": {"name": task}, "model": {"markov_path": True, **model}})
+        assert "expected false" in str(info.value)

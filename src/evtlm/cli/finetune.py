@@ -122,12 +122,13 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
                          negatives=recipe.train.negatives if recipe.task.name == "next_item" else None,
                          features=bool(recipe.model.history_features) and recipe.task.name == "next_action",
                          target_features=width,
-                         explore_loss=recipe.model.explore_loss,
+                         explore_loss=recipe.model.explore_loss, markov=recipe.model.markov_path,
                          feature_bins=recipe.model.feature_bins if width else 0)
         # the training split of every shard, not only this process's: one scale on every process
         model.fit_feature_scale(sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"])
         say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}; "
-            f"history features {'on' if model.features or model.target_features else 'off'}")
+            f"history features {'on' if model.features or model.target_features else 'off'}"
+            + ("; markov path on" if model.markov else ""))
     else:
         say("formulation: example (one prompt per target)")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
