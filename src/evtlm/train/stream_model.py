@@ -47,7 +47,7 @@ answer's explore logit gains ``w * cos(E[last item], E[answer])``, with ``w`` le
 The read vector already carries the last item's hidden state, but through the transformer; this
 path reads the item rows directly, so "what follows the last item" is one product away from the
 start of training and item_init=transitions puts that geometry in place before it. Test, seed 0,
-item_init=transitions: YOOCHOOSE (HR@20 / MRR@20) off 0.668 / 0.381, on 0.683 / 0.397 (SASRec
+item_init=transitions: YOOCHOOSE (HR@20 / MRR@20) off 0.668 / 0.381, on 0.681 / 0.394 (SASRec
 0.665 / 0.380); Online Retail (HR@10 / NDCG@10) off 0.247 / 0.159, on 0.242 / 0.161 (a tie:
 off there).
 
