@@ -16,7 +16,6 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-import pytest
 from test_evaluate import REPO, TINY, _isolated, session_root, tiny_run  # noqa: F401  (_isolated: autouse)
 
 from evtlm.cli.main import main
