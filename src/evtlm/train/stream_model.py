@@ -285,7 +285,7 @@ class StreamLM(nn.Module):
         rows (0 for a target with no item before it). The rows' geometry is what item_init and
         training give them; this path makes "what follows the last item" one product away."""
         prev = (tgt_local - 1).clamp(min=0)
-        prev_item = ev_item.gather(1, prev)[real].long()  # [N] local item index, -1: none
+        prev_item = ev_item.gather(1, prev)[real].long()  # [N] the last event's label-space item, -1: none
         ok = (tgt_local[real] > 0) & (prev_item >= 0)
         e_prev = self.lm.get_input_embeddings()(self.answer_ids[prev_item.clamp(min=0)])  # [N, d]
         cos = nn.functional.normalize(e_prev.float(), dim=-1) @ nn.functional.normalize(answers.float(), dim=-1).T
