@@ -232,7 +232,7 @@ class StreamLM(nn.Module):
         bias = self.answer_bias if cand is None else self.answer_bias[cand]
         explore = (h_t @ answers.T + bias).float()  # [N, C']
         if self.markov:
-            explore = explore + self._markov(ev_item, tgt_local, real, answers)
+            explore = explore + self._markov(ev_item.gather(1, prev)[real], tgt_local[real] > 0, answers)
         if self.features:
             explore = explore + self.feature_mlp(history_features(ev_item, ev_action, ev_time, tgt_local, real).to(h_t.dtype)).float()
         if self.target_features:
@@ -280,13 +280,14 @@ class StreamLM(nn.Module):
                 log_probs = log_probs.masked_fill(_seen_items(ev_item, tgt_local, real, p.shape[1]), float("-inf"))
         return StreamOutput(loss=loss, n_targets=n, log_probs=log_probs)
 
-    def _markov(self, ev_item, tgt_local, real, answers):
+    def _markov(self, prev_item, has_prev, answers):
         """[N, C'] the last item's pull on every answer: a learned scale times the cosine of their
-        rows (0 for a target with no item before it). The rows' geometry is what item_init and
-        training give them; this path makes "what follows the last item" one product away."""
-        prev = (tgt_local - 1).clamp(min=0)
-        prev_item = ev_item.gather(1, prev)[real].long()  # [N] the last event's label-space item, -1: none
-        ok = (tgt_local[real] > 0) & (prev_item >= 0)
+        rows (0 for a target with no item before it). ``prev_item`` [N] is the last event's
+        label-space item (-1: none), ``has_prev`` [N] whether the window holds an event before the
+        target. The rows' geometry is what item_init and training give them; this path makes
+        "what follows the last item" one product away."""
+        prev_item = prev_item.long()
+        ok = has_prev & (prev_item >= 0)
         e_prev = self.lm.get_input_embeddings()(self.answer_ids[prev_item.clamp(min=0)])  # [N, d]
         cos = nn.functional.normalize(e_prev.float(), dim=-1) @ nn.functional.normalize(answers.float(), dim=-1).T
         return 10 * self.markov_scale * cos * ok[:, None]
