@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import datasets
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from test_train import tiny_lora_model  # noqa: E402

@@ -220,3 +220,23 @@ def test_the_console_script_prints_one_line_without_warnings(bad):
                               timeout=300)
         lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
         assert proc.returncode == 2 and len(lines) == 1 and lines[0].startswith("error: "), proc.stderr
+
+
+@pytest.mark.parametrize("argv", [
+    ["finetune", PURCHASE, "--no-progress", "train.epochs=1", "task.max_tokens=64"],
+    ["finetune", PURCHASE, "train.epochs=1", "--no-progress", "task.max_tokens=64"],
+    ["finetune", "--no-progress", PURCHASE, "train.epochs=1", "task.max_tokens=64"],
+])
+def test_overrides_may_follow_a_flag(argv):
+    """argparse alone would stop the overrides at ``--no-progress``; the typed order is kept."""
+    from evtlm.cli.main import _parse
+
+    args = _parse(build_parser(), argv)
+    assert args.overrides == ["train.epochs=1", "task.max_tokens=64"]
+    assert args.no_progress is True
+
+
+def test_a_stray_word_after_a_flag_is_still_a_usage_error(capsys):
+    assert main(["finetune", PURCHASE, "--no-progress", "not-an-override"]) == 2
+    assert "unrecognized arguments: not-an-override" in capsys.readouterr().err
+    assert main(["validate", PURCHASE, "--bogus-flag"]) == 2

@@ -67,11 +67,28 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _parse(parser: argparse.ArgumentParser, argv: Sequence[str] | None) -> argparse.Namespace:
+    """Parse ``argv``, letting recipe overrides sit on either side of a flag.
+
+    argparse ends a ``nargs="*"`` positional at the first flag, so ``evtlm finetune r.yaml
+    --no-progress train.epochs=1`` would reject ``train.epochs=1``. ``parse_intermixed_args`` would
+    mend that but refuses subparsers, so leftover ``key=value`` words join the overrides here, in
+    the order they were typed; anything else left over is the usual usage error.
+    """
+    args, extras = parser.parse_known_args(argv)
+    if extras:
+        overridable = isinstance(getattr(args, "overrides", None), list)
+        if not overridable or any(word.startswith("-") or "=" not in word for word in extras):
+            parser.error(f"unrecognized arguments: {' '.join(extras)}")
+        args.overrides = [*args.overrides, *extras]
+    return args
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; its exit status (see the module doc)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        args = _parse(parser, argv)
     except SystemExit as exit_:  # --help, --version, or a one-line usage error
         return exit_.code if isinstance(exit_.code, int) else EXIT_USER_ERROR
     from evtlm.fsio import library_bars_off
