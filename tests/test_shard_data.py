@@ -220,7 +220,8 @@ def _assert_same_metrics(path, overrides: list[str], tmp_path, monkeypatch) -> N
         assert {k: v for k, v in got["methods"][name].items() if k != "seconds"} == pytest.approx(figures, rel=1e-6, abs=1e-9), name
 
 
-# next_action is slow (43 s on 2 cores, 10x the others); purchase and next_item keep the shard-vs-whole evaluation in the default suite
+# next_action is slow (43 s on 2 cores, 10x the others); purchase and next_item keep the shard-vs-whole
+# evaluation in the default suite
 @pytest.mark.parametrize("task", [pytest.param(t, marks=pytest.mark.slow) if t == "next_action" else t
                                   for t in sorted(RECIPES)])
 def test_a_model_and_every_baseline_score_the_same_from_shards_as_from_the_whole_log(task, tmp_path, monkeypatch):
