@@ -174,3 +174,32 @@ def test_bf16_peaks_match_device_names():
 
     assert bf16_peak("NVIDIA H100 80GB HBM3") == 989e12 and bf16_peak("NVIDIA L40S") == 362e12
     assert bf16_peak("NVIDIA L4") == 121e12 and bf16_peak("Tesla T4") is None
+
+
+def test_the_next_action_ceiling_reads_the_shop_only_up_to_the_last_event():
+    """The "allowed" extra features (bench.next_action_ceiling.global_rates) count every user's
+    events on the last item up to the last event, never later ones; the forbidden ones read the
+    target event (position ``end``) and nothing after it."""
+    import pandas as pd
+
+    from bench.next_action_ceiling import forbidden, global_rates
+    from evtlm.data.history import HistoryIndex
+
+    ev = pd.DataFrame({"user_id": ["u", "u", "u", "v", "v", "v"], "item_id": ["a", "a", "b", "a", "a", "a"],
+                       "action": ["view", "cart", "view", "cart", "view", "purchase"],
+                       "timestamp": pd.to_datetime([10, 20, 30, 5, 25, 40], unit="s", utc=True)})
+    index = HistoryIndex(ev)
+    # v's history before its third event (t=40): v's events at 5 and 25, the last item "a"
+    times = pd.to_datetime([40], unit="s", utc=True)
+    start, end = index.bounds(["v"], times)
+    rates = global_rates(index, start, end)
+    # item "a" up to t=25, every user: u view@10, u cart@20, v cart@5, v view@25 (v's purchase@40 is the target)
+    assert rates["all_item_events"].tolist() == [4.0]
+    assert rates["all_item_cart"].tolist() == [0.5]
+    assert rates["all_item_purchase"].tolist() == [0.0]
+    # v's own transitions out of its last action (view): none yet inside the slice (cart -> view only)
+    assert rates["own_after_last_n"].tolist() == [0.0]
+    peek = forbidden(index, pd.DataFrame({"label_time": times}), start, end, with_item=True)
+    assert peek["target_gap_s"].tolist() == [15.0]
+    assert peek["target_is_last_item"].tolist() == [1.0] and peek["target_item_seen"].tolist() == [2.0]
+    assert peek["target_item_carted"].tolist() == [1.0]
