@@ -201,3 +201,37 @@ def test_session_level_purchase_runs_on_the_same_stream_machinery(tmp_path, monk
     m = result["methods"]
     assert result["formulation"] == "stream" and set(m) >= {"model", "gbt", "model+gbt"}
     assert m["model"]["roc_auc"] > 0.65, m["model"]
+
+
+def test_the_feature_scale_of_a_large_split_comes_from_runs_of_consecutive_windows(purchase_stream, monkeypatch):
+    """Past `StreamLM.FEATURE_SCALE_WINDOWS` windows the scale is read from a seeded sample drawn
+    as runs of `FEATURE_SCALE_RUN` consecutive windows (few pages of memory-mapped shards), across
+    the column's chunks (one per shard), and lands close to the whole split's own statistics."""
+    from datasets import Dataset, concatenate_datasets
+
+    recipe, prepared, plain = purchase_stream
+    rng = np.random.default_rng(3)
+    # 3 "shards" of 1,000 windows, 2 targets each; column 0 is the window's position, so the
+    # sampled windows can be read back from the fitted scale
+    shards = []
+    for k in range(3):
+        pos = np.arange(k * 1000, (k + 1) * 1000, dtype=np.float32)
+        feats = rng.normal(size=(1000, 2, N_PURCHASE_FEATURES)).astype(np.float32)
+        feats[:, :, 0] = pos[:, None]
+        shards.append(Dataset.from_dict({"tgt_feat": [f.ravel().tolist() for f in feats]}))
+    train = concatenate_datasets(shards)
+    model = StreamLM(build_scratch_model(recipe.model.scratch, prepared.tokenizer), plain.answer_ids.tolist(),
+                     target_features=N_PURCHASE_FEATURES, feature_bins=4)
+    monkeypatch.setattr(StreamLM, "FEATURE_SCALE_WINDOWS", 400)
+    monkeypatch.setattr(StreamLM, "FEATURE_SCALE_RUN", 50)
+    x_all = np.concatenate([np.asarray(f, np.float32).reshape(-1, N_PURCHASE_FEATURES) for f in train["tgt_feat"]])
+    model.fit_feature_scale(train)
+    # 8 runs of 50 windows: column 0's mean is the mean position of the sampled windows, and the
+    # other columns (standard normal) land near the whole split's statistics
+    mean, std = model.feat_mean.numpy(), model.feat_std.numpy()
+    assert 0 < mean[0] < 3000 and abs(mean[0] - x_all[:, 0].mean()) < 600
+    np.testing.assert_allclose(mean[1:], x_all[:, 1:].mean(0), atol=0.2)
+    np.testing.assert_allclose(std[1:], x_all[:, 1:].std(0), atol=0.2)
+    # the lowest sampled position starts a run of 50, the highest ends one: whole runs were read
+    first, last = model.feat_edges.numpy()[0, [0, -1]]
+    assert first % 50 == 0 and last % 50 == 49, (first, last)

@@ -152,12 +152,19 @@ class StreamLM(nn.Module):
                                             nn.Linear(64, len(answer_token_ids)))
 
     FEATURE_SCALE_WINDOWS = 20_000  # more windows than this: a seeded sample of them sets the scale
+    FEATURE_SCALE_RUN = 256  # ... drawn as runs of this many consecutive windows
 
     def fit_feature_scale(self, dataset) -> None:
         """Set the per-target feature standardisation from a stream dataset's ``tgt_feat`` (the
         training split's: validation and test are scaled with the same numbers). Over
         `FEATURE_SCALE_WINDOWS` windows (a log of millions of users), a seeded sample of that
-        many windows: the scale of 100M events is read from a few hundred MB, not all of it."""
+        many windows: the scale of 100M events is read from a few hundred MB, not all of it.
+
+        The sample is drawn as runs of `FEATURE_SCALE_RUN` consecutive windows (consecutive
+        windows are different users or the same user's history; shards are hashed by user):
+        on memory-mapped shards, 20,000 scattered rows each fault in a readahead block, so they
+        pulled 1.1 GB of a 2.9 GB training split into memory at 20M events, where runs read
+        about what they use."""
         import numpy as np
         import pyarrow as pa
 
@@ -166,7 +173,10 @@ class StreamLM(nn.Module):
         table = dataset.data.table if hasattr(dataset.data, "table") else dataset.data
         column = table.column("tgt_feat")
         if len(dataset) > self.FEATURE_SCALE_WINDOWS:
-            rows = np.sort(np.random.default_rng(0).choice(len(dataset), self.FEATURE_SCALE_WINDOWS, replace=False))
+            run = self.FEATURE_SCALE_RUN
+            n_runs = len(dataset) // run  # the full runs; a ragged tail is never drawn
+            picked = np.random.default_rng(0).choice(n_runs, min(n_runs, -(-self.FEATURE_SCALE_WINDOWS // run)), replace=False)
+            rows = (np.sort(picked)[:, None] * run + np.arange(run)[None, :]).ravel()
             # chunk by chunk (a shard each): a take over the whole chunked column would first
             # concatenate it, copying every shard's features (16 GB at 100M events)
             starts = np.cumsum([0] + [len(c) for c in column.chunks])
