@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 NUM_GPUS ?= 1
 ACCELERATE_CONFIG ?=
 
-.PHONY: setup base-smollm2 test test-all test-floors finetune bench bench-prepare bench-train bench-predict bench-quality bench-stream bench-scale bench-gpu lint clean help
+.PHONY: setup base-smollm2 test test-all test-floors finetune bench bench-prepare bench-train bench-predict bench-quality bench-stream bench-scale bench-ranks bench-gpu lint clean help
 
 help:
 	@echo "make setup                      create $(VENV) and install evtlm[dev] (CPU torch unless TORCH=... is given)"
@@ -25,7 +25,7 @@ help:
 	@echo "make test-floors                the default suite in $(FLOORS_VENV) at the declared dependency floors"
 	@echo "make finetune RECIPE=purchase [ARGS='train.epochs=1'] [NUM_GPUS=N]"
 	@echo "make bench [BENCH_ARGS=--quick]  run the benchmarks into bench/results/ (latest.md, latest.json)"
-	@echo "make bench-prepare | bench-train | bench-predict | bench-quality | bench-stream | bench-scale   one benchmark (see bench/README.md)"
+	@echo "make bench-prepare | bench-train | bench-predict | bench-quality | bench-stream | bench-scale | bench-ranks   one benchmark (see bench/README.md)"
 	@echo "make bench-gpu [BENCH_ARGS=--dry-run]   the GPU check: bf16 at GPT-2-124M and SmolLM2 sizes, DDP (dry run: CPU)"
 
 setup:
@@ -92,6 +92,8 @@ bench-stream:
 	$(BIN)/python -m bench.stream_speed $(BENCH_ARGS)
 bench-scale:
 	$(BIN)/python -m bench.scale $(BENCH_ARGS)
+bench-ranks:
+	$(BIN)/python -m bench.rank_memory $(BENCH_ARGS)
 # needs CUDA (DDP over every visible GPU); BENCH_ARGS=--dry-run checks it on CPU with tiny models
 bench-gpu:
 	$(BIN)/python -m bench.gpu $(BENCH_ARGS)

@@ -203,3 +203,18 @@ def test_the_next_action_ceiling_reads_the_shop_only_up_to_the_last_event():
     assert peek["target_gap_s"].tolist() == [15.0]
     assert peek["target_is_last_item"].tolist() == [1.0] and peek["target_item_seen"].tolist() == [2.0]
     assert peek["target_item_carted"].tolist() == [1.0]
+
+
+def test_rank_memory_reads_the_peak_and_stops_once_the_model_is_saved(tmp_path):
+    """bench.rank_memory's probe: the high-water mark of each finetune process of the tree, read
+    until run.json appears, then the run is stopped (its final evaluation is not measured)."""
+    import os
+
+    from bench.rank_memory import run_until_trained
+
+    code = ("import pathlib, sys, time; block = bytearray(300 * 2**20); time.sleep(1.0); "
+            "pathlib.Path(sys.argv[1], 'run.json').write_text('{}'); time.sleep(60)")
+    got = run_until_trained([sys.executable, "-c", code, str(tmp_path), "finetune"], dict(os.environ), tmp_path,
+                            tmp_path / "log.txt", timeout=50)
+    assert len(got["peak_rss_gb"]) == 1 and got["peak_rss_gb"][0] >= 0.29, got
+    assert got["seconds"] < 30, got  # stopped at run.json, not after the 60 s sleep

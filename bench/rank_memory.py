@@ -1,0 +1,161 @@
+"""Memory per rank: `evtlm finetune` over tokenized shards in one process and in two CPU processes.
+
+    python -m bench.rank_memory                  # ~20M events: ~25 min on 2 cores, ~4 GB disk
+    python -m bench.rank_memory --events 5e6     # smaller and quicker
+
+Issue 13 asks that under 2 CPU processes each rank's peak RSS be at most 0.6x a single
+process's on the same data: with ``data.by_shard`` a rank opens only its own training shards.
+
+1. A shop of ``--events`` events is simulated, partitioned and prepared for `recipes/purchase.yaml`
+   (``data.by_shard``) by `bench.scale`'s own stages, in fresh child processes.
+2. `evtlm finetune` of that recipe runs twice over the same prepared shards (the data cache and
+   the scratch base, built by a one-step warm-up run, are shared: neither side builds them):
+   one process at batch 16, then `accelerate launch` of two gloo processes
+   (`recipes/accelerate/cpu_2proc.yaml`) at batch 8 each, the same global batch, both for
+   ``--steps`` optimizer steps and one validation at the end.
+3. Every process of each run is polled for its high-water mark (``VmHWM``, which counts the
+   pages of the memory-mapped shards it touched) until the run directory's ``run.json`` is
+   written, i.e. training is over and the model saved; the run is stopped there.
+
+The final evaluation is left out on purpose and reported apart: the main process fits the
+baselines (and the purchase ``model+gbt`` stack) over the whole training split, so its peak
+is that of a single process whatever the number of ranks (see the note in the results).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO, row, run_child, write_result
+
+NAME = "rank_memory"
+BATCH = 16  # the global batch of both runs
+
+
+def _children(root: int) -> list[int]:
+    """``root`` and every process below it (from /proc)."""
+    kids: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            kids.setdefault(ppid, []).append(int(entry))
+    out, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        out.append(pid)
+        todo += kids.get(pid, [])
+    return out
+
+
+def _hwm_gb(pid: int) -> tuple[float, str] | None:
+    try:
+        with open(f"/proc/{pid}/status") as fh:
+            kb = next(int(line.split()[1]) for line in fh if line.startswith("VmHWM:"))
+        with open(f"/proc/{pid}/cmdline") as fh:
+            cmd = fh.read().replace("\0", " ")
+    except (OSError, StopIteration):
+        return None
+    return kb / 2**20, cmd
+
+
+def run_until_trained(cmd: list[str], env: dict[str, str], run_dir: Path, log: Path, timeout: float) -> dict[str, Any]:
+    """Run ``cmd``; poll its process tree's VmHWM until ``run_dir/run.json`` appears, then stop it.
+    Returns the peak of each finetune process (the launcher's own is left out) and the seconds."""
+    t0 = time.perf_counter()
+    peaks: dict[int, float] = {}
+    with open(log, "w") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            while proc.poll() is None and not (run_dir / "run.json").exists():
+                if time.perf_counter() - t0 > timeout:
+                    raise TimeoutError(f"{' '.join(cmd[:4])} ... ran past {timeout:.0f} s (log: {log})")
+                for pid in _children(proc.pid):
+                    got = _hwm_gb(pid)
+                    if got and "finetune" in got[1] and "accelerate launch" not in got[1] and "bin/accelerate" not in got[1]:
+                        peaks[pid] = max(peaks.get(pid, 0.0), got[0])
+                time.sleep(0.3)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, 15)
+                proc.wait()
+    if not (run_dir / "run.json").exists():
+        raise RuntimeError(f"the run ended before training finished (exit {proc.returncode}); see {log}")
+    return {"peak_rss_gb": sorted(round(v, 3) for v in peaks.values()), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def measure(events: float, steps: int, workdir: Path) -> dict[str, Any]:
+    from bench.scale import _probe_events_per_user
+
+    folder = workdir / f"shop-{int(events):d}"
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    users = max(1, int(events / _probe_events_per_user(60)))
+    out: dict[str, Any] = {"target_events": int(events), "users": users, "steps": steps, "global_batch": BATCH}
+    out["simulate"] = run_child("bench.scale", {"stage": "simulate", "folder": str(folder), "users": users, "days": 60},
+                                label="simulate")
+    out["partition"] = run_child("bench.scale", {"stage": "partition", "folder": str(folder),
+                                                 "shards": max(2, round(events / 1.5e6))}, label="partition")
+    out["prepare"] = run_child("bench.scale", {"stage": "prepare_purchase", "folder": str(folder)}, label="prepare_purchase")
+    env = {**os.environ, "EVTLM_CACHE": str(folder / "cache"), "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
+    bin_dir = Path(sys.executable).parent
+    # the scratch base is pretrained once and cached before either run is measured: otherwise the
+    # first run pretrains it (and pays for it) and the second reuses it
+    run_until_trained([str(bin_dir / "evtlm"), "finetune", str(REPO / "recipes/purchase.yaml"), f"data.path={folder / 'parts'}",
+                       "data.by_shard=true", "train.max_steps=1", "train.max_eval_examples=10", f"output.dir={folder / 'runs'}",
+                       "output.name=warm", "--no-progress"], env, folder / "runs" / "warm", folder / "warm.log", timeout=3600)
+    for procs in (1, 2):
+        name = f"p{procs}"
+        args = ["finetune", str(REPO / "recipes/purchase.yaml"), f"data.path={folder / 'parts'}", "data.by_shard=true",
+                f"train.max_steps={steps}", f"train.batch_size={BATCH // procs}", f"train.eval_every={steps}",
+                "train.save_every=1000000", f"output.dir={folder / 'runs'}", f"output.name={name}",
+                "output.overwrite=true", "--no-progress"]
+        if procs == 1:
+            cmd = [str(bin_dir / "evtlm"), *args]
+        else:
+            cmd = [str(bin_dir / "accelerate"), "launch", "--config_file", str(REPO / "recipes/accelerate/cpu_2proc.yaml"),
+                   "--main_process_port", "29531", "-m", "evtlm.cli.main", *args]
+        print(f"[rank_memory] {procs} process(es) ...", flush=True)
+        out[name] = run_until_trained(cmd, env, folder / "runs" / name, folder / f"{name}.log", timeout=3600)
+        print(f"[rank_memory] {procs} process(es): peak RSS {out[name]['peak_rss_gb']} GB", flush=True)
+    out["disk_bytes"] = sum(p.stat().st_size for p in (folder / "cache").rglob("*") if p.is_file())
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--events", type=float, default=2e7, help="events in the simulated shop (default 2e7)")
+    ap.add_argument("--steps", type=int, default=300, help="optimizer steps of each run (default 300)")
+    ap.add_argument("--workdir", help="where the shop and shards go (default: a temporary folder)")
+    args = ap.parse_args(argv)
+    workdir = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="evtlm-ranks-"))
+    try:
+        d = measure(args.events, args.steps, workdir)
+    finally:
+        if not args.workdir:
+            shutil.rmtree(workdir, ignore_errors=True)
+    one, two = d["p1"]["peak_rss_gb"][0], max(d["p2"]["peak_rss_gb"])
+    events = d["simulate"]["events"]
+    rows = [row(f"training under 2 CPU processes: each rank's peak RSS vs one process ({events / 1e6:.0f}M events, GB)",
+                two, one, "≤ 0.6x", met=two <= 0.6 * one, unit="GB", tie_rule=False,
+                note=f"ranks {' / '.join(f'{x:.2f}' for x in d['p2']['peak_rss_gb'])} GB vs {one:.2f} GB; {d['steps']} steps "
+                     f"at global batch {BATCH} each, to the saved model; the final evaluation (baselines on the main "
+                     "process) is not included")]
+    write_result(NAME, "Memory per rank: evtlm finetune over tokenized shards, one process vs two", rows, d)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
