@@ -49,7 +49,7 @@ COVERAGE: list[tuple[str, str]] = [
     (r"make test-all$", "dry-run"),
     (r"make test-floors$", "dry-run"),
     (r"make bench$", "dry-run"),
-    (r"make bench-(prepare|train|predict|quality|stream|scale|gpu)$", "dry-run"),
+    (r"make bench-(prepare|train|predict|quality|stream|scale|ranks|gpu)$", "dry-run"),
     (r"make bench-gpu BENCH_ARGS=--dry-run$", "tests/test_bench.py::test_the_gpu_check_runs_dry_on_cpu"),
     (r"make finetune RECIPE=purchase$", "quickstart"),
     (r"make finetune\b", "dry-run"),
