@@ -51,19 +51,24 @@ def global_rates(index, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndar
     last = np.where(end > start, end - 1, -1)
     t_last = np.where(last >= 0, index.ts[np.maximum(last, 0)], np.iinfo(np.int64).min)
     out: dict[str, np.ndarray] = {}
+    # time ranks over the whole shop: "events of code c up to time t" is then a run of composite
+    # keys code * width + rank, counted by two searchsorted calls (as history._code_counts does)
+    order = np.argsort(index.ts, kind="stable")
+    sorted_ts = index.ts[order]
+    rank = np.empty(index.n, np.int64)
+    rank[order] = np.arange(index.n)
+    upto = np.searchsorted(sorted_ts, t_last, "right")  # events at or before the last one, all users
+    width = index.n + 1
     for name, codes in (("item", index.item), ("category", index.category)):
         query = np.where(last >= 0, codes[np.maximum(last, 0)], -1)
+        base = np.maximum(query, 0).astype(np.int64) * width
         total = np.zeros(len(start))
         counts = []
         for a in range(n_act):
             sel = (codes >= 0) & (index.action == a)
-            # events of one code sorted by time: a count "up to t" is two searchsorted calls
-            order = np.lexsort((index.ts[sel], codes[sel]))
-            code_s, ts_s = codes[sel][order], index.ts[sel][order]
-            lo = np.searchsorted(code_s, np.maximum(query, 0), "left")
-            hi = np.searchsorted(code_s, np.maximum(query, 0), "right")
-            upto = lo + _count_le(ts_s, lo, hi, t_last)
-            counts.append(np.where(query >= 0, upto - lo, 0).astype(float))
+            keys = np.sort(codes[sel].astype(np.int64) * width + rank[sel])
+            c = np.searchsorted(keys, base + upto, "left") - np.searchsorted(keys, base, "left")
+            counts.append(np.where(query >= 0, c, 0).astype(float))
             total += counts[-1]
         out[f"all_{name}_events"] = np.where(query >= 0, total, np.nan)
         for a in range(1, n_act):  # constant columns (an action this log lacks) are dropped before fitting
@@ -86,19 +91,6 @@ def global_rates(index, start: np.ndarray, end: np.ndarray) -> dict[str, np.ndar
         out[f"own_after_last_{ACTIONS[b]}"] = rows[b] / np.maximum(total, 1)
     out["own_after_last_n"] = total
     return out
-
-
-def _count_le(sorted_ts: np.ndarray, lo: np.ndarray, hi: np.ndarray, t: np.ndarray) -> np.ndarray:
-    """Per query, how many of ``sorted_ts[lo:hi]`` (sorted) are <= ``t``: a vectorised binary search."""
-    left, right = lo.copy(), hi.copy()
-    while True:
-        open_ = left < right
-        if not open_.any():
-            return left - lo
-        mid = (left + right) // 2
-        go_right = open_ & (sorted_ts[np.minimum(mid, len(sorted_ts) - 1)] <= t)
-        left = np.where(go_right, mid + 1, left)
-        right = np.where(open_ & ~go_right, mid, right)
 
 
 def _ns(times) -> np.ndarray:
