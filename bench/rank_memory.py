@@ -1,6 +1,6 @@
 """Memory per rank: `evtlm finetune` over tokenized shards in one process and in two CPU processes.
 
-    python -m bench.rank_memory                  # ~20M events: ~25 min on 2 cores, ~4 GB disk
+    python -m bench.rank_memory                  # ~20M events: ~35 min on 2 cores, ~3 GB disk
     python -m bench.rank_memory --events 5e6     # smaller and quicker
 
 Issue 13 asks that under 2 CPU processes each rank's peak RSS be at most 0.6x a single
