@@ -83,7 +83,7 @@ def run_until_trained(cmd: list[str], env: dict[str, str], run_dir: Path, log: P
                     raise TimeoutError(f"{' '.join(cmd[:4])} ... ran past {timeout:.0f} s (log: {log})")
                 for pid in _children(proc.pid):
                     got = _hwm_gb(pid)
-                    if got and "finetune" in got[1] and "accelerate launch" not in got[1] and "bin/accelerate" not in got[1]:
+                    if got and "finetune" in got[1] and "bin/accelerate" not in got[1]:  # not the launcher
                         peaks[pid] = max(peaks.get(pid, 0.0), got[0])
                 time.sleep(0.3)
         finally:
@@ -93,6 +93,12 @@ def run_until_trained(cmd: list[str], env: dict[str, str], run_dir: Path, log: P
     if not (run_dir / "run.json").exists():
         raise RuntimeError(f"the run ended before training finished (exit {proc.returncode}); see {log}")
     return {"peak_rss_gb": sorted(round(v, 3) for v in peaks.values()), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def _finetune_args(folder: Path, name: str, *overrides: str) -> list[str]:
+    """`evtlm finetune` of the purchase recipe over ``folder``'s partition, into ``folder/runs/name``."""
+    return ["finetune", str(REPO / "recipes/purchase.yaml"), f"data.path={folder / 'parts'}", "data.by_shard=true",
+            *overrides, f"output.dir={folder / 'runs'}", f"output.name={name}", "output.overwrite=true", "--no-progress"]
 
 
 def measure(events: float, steps: int, workdir: Path) -> dict[str, Any]:
@@ -112,15 +118,12 @@ def measure(events: float, steps: int, workdir: Path) -> dict[str, Any]:
     bin_dir = Path(sys.executable).parent
     # the scratch base is pretrained once and cached before either run is measured: otherwise the
     # first run pretrains it (and pays for it) and the second reuses it
-    run_until_trained([str(bin_dir / "evtlm"), "finetune", str(REPO / "recipes/purchase.yaml"), f"data.path={folder / 'parts'}",
-                       "data.by_shard=true", "train.max_steps=1", "train.max_eval_examples=10", f"output.dir={folder / 'runs'}",
-                       "output.name=warm", "--no-progress"], env, folder / "runs" / "warm", folder / "warm.log", timeout=3600)
+    run_until_trained([str(bin_dir / "evtlm"), *_finetune_args(folder, "warm", "train.max_steps=1", "train.max_eval_examples=10")],
+                      env, folder / "runs" / "warm", folder / "warm.log", timeout=3600)
     for procs in (1, 2):
         name = f"p{procs}"
-        args = ["finetune", str(REPO / "recipes/purchase.yaml"), f"data.path={folder / 'parts'}", "data.by_shard=true",
-                f"train.max_steps={steps}", f"train.batch_size={BATCH // procs}", f"train.eval_every={steps}",
-                "train.save_every=1000000", f"output.dir={folder / 'runs'}", f"output.name={name}",
-                "output.overwrite=true", "--no-progress"]
+        args = _finetune_args(folder, name, f"train.max_steps={steps}", f"train.batch_size={BATCH // procs}",
+                              f"train.eval_every={steps}", "train.save_every=1000000")
         if procs == 1:
             cmd = [str(bin_dir / "evtlm"), *args]
         else:
