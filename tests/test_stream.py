@@ -171,6 +171,56 @@ def test_every_ranked_answer_is_a_label_space_member(item_stream):
         assert not (set(row.tolist()) & seen[int(e)])
 
 
+def test_scoring_finds_the_windows_of_targets_from_arrow_lists(item_stream):
+    """stream_predictions reads which window holds which target, and each window's length, from
+    the Arrow list columns (no Python list per window): the same as reading the rows one by one,
+    on the split itself, on a select() of it and on a table of several chunks."""
+    import datasets as hf
+    import pyarrow as pa
+
+    from evtlm.train.stream_scoring import _targets_and_lengths
+
+    _, prepared, model = item_stream
+    ds = prepared.datasets["test"]
+    picked = ds.select([4, 1, 3])  # an indices mapping, out of order
+    table = ds.data.table if hasattr(ds.data, "table") else ds.data
+    chunked = hf.Dataset(pa.concat_tables([table.slice(0, 2), table.slice(2)]))
+    assert chunked.data.table.column("ev_end").num_chunks == 2
+    for view in (ds, picked, chunked):
+        window_of, example, lengths = _targets_and_lengths(view)
+        rows = list(view)
+        assert example.tolist() == [int(e) for r in rows for e in r["tgt_example"]]
+        assert window_of.tolist() == [w for w, r in enumerate(rows) for _ in r["tgt_example"]]
+        assert lengths.tolist() == [len(r["ev_end"]) for r in rows]
+    ids = np.asarray([e for r in picked for e in r["tgt_example"]])
+    got, _ = stream_predictions(model, picked, ids, top_k=5)
+    want, _ = stream_predictions(model, ds, ids, top_k=5)
+    np.testing.assert_array_equal(got, want)
+
+
+def test_the_training_metric_reads_every_valid_target_up_to_its_cap(item_stream, monkeypatch):
+    """eval.fit_max_targets: all of validation under the cap (as on every shipped log), a seeded
+    sample of exactly that many targets beyond it, their truths aligned with their ids."""
+    import evtlm.evaluate.training_metric as tm
+
+    recipe, prepared, model = item_stream
+    ix = prepared.index["valid"]
+    label_of = dict(zip(ix["example_id"].to_numpy().tolist(), ix["label_index"].to_numpy().tolist()))
+    asked = []
+
+    def fake_predictions(model, recipe, dataset, ids, depth, progress=False):
+        asked.append(np.asarray(ids))
+        return np.asarray([[label_of[int(e)]] * depth for e in ids])  # always right: metrics show alignment
+
+    monkeypatch.setattr(tm, "model_predictions", fake_predictions)
+    for cap, want in ((10**6, len(ix)), (7, 7)):
+        capped = recipe.model_copy(update={"eval": recipe.eval.model_copy(update={"fit_max_targets": cap})})
+        fn, metric, _ = tm.make_evaluate_fn(capped, prepared)
+        scores = fn(model)
+        assert len(asked[-1]) == want == len(set(asked[-1].tolist())) and set(asked[-1].tolist()) <= set(label_of)
+        assert scores["hr@1"] == 1.0
+
+
 def test_prediction_reads_the_same_position_as_evaluation(item_stream):
     """now_windows (evtlm predict) on the events before a test target gives the test window's scores."""
     recipe, prepared, model = item_stream

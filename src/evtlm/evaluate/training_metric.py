@@ -51,7 +51,8 @@ def make_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable | None, st
 
 
 def _stream_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable, str, bool]:
-    """Every validation target scored from its stream window (cheap: one pass per window).
+    """Every validation target scored from its stream window (cheap: one pass per window), up to
+    ``eval.fit_max_targets`` of them (a seeded sample beyond).
     next_action is judged with a decision rule fitted on the same validation data: the
     selection metric of a model whose final rule is fitted there too."""
     from evtlm.evaluate import metrics as M
@@ -59,8 +60,9 @@ def _stream_evaluate_fn(recipe: Recipe, prepared: Any) -> tuple[Callable, str, b
 
     task, ks = recipe.task.name, sorted(set(recipe.eval.k))
     ix = prepared.index["valid"]
-    ids = ix["example_id"].to_numpy()
-    y = truth(task, ix["label_index"].to_numpy(), prepared.label_space)
+    rows = sample_rows(len(ix), recipe.eval.fit_max_targets, recipe.train.seed)  # scoring reads only their windows
+    ids = ix["example_id"].to_numpy()[rows]
+    y = truth(task, ix["label_index"].to_numpy()[rows], prepared.label_space)
     metric, greater = primary_metric(task, ks)
     if answer_of(task) == "binary" and len(np.unique(y)) < 2:
         metric, greater = "log_loss", False  # AUC is undefined on one class; log loss still ranks

@@ -102,6 +102,11 @@ class EvalConfig(Section):
     fit_max_examples: int = Field(
         500, ge=1,
         description="training-time task metric (early stopping): validation examples it is computed on, model only")
+    fit_max_targets: int = Field(
+        50_000, ge=1,
+        description="the same for the stream formulation: one pass per window scores every target, so it reads all of "
+                    "validation up to this many targets (every shipped log), a seeded sample of them beyond (a "
+                    "100M-event log has millions)")
     ece_bins: int = Field(10, ge=2, description="bins of the expected calibration error and the reliability diagram")
     calibration: Literal["auto", "temperature", "platt"] = Field(
         "auto",
