@@ -354,6 +354,28 @@ def test_gbt_and_popularity_find_a_planted_purchase_rule_and_prior_does_not():
         assert p.shape == (len(test),) and ((p >= 0) & (p <= 1)).all()
 
 
+def test_the_trees_fit_on_a_seeded_sample_of_at_most_max_train_examples(monkeypatch):
+    """eval.gbt.max_train_examples: the trees see that many training examples (features are computed
+    for them alone), the same ones for the same seed; under the cap the fit is the whole split's."""
+    import evtlm.evaluate.tree_baselines as tb
+
+    ev, ex = planted_purchase_log()
+    train, test = ex.iloc[:300], ex.iloc[300:]
+    seen = []
+    real_fit = tb._fit_trees
+    monkeypatch.setattr(tb, "_fit_trees", lambda g, x, y: seen.append(len(x)) or real_fit(g, x, y))
+
+    def gbt(cap):
+        cfg = FAST.model_copy(update={"gbt": FAST.gbt.model_copy(update={"max_train_examples": cap})})
+        return get_baselines("purchase", cfg, names=["gbt"])[0].fit(train, ev)
+
+    full, capped, again = gbt(None), gbt(200), gbt(200)
+    assert seen == [300, 200, 200] and capped.sampled_fit == (200, 300) and full.sampled_fit is None
+    np.testing.assert_array_equal(capped.predict(test, ev), again.predict(test, ev))  # seeded
+    np.testing.assert_array_equal(gbt(300).predict(test, ev), full.predict(test, ev))  # at the cap: all of them
+    assert roc_auc_score(test["label"], capped.predict(test, ev)) > 0.75  # the planted rule, from 200
+
+
 def test_session_level_never_measures_time_from_a_label_time_that_depends_on_the_label():
     # session-level purchase: the label time is the first purchase of a buying session but 1 ns
     # after the last event of the others, so "hours since the last event" would be the answer

@@ -79,6 +79,7 @@ class Baseline:
         # from the newest history event at session level (see `evtlm.data.history.rfm_features`)
         self.clock = "last_event" if level == "session" else "label_time"
         self.labels: list[str] | None = None
+        self.sampled_fit: tuple[int, int] | None = None  # (examples fitted on, training examples) when sampled
         self._fitted = False
 
     def __repr__(self) -> str:
@@ -95,6 +96,7 @@ class Baseline:
         # one canonical order: samples, early stopping's hold-out and SASRec's batches then depend
         # on the examples, not on how they were laid out (a whole log and its shards fit the same)
         train = train.sort_values(["user_id", "label_time"], kind="stable", ignore_index=True)
+        train = self._fit_sample(train)
         if self.kind == "classes":
             self.labels = action_order(labels)
             check_labels_in(train, self.labels, "the action order")
@@ -168,6 +170,10 @@ class Baseline:
         at = np.maximum(col, 0)
         return Ranking(np.where(col >= 0, np.take_along_axis(out.items, at, axis=1), None),
                        np.where(col >= 0, np.take_along_axis(out.scores, at, axis=1), -np.inf), codes)
+
+    def _fit_sample(self, train: pd.DataFrame) -> pd.DataFrame:
+        """The training examples the baseline learns from (all; the trees cap them)."""
+        return train
 
     def _fit(self, train: pd.DataFrame, index: HistoryIndex) -> None:
         """The whole log: one part (baselines that fit from parts), or a fit of its own."""

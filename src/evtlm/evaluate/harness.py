@@ -243,6 +243,10 @@ def evaluate_run(run_dir: str | Path, split: str = "test", recipe: Recipe | None
         "methods": {name: {**{k: _num(v) for k, v in m.items()}, "seconds": round(seconds[name], 3)}
                     for name, m in table.items()},
     }
+    sampled_fits = {b.name: f"{b.sampled_fit[0]:,} of {b.sampled_fit[1]:,} training examples"
+                    for b in bases if getattr(b, "sampled_fit", None)}
+    if sampled_fits:  # a baseline that learned from a sample of the training split (eval.gbt.max_train_examples)
+        result["sampled_fits"] = sampled_fits
     if extras is not None:
         result.update(extras.info)  # "calibration" and "stack": what was fitted, on what, before / after
     if write:

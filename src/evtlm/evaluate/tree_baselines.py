@@ -19,7 +19,24 @@ from evtlm.evaluate.baseline_core import Baseline, EventsLike, as_index
 from evtlm.recipe import GbtConfig
 
 
-class GradientBoosting(Baseline):
+class _Trees(Baseline):
+    """What both tree baselines share: a cap on the training examples the trees fit on."""
+
+    def _settings(self) -> GbtConfig:
+        raise NotImplementedError
+
+    def _fit_sample(self, train: pd.DataFrame) -> pd.DataFrame:
+        """A seeded sample of ``max_train_examples`` training examples (in their canonical order)
+        when there are more: features are then computed for the sample alone, shard by shard."""
+        cap, n = self._settings().max_train_examples, len(train)
+        if cap is None or n <= cap:
+            return train
+        keep = np.sort(np.random.default_rng(self._settings().seed).choice(n, cap, replace=False))
+        self.sampled_fit = (cap, n)  # the report says so
+        return train.iloc[keep].reset_index(drop=True)
+
+
+class GradientBoosting(_Trees):
     """purchase: sklearn HistGradientBoostingClassifier on RFM / session features
     (:func:`evtlm.data.history.rfm_features`), each computed only from events before label_time."""
 
@@ -27,6 +44,9 @@ class GradientBoosting(Baseline):
     description = "gradient-boosted trees on recency/frequency/monetary/session features"
 
     shardable = ("purchase",)
+
+    def _settings(self) -> GbtConfig:
+        return self.cfg.gbt
 
     def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
         return {"x": rfm_features(index, *index.bounds(train["user_id"], train["label_time"]), train["label_time"], self.clock)}
@@ -77,7 +97,7 @@ class GradientBoosting(Baseline):
             return self.model.predict_proba(x)[:, 1]
 
 
-class ActionGradientBoosting(Baseline):
+class ActionGradientBoosting(_Trees):
     """next_action: a multiclass HistGradientBoostingClassifier on the latest events
     (:func:`evtlm.data.history.next_action_features`: the last three actions, the last gap, action
     counts overall and recently, the last item's own history, the visit so far), each computed
@@ -93,6 +113,9 @@ class ActionGradientBoosting(Baseline):
     description = "gradient-boosted trees on the last actions, gaps, counts and the last item's history"
 
     shardable = ("next_action",)
+
+    def _settings(self) -> GbtConfig:
+        return self.cfg.gbt_action
 
     def _part(self, train: pd.DataFrame, index: HistoryIndex) -> dict:
         return {"x": next_action_features(index, *index.bounds(train["user_id"], train["label_time"]))}
