@@ -205,9 +205,9 @@ def test_the_next_action_ceiling_reads_the_shop_only_up_to_the_last_event():
     assert peek["target_item_carted"].tolist() == [1.0]
 
 
-def test_rank_memory_reads_the_peak_and_stops_once_the_model_is_saved(tmp_path):
+def test_rank_memory_reads_the_peak_at_the_saved_model_and_after_the_evaluation(tmp_path):
     """bench.rank_memory's probe: the high-water mark of each finetune process of the tree, read
-    until run.json appears, then the run is stopped (its final evaluation is not measured)."""
+    until run.json appears, then the run is stopped, or read on until it exits (the final evaluation)."""
     import os
 
     from bench.rank_memory import run_until_trained
@@ -218,3 +218,11 @@ def test_rank_memory_reads_the_peak_and_stops_once_the_model_is_saved(tmp_path):
                             tmp_path / "log.txt", timeout=50)
     assert len(got["peak_rss_gb"]) == 1 and got["peak_rss_gb"][0] >= 0.29, got
     assert got["seconds"] < 30, got  # stopped at run.json, not after the 60 s sleep
+    # through the final evaluation: the peak at run.json, then the whole run's once it exits
+    code = ("import pathlib, sys, time; a = bytearray(200 * 2**20); time.sleep(1.0); "
+            "pathlib.Path(sys.argv[1], 'run.json').write_text('{}'); time.sleep(1.5); b = bytearray(300 * 2**20); time.sleep(1.0); "
+            "pathlib.Path(sys.argv[1], 'metrics.json').write_text('{}')")
+    (tmp_path / "run.json").unlink()
+    got = run_until_trained([sys.executable, "-c", code, str(tmp_path), "finetune"], dict(os.environ), tmp_path,
+                            tmp_path / "log.txt", timeout=50, through_evaluation=True)
+    assert 0.19 <= got["peak_rss_gb"][0] < 0.45 and got["whole_run"]["peak_rss_gb"][0] >= 0.49, got
