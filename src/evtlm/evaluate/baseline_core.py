@@ -96,6 +96,7 @@ class Baseline:
         # one canonical order: samples, early stopping's hold-out and SASRec's batches then depend
         # on the examples, not on how they were laid out (a whole log and its shards fit the same)
         train = train.sort_values(["user_id", "label_time"], kind="stable", ignore_index=True)
+        self.sampled_fit = None
         train = self._fit_sample(train)
         if self.kind == "classes":
             self.labels = action_order(labels)
