@@ -80,8 +80,8 @@ class GbtConfig(Section):
     max_train_examples: int | None = Field(
         1_000_000, ge=100,
         description="the trees fit on a seeded sample of this many training examples when there are more (None: all); "
-                    "every shipped log has fewer. A 20M-event shop has 4.9M purchase cutoffs: all of them took 8.8 GB "
-                    "and over 10 minutes of tree growing")
+                    "every shipped log has fewer. A 20M-event shop has 4.9M purchase cutoffs: with all of them the final "
+                    "evaluation peaked at 8.8 GB, over 10 minutes of it tree growing")
 
 
 class ActionGbtConfig(GbtConfig):
