@@ -23,7 +23,7 @@ def item_token_run() -> Path:
     os.environ.setdefault("EVTLM_CACHE", str(root / "cache"))
     torch.set_num_threads(1)
     code = main(["finetune", str(REPO / "recipes/next_item.yaml"), *TINY, "model.item_tokens=true", "model.item_init=transitions",
-                 "model.markov_path=true",
+                 "model.markov_path=true", "model.pair_memory=true",
                  f"output.dir={root}", "output.name=next_item_tokens", "--no-progress"])
     assert code == 0
     return root / "next_item_tokens"
@@ -51,6 +51,21 @@ def test_the_run_dir_reloads_the_markov_path_as_trained(item_token_run: Path) ->
     saved = load_file(str(item_token_run / HEAD_FILE))["markov_scale"].item()
     assert model.markov_scale.item() == saved
     assert abs(saved - 0.3) > 1e-6, "the learned scale, not the initial one"
+
+
+def test_the_run_dir_reloads_the_pair_memory_as_trained(item_token_run: Path) -> None:
+    from safetensors.torch import load_file
+
+    from evtlm.train.run_dir import load_run_model
+    from evtlm.train.stream_model import HEAD_FILE
+
+    model, _ = load_run_model(item_token_run)
+    assert model.pair_memory, "the run trained with model.pair_memory=true: predict and evaluate must read it too"
+    saved = load_file(str(item_token_run / HEAD_FILE))
+    for name in ("pair_indptr", "pair_cols", "pair_weight"):
+        torch.testing.assert_close(getattr(model, name).detach(), saved[name], rtol=0, atol=0)
+    assert len(saved["pair_cols"]) == int(saved["pair_indptr"][-1]) > 0
+    assert saved["pair_weight"].abs().max() > 0, "the learned weights, not the zeros it starts from"
 
 
 def test_prompts_and_predictions_use_item_tokens(item_token_run: Path, tmp_path: Path) -> None:

@@ -50,6 +50,19 @@ def markov_stream(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def pair_stream(tmp_path_factory):
+    """next_item with the copy path and a pair memory over the training pairs, random weights."""
+    from evtlm.train.item_init import pair_index, transition_pairs
+
+    recipe, prepared, model = _stream("next_item", tmp_path_factory.mktemp("cache"), copy=True)
+    pairs = pair_index(*transition_pairs(prepared.datasets["train"]), n_items=len(prepared.label_space))
+    model = StreamLM(model.lm, model.answer_ids.tolist(), copy=True, pairs=pairs).eval()
+    with torch.no_grad():
+        model.pair_weight.normal_(0, 0.3)
+    return recipe, prepared, model
+
+
+@pytest.fixture(scope="module")
 def action_stream(tmp_path_factory):
     """next_action with both feature paths: counts read in the forward pass and the gbt's own
     inputs per target (tgt_feat, over quantile bins), random weights that give them a say."""
@@ -126,6 +139,13 @@ def test_no_peeking_changing_a_target_event_or_later_never_changes_its_scores(it
 def test_no_peeking_with_the_markov_path(markov_stream, seed):
     """next_item with the last item's row read directly (model.markov_path)."""
     _check_no_peeking(*markov_stream[1:], seed)
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 10**6))
+def test_no_peeking_with_the_pair_memory(pair_stream, seed):
+    """next_item with a learned bias per (last item, answer) pair (model.pair_memory)."""
+    _check_no_peeking(*pair_stream[1:], seed)
 
 
 @settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -337,4 +357,40 @@ def test_markov_path_is_only_for_next_item_item_tokens():
     for task, model in (("next_action", {}), ("next_item", {"item_tokens": False})):
         with pytest.raises(ValidationError, match="markov_path") as info:
             Recipe.model_validate({"task": {"name": task}, "model": {"markov_path": True, **model}})
+        assert "expected false" in str(info.value)
+
+
+def test_pair_memory_adds_its_weight_for_each_training_pair_of_the_last_item(pair_stream):
+    """Each target's logits gain 10 x w[last item, answer] for the answers that followed its last
+    item among the training targets, nothing for the others or for a target with no item before it."""
+    recipe, prepared, model = pair_stream
+    ds = prepared.datasets["train"].select_columns([c for c in STREAM_COLUMNS if c in prepared.datasets["train"].column_names])
+    batch = StreamCollator(0)([ds[i] for i in range(min(4, len(ds)))])
+    for key in ("tgt_example", "real_tokens", "slot_tokens", "n_examples"):
+        batch.pop(key)
+    plain = StreamLM(model.lm, model.answer_ids.tolist(), copy=False).eval()
+    on = StreamLM(model.lm, model.answer_ids.tolist(), copy=False, pairs=(model.pair_indptr, model.pair_cols)).eval()
+    with torch.no_grad():
+        on.pair_weight.copy_(model.pair_weight)
+    diff = on.score(batch) - plain.score(batch)  # log-softmax: the added logits up to a constant per row
+    real = batch["tgt_local"] >= 0
+    prev_item = batch["ev_item"].gather(1, (batch["tgt_local"] - 1).clamp(min=0))[real]
+    has_prev = (batch["tgt_local"][real] > 0) & (prev_item >= 0)
+    table = torch.zeros(len(model.answer_ids), len(model.answer_ids))
+    rows = torch.repeat_interleave(torch.arange(len(model.answer_ids)), torch.diff(model.pair_indptr))
+    table[rows, model.pair_cols] = 10 * model.pair_weight.detach()
+    expected = torch.zeros_like(diff)
+    expected[has_prev] = table[prev_item[has_prev]]
+    assert has_prev.any() and (~has_prev).any(), "the batch must hold targets with and without a last item"
+    assert (expected != 0).any(), "some targets' last items must have training pairs"
+    residual = diff - expected
+    torch.testing.assert_close(residual - residual.mean(1, keepdim=True), torch.zeros_like(diff), atol=1e-4, rtol=0)
+
+
+def test_pair_memory_is_only_for_next_item_item_tokens():
+    from pydantic import ValidationError
+
+    for task, model in (("next_action", {}), ("next_item", {"item_tokens": False})):
+        with pytest.raises(ValidationError, match="pair_memory") as info:
+            Recipe.model_validate({"task": {"name": task}, "model": {"pair_memory": True, **model}})
         assert "expected false" in str(info.value)

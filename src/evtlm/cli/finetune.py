@@ -118,17 +118,24 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
 
         # per-target features (tgt_feat): purchase cutoffs' RFM, next_action the gbt's own inputs
         width = target_feature_width(recipe.task.name) if recipe.model.history_features else 0
+        pairs = 0
+        if recipe.model.pair_memory:  # which (last item, answer) pairs the training targets hold: the memory's rows
+            from evtlm.train.item_init import pair_index, transition_pairs
+
+            pairs = pair_index(*transition_pairs(sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"]),
+                               n_items=len(prepared.label_space))
         model = StreamLM(model, answer_token_ids(tokenizer, prepared.label_space), copy=bool(recipe.model.copy_path),
                          negatives=recipe.train.negatives if recipe.task.name == "next_item" else None,
                          features=bool(recipe.model.history_features) and recipe.task.name == "next_action",
                          target_features=width,
-                         explore_loss=recipe.model.explore_loss, markov=recipe.model.markov_path,
+                         explore_loss=recipe.model.explore_loss, markov=recipe.model.markov_path, pairs=pairs,
                          feature_bins=recipe.model.feature_bins if width else 0)
         # the training split of every shard, not only this process's: one scale on every process
         model.fit_feature_scale(sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"])
         say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}; "
             f"history features {'on' if model.features or model.target_features else 'off'}"
-            + ("; markov path on" if model.markov else ""))
+            + ("; markov path on" if model.markov else "")
+            + (f"; pair memory over {model.pair_weight.numel():,} training pairs" if model.pair_memory else ""))
     else:
         say("formulation: example (one prompt per target)")
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)

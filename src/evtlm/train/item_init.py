@@ -85,6 +85,19 @@ def cooccurrence_vectors(prev: np.ndarray, nxt: np.ndarray, n_items: int, dims: 
     return vectors, seen
 
 
+def pair_index(prev: np.ndarray, nxt: np.ndarray, n_items: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(indptr [n_items + 1], answers [P])``: the distinct ``(prev, nxt)`` pairs as a CSR over
+    ``prev`` (answers sorted within each row), the layout of `StreamLM`'s pair memory.
+
+    >>> indptr, cols = pair_index(np.array([0, 0, 2, 0]), np.array([1, 1, 0, 2]), n_items=3)
+    >>> indptr.tolist(), cols.tolist()
+    ([0, 2, 2, 3], [1, 2, 0])
+    """
+    keys = np.unique(np.asarray(prev, np.int64) * n_items + np.asarray(nxt, np.int64))  # sorted by prev, then nxt
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(keys // n_items, minlength=n_items))])
+    return torch.as_tensor(indptr, dtype=torch.long), torch.as_tensor(keys % n_items, dtype=torch.long)
+
+
 MAX_DIMS = 64  # ARPACK's cost grows with k; a 768-wide base gets 64 directions and zeros beyond
 
 

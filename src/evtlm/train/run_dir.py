@@ -81,7 +81,8 @@ def _save_model(model: torch.nn.Module, tokenizer: Any, run_dir: Path, base_info
         save_file(model.head_state(), str(run_dir / HEAD_FILE))
         stream = {"answer_ids": model.answer_ids.tolist(), "copy_path": bool(model.copy), "history_features": bool(model.features),
                   "target_features": int(model.target_features), "feature_bins": int(getattr(model, "feature_bins", 0)),
-                  "markov": bool(getattr(model, "markov", False))}
+                  "markov": bool(getattr(model, "markov", False)),
+                  "pairs": int(model.pair_weight.numel()) if getattr(model, "pair_memory", False) else 0}
         model = model.lm
     if isinstance(model, PeftModel):
         # save_embedding_layers=False: item-token rows travel as trainable tokens inside the
@@ -158,7 +159,7 @@ def _load_run_model(run_dir: str | Path, device: str | torch.device | None = Non
                          features=meta["stream"].get("history_features", False),
                          target_features=meta["stream"].get("target_features", 0),
                          feature_bins=meta["stream"].get("feature_bins", 0),  # 0: run dirs from before the bins
-                         markov=meta["stream"].get("markov", False))
+                         markov=meta["stream"].get("markov", False), pairs=meta["stream"].get("pairs", 0))
         model.load_state_dict(load_file(str(run_dir / HEAD_FILE)), strict=False)
     if device is not None:
         model.to(device)
