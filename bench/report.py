@@ -17,6 +17,17 @@ from typing import Any
 ORDER = ["prepare_speed", "train_speed", "predict_speed", "stream_speed", "quality"]
 
 
+
+def _names_unit(figure: str, unit: str) -> bool:
+    """Whether ``unit`` stands in ``figure`` as a word of its own.
+
+    >>> _names_unit("peak RSS at 99M events (GB)", "GB"), _names_unit("train: seconds from launch", "s")
+    (True, False)
+    """
+    import re
+
+    return re.search(rf"(?<![\w/]){re.escape(unit)}(?![\w/])", figure) is not None
+
 def fmt(value: Any) -> str:
     """Numbers for a table: thousands separators for big ones, 3 significant-ish digits else."""
     if value is None:
@@ -57,7 +68,8 @@ def markdown(results: list[dict[str, Any]]) -> str:
                   "| figure | evtlm | reference | ratio | target | verdict | note |",
                   "|---|---:|---:|---:|---|:-:|---|"]
         for r in res["rows"]:
-            unit = f" {r['unit']}" if r.get("unit") else ""
+            # the unit, unless the figure's name already says it ("peak RSS (GB)", "events/s at ...")
+            unit = f" {r['unit']}" if r.get("unit") and not _names_unit(r["figure"], r["unit"]) else ""
             ratio = "—" if r.get("ratio") is None else f"{r['ratio']:.2f}x"
             lines.append(f"| {r['figure']}{unit} | {fmt(r.get('evtlm'))} | {fmt(r.get('reference'))} | {ratio} | "
                          f"{r.get('target', '')} | {_verdict(r)} | {r.get('note', '')} |")
