@@ -75,6 +75,15 @@ def action_stream(tmp_path_factory):
     return recipe, prepared, model
 
 
+def _first_windows(prepared, n: int = 4) -> dict:
+    """A collated batch of the first ``n`` training windows, only the model's inputs."""
+    ds = prepared.datasets["train"].select_columns([c for c in STREAM_COLUMNS if c in prepared.datasets["train"].column_names])
+    batch = StreamCollator(0)([ds[i] for i in range(min(n, len(ds)))])
+    for key in ("tgt_example", "real_tokens", "slot_tokens", "n_examples"):
+        batch.pop(key)
+    return batch
+
+
 def test_recipe_defaults_resolve_to_stream_with_item_tokens_and_copy():
     r = _recipe("next_item")
     assert (r.task.formulation, r.model.item_tokens, r.model.copy_path, r.verbalize.item) == ("stream", True, True, "token")
@@ -298,10 +307,7 @@ def test_explore_loss_adds_the_catalog_heads_own_nll_in_training_only(item_strea
     """The copy path trains on the mixture's NLL plus ``explore_loss`` x the explore head's own NLL
     (so the catalog head learns repeated answers too); evaluation and scoring are the mixture's."""
     recipe, prepared, model = item_stream
-    ds = prepared.datasets["train"].select_columns([c for c in STREAM_COLUMNS if c in prepared.datasets["train"].column_names])
-    batch = StreamCollator(0)([ds[i] for i in range(min(4, len(ds)))])
-    for key in ("tgt_example", "real_tokens", "slot_tokens", "n_examples"):
-        batch.pop(key)
+    batch = _first_windows(prepared)
     ids = model.answer_ids.tolist()
     mix, aux = (StreamLM(model.lm, ids, copy=True, explore_loss=w) for w in (0.0, 1.0))
     explore_only = StreamLM(model.lm, ids, copy=False)
@@ -326,71 +332,54 @@ def test_explore_loss_adds_the_catalog_heads_own_nll_in_training_only(item_strea
         model.eval()
 
 
-def test_markov_path_adds_the_scaled_cosine_of_the_last_items_row(markov_stream):
-    """Each target's logits gain w x cos(E[item of the event before it], E[answer]); a target with
-    no item before it in the window gains nothing."""
-    recipe, prepared, model = markov_stream
-    ds = prepared.datasets["train"].select_columns([c for c in STREAM_COLUMNS if c in prepared.datasets["train"].column_names])
-    batch = StreamCollator(0)([ds[i] for i in range(min(4, len(ds)))])
-    for key in ("tgt_example", "real_tokens", "slot_tokens", "n_examples"):
-        batch.pop(key)
+def _assert_adds_per_last_item(model, on, batch, per_last_item) -> torch.Tensor:
+    """``on`` (a StreamLM with one path on) scores ``batch`` as the same LM without it plus
+    ``per_last_item[item of the event before the target]`` on every answer's logit, and nothing for
+    a target with no item before it. Returns the expected added logits."""
     plain = StreamLM(model.lm, model.answer_ids.tolist(), copy=False).eval()
-    on = StreamLM(model.lm, model.answer_ids.tolist(), copy=False, markov=True).eval()
-    with torch.no_grad():
-        on.markov_scale.fill_(0.7)
     diff = on.score(batch) - plain.score(batch)  # log-softmax: the added logits up to a constant per row
     real = batch["tgt_local"] >= 0
     prev_item = batch["ev_item"].gather(1, (batch["tgt_local"] - 1).clamp(min=0))[real]
     has_prev = (batch["tgt_local"][real] > 0) & (prev_item >= 0)
-    rows = model.lm.get_input_embeddings().weight[model.answer_ids].detach()
-    unit = torch.nn.functional.normalize(rows, dim=-1)
     expected = torch.zeros_like(diff)
-    expected[has_prev] = 7.0 * unit[prev_item[has_prev]] @ unit.T
+    expected[has_prev] = per_last_item[prev_item[has_prev]]
     assert has_prev.any() and (~has_prev).any(), "the batch must hold targets with and without a last item"
     residual = diff - expected
     torch.testing.assert_close(residual - residual.mean(1, keepdim=True), torch.zeros_like(diff), atol=1e-4, rtol=0)
+    return expected
 
 
-def test_markov_path_is_only_for_next_item_item_tokens():
-    from pydantic import ValidationError
-
-    for task, model in (("next_action", {}), ("next_item", {"item_tokens": False})):
-        with pytest.raises(ValidationError, match="markov_path") as info:
-            Recipe.model_validate({"task": {"name": task}, "model": {"markov_path": True, **model}})
-        assert "expected false" in str(info.value)
+def test_markov_path_adds_the_scaled_cosine_of_the_last_items_row(markov_stream):
+    """Each target's logits gain w x cos(E[item of the event before it], E[answer]); a target with
+    no item before it in the window gains nothing."""
+    recipe, prepared, model = markov_stream
+    on = StreamLM(model.lm, model.answer_ids.tolist(), copy=False, markov=True).eval()
+    with torch.no_grad():
+        on.markov_scale.fill_(0.7)
+    rows = model.lm.get_input_embeddings().weight[model.answer_ids].detach()
+    unit = torch.nn.functional.normalize(rows, dim=-1)
+    _assert_adds_per_last_item(model, on, _first_windows(prepared), 7.0 * unit @ unit.T)
 
 
 def test_pair_memory_adds_its_weight_for_each_training_pair_of_the_last_item(pair_stream):
     """Each target's logits gain 10 x w[last item, answer] for the answers that followed its last
     item among the training targets, nothing for the others or for a target with no item before it."""
     recipe, prepared, model = pair_stream
-    ds = prepared.datasets["train"].select_columns([c for c in STREAM_COLUMNS if c in prepared.datasets["train"].column_names])
-    batch = StreamCollator(0)([ds[i] for i in range(min(4, len(ds)))])
-    for key in ("tgt_example", "real_tokens", "slot_tokens", "n_examples"):
-        batch.pop(key)
-    plain = StreamLM(model.lm, model.answer_ids.tolist(), copy=False).eval()
     on = StreamLM(model.lm, model.answer_ids.tolist(), copy=False, pairs=(model.pair_indptr, model.pair_cols)).eval()
     with torch.no_grad():
         on.pair_weight.copy_(model.pair_weight)
-    diff = on.score(batch) - plain.score(batch)  # log-softmax: the added logits up to a constant per row
-    real = batch["tgt_local"] >= 0
-    prev_item = batch["ev_item"].gather(1, (batch["tgt_local"] - 1).clamp(min=0))[real]
-    has_prev = (batch["tgt_local"][real] > 0) & (prev_item >= 0)
     table = torch.zeros(len(model.answer_ids), len(model.answer_ids))
     rows = torch.repeat_interleave(torch.arange(len(model.answer_ids)), torch.diff(model.pair_indptr))
     table[rows, model.pair_cols] = 10 * model.pair_weight.detach()
-    expected = torch.zeros_like(diff)
-    expected[has_prev] = table[prev_item[has_prev]]
-    assert has_prev.any() and (~has_prev).any(), "the batch must hold targets with and without a last item"
+    expected = _assert_adds_per_last_item(model, on, _first_windows(prepared), table)
     assert (expected != 0).any(), "some targets' last items must have training pairs"
-    residual = diff - expected
-    torch.testing.assert_close(residual - residual.mean(1, keepdim=True), torch.zeros_like(diff), atol=1e-4, rtol=0)
 
 
-def test_pair_memory_is_only_for_next_item_item_tokens():
+@pytest.mark.parametrize("field", ["markov_path", "pair_memory"])
+def test_last_item_paths_are_only_for_next_item_item_tokens(field):
     from pydantic import ValidationError
 
     for task, model in (("next_action", {}), ("next_item", {"item_tokens": False})):
-        with pytest.raises(ValidationError, match="pair_memory") as info:
-            Recipe.model_validate({"task": {"name": task}, "model": {"pair_memory": True, **model}})
+        with pytest.raises(ValidationError, match=field) as info:
+            Recipe.model_validate({"task": {"name": task}, "model": {field: True, **model}})
         assert "expected false" in str(info.value)

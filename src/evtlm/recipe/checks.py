@@ -260,18 +260,13 @@ def _formulation_problems(task: Any, model: Any) -> list[InitErrorDetails]:
             return [problem(["model", "item_init"], model.item_init,
                             f"got 'transitions' with {why}, expected 'random' or unset (the rows are those of item "
                             "tokens, read from a next_item stream's training windows)")]
-    if model.markov_path and (task.name != "next_item" or task.formulation == "example" or model.item_tokens is False):
-        why = (f"task {task.name}" if task.name != "next_item" else
-               "task.formulation=example" if task.formulation == "example" else "model.item_tokens=false")
-        return [problem(["model", "markov_path"], model.markov_path,
-                        f"got true with {why}, expected false or unset (the path reads the item tokens' rows of a "
-                        "next_item stream)")]
-    if model.pair_memory and (task.name != "next_item" or task.formulation == "example" or model.item_tokens is False):
-        why = (f"task {task.name}" if task.name != "next_item" else
-               "task.formulation=example" if task.formulation == "example" else "model.item_tokens=false")
-        return [problem(["model", "pair_memory"], model.pair_memory,
-                        f"got true with {why}, expected false or unset (the memory is over item-token answers of a "
-                        "next_item stream)")]
+    # the paths that read item-token answers of a next_item stream
+    for field, why_needed in (("markov_path", "the path reads the item tokens' rows of a next_item stream"),
+                              ("pair_memory", "the memory is over item-token answers of a next_item stream")):
+        if getattr(model, field) and (task.name != "next_item" or task.formulation == "example" or model.item_tokens is False):
+            why = (f"task {task.name}" if task.name != "next_item" else
+                   "task.formulation=example" if task.formulation == "example" else "model.item_tokens=false")
+            return [problem(["model", field], True, f"got true with {why}, expected false or unset ({why_needed})")]
     if task.formulation != "stream":
         return []
     from evtlm.tasks import TASKS
