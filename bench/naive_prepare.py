@@ -63,8 +63,10 @@ def read_log(path: str, fmt: str, nrows: int | None) -> Any:
 
 
 def naive_prepare(path: str, fmt: str, tokenizer_dir: str, nrows: int | None = None, horizon_days: float = 7,
-                  valid_days: float = 7, test_days: float = 7, max_tokens: int = 256) -> dict[str, Any]:
-    """Purchase examples from ``path`` the tutorial way; counts and timings."""
+                  valid_days: float = 7, test_days: float = 7, max_tokens: int = 256,
+                  cutoff_every_days: float | None = None) -> dict[str, Any]:
+    """Purchase examples from ``path`` the tutorial way; counts and timings. Training cutoffs
+    come every ``cutoff_every_days`` (None: every ``horizon_days``, task.cutoff_every_days's rule)."""
     import pandas  # noqa: F401  (imports are not the work measured)
     from transformers import AutoTokenizer
 
@@ -87,7 +89,8 @@ def naive_prepare(path: str, fmt: str, tokenizer_dir: str, nrows: int | None = N
         per_user.setdefault(r["user_id"], []).append((ts, text, r["action"]))
     t_verb = time.perf_counter()
 
-    # examples: a cutoff every H days back from the validation start, plus valid and test cutoffs
+    # examples: a cutoff every E days (E = H unless set) from H before the validation start, plus valid and test cutoffs
+    every = (cutoff_every_days or horizon_days) * DAY
     end = df["timestamp"].max().timestamp() + 1
     valid_start = end - (test_days + valid_days) * DAY
     test_start = end - test_days * DAY
@@ -96,7 +99,7 @@ def naive_prepare(path: str, fmt: str, tokenizer_dir: str, nrows: int | None = N
     c = valid_start - horizon_days * DAY
     while c > start:
         cutoffs.append(c)
-        c -= horizon_days * DAY
+        c -= every
     tok = AutoTokenizer.from_pretrained(tokenizer_dir)
     tok.truncation_side = "left"  # keep the newest events and the answer
     n_examples = n_tokens = 0

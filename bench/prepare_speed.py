@@ -87,7 +87,8 @@ def naive_side(recipe_path: str, data_path: str, fmt: str) -> dict[str, Any]:
 
     r = load_recipe(recipe_path)  # the same horizon, windows and budget as evtlm's side
     return naive_prepare(data_path, fmt, str(GPT2_DIR), horizon_days=r.task.horizon_days, valid_days=r.split.valid_days,
-                         test_days=r.split.test_days, max_tokens=r.task.max_tokens)
+                         test_days=r.split.test_days, max_tokens=r.task.max_tokens,
+                         cutoff_every_days=r.task.cutoff_every_days)
 
 
 SIDES = {"simulate": simulate_side, "evtlm": evtlm_side, "naive": naive_side}

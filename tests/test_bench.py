@@ -27,15 +27,18 @@ def test_naive_reference_builds_the_same_examples_as_prepare(tmp_path, gpt2_toke
 
     path = tmp_path / "shop.csv"
     write_shop(simulate_shop(SyntheticConfig(users=40, items=60, categories=4, days=30, seed=3)), path)
-    recipe = load_recipe(REPO / "recipes" / "purchase.yaml",
-                         [f"data.path={path}", "data.preset=evtlm_shop", f"model.base={gpt2_tokenizer_dir}"])
-    ours = prepare(recipe, cache_dir=tmp_path / "cache", progress=False, use_cache=False)
-    naive = naive_prepare(str(path), "shop", str(gpt2_tokenizer_dir), horizon_days=recipe.task.horizon_days,
-                          valid_days=recipe.split.valid_days, test_days=recipe.split.test_days,
-                          max_tokens=recipe.task.max_tokens)
-    assert naive["events"] == len(ours.events.events)
-    # same cutoffs and history rule: the same number of examples, and about the same tokens
-    assert naive["examples"] == sum(ours.report["examples"].values())
+    over = [f"data.path={path}", "data.preset=evtlm_shop", f"model.base={gpt2_tokenizer_dir}"]
+    # as shipped (a stream of daily cutoffs per user), and one prompt per cutoff as the naive side builds them
+    for formulation in ("stream", "example"):
+        recipe = load_recipe(REPO / "recipes" / "purchase.yaml", [*over, f"task.formulation={formulation}"])
+        ours = prepare(recipe, cache_dir=tmp_path / "cache", progress=False, use_cache=False)
+        naive = naive_prepare(str(path), "shop", str(gpt2_tokenizer_dir), horizon_days=recipe.task.horizon_days,
+                              valid_days=recipe.split.valid_days, test_days=recipe.split.test_days,
+                              max_tokens=recipe.task.max_tokens, cutoff_every_days=recipe.task.cutoff_every_days)
+        assert naive["events"] == len(ours.events.events)
+        # same cutoffs and history rule: the same number of examples
+        assert naive["examples"] == sum(ours.report["examples"].values()), formulation
+    # and, prompt per prompt, about the same tokens (a stream reads each user's history once: fewer)
     ours_tokens = sum(s["tokens"]["total"] for s in ours.report["splits"].values())
     assert abs(naive["tokens"] - ours_tokens) / ours_tokens < 0.1
 
