@@ -11,11 +11,11 @@ is left alone. Benchmarks appear in a fixed order, then any others by name.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 ORDER = ["prepare_speed", "train_speed", "predict_speed", "stream_speed", "quality"]
-
 
 
 def _names_unit(figure: str, unit: str) -> bool:
@@ -24,9 +24,8 @@ def _names_unit(figure: str, unit: str) -> bool:
     >>> _names_unit("peak RSS at 99M events (GB)", "GB"), _names_unit("train: seconds from launch", "s")
     (True, False)
     """
-    import re
-
     return re.search(rf"(?<![\w/]){re.escape(unit)}(?![\w/])", figure) is not None
+
 
 def fmt(value: Any) -> str:
     """Numbers for a table: thousands separators for big ones, 3 significant-ish digits else."""

@@ -93,13 +93,16 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
         if not token_ids:
             raise TaskError("model.item_tokens is set but the tokenizer has no <item_…> tokens", where="model.item_tokens",
                             fix="the data stage adds them (evtlm.train.modeling.add_item_tokens); check the task renders items as tokens")
+    # streams: the training split of every shard, not only this process's, opened once: the item
+    # rows, the pair memory and the feature scale are the same on every process
+    train_split = None
+    if recipe.task.formulation == "stream":
+        train_split = sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"]
     if recipe.model.item_init == "transitions":  # before the adapter: peft's trainable tokens start from these rows
         from evtlm.train.item_init import init_item_rows
         from evtlm.train.stream_model import answer_token_ids
 
-        written = init_item_rows(model, answer_token_ids(tokenizer, prepared.label_space),
-                                 sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"],
-                                 seed=recipe.train.seed)
+        written = init_item_rows(model, answer_token_ids(tokenizer, prepared.label_space), train_split, seed=recipe.train.seed)
         say(f"item rows: {written:,} of {len(prepared.label_space):,} start from the training transitions' SVD "
             "(model.item_init=transitions)")
     lora_cfg = recipe.lora
@@ -122,16 +125,14 @@ def finetune(recipe: Any, *, resume: bool = False, command: str | None = None, p
         if recipe.model.pair_memory:  # which (last item, answer) pairs the training targets hold: the memory's rows
             from evtlm.train.item_init import pair_index, transition_pairs
 
-            pairs = pair_index(*transition_pairs(sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"]),
-                               n_items=len(prepared.label_space))
+            pairs = pair_index(*transition_pairs(train_split), n_items=len(prepared.label_space))
         model = StreamLM(model, answer_token_ids(tokenizer, prepared.label_space), copy=bool(recipe.model.copy_path),
                          negatives=recipe.train.negatives if recipe.task.name == "next_item" else None,
                          features=bool(recipe.model.history_features) and recipe.task.name == "next_action",
                          target_features=width,
                          explore_loss=recipe.model.explore_loss, markov=recipe.model.markov_path, pairs=pairs,
                          feature_bins=recipe.model.feature_bins if width else 0)
-        # the training split of every shard, not only this process's: one scale on every process
-        model.fit_feature_scale(sharded.dataset("train") if recipe.data.by_shard else prepared.datasets["train"])
+        model.fit_feature_scale(train_split)
         say(f"formulation: stream (targets read in one pass per window); copy path {'on' if model.copy else 'off'}; "
             f"history features {'on' if model.features or model.target_features else 'off'}"
             + ("; markov path on" if model.markov else "")
